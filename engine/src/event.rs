@@ -1,0 +1,62 @@
+//! What the engine tells its caller while it works. The engine never prints: the CLI renders
+//! these events as progress bars or log lines, and tests collect them or drop them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The stage ran and its outputs were committed.
+    Ran,
+    /// A valid cache entry for the stage's key already existed.
+    Cached,
+    Failed(String),
+    /// Not run: an upstream stage failed, or the run was interrupted first.
+    Skipped,
+}
+
+#[derive(Clone, Debug)]
+pub enum Event {
+    RunStarted {
+        pipeline: String,
+        stages: usize,
+    },
+    /// The stage's key is known and it is about to run; `reasons` says why it is not cached.
+    StageStarted {
+        stage: String,
+        key: String,
+        reasons: Vec<String>,
+    },
+    Progress {
+        stage: String,
+        pos: u64,
+        total: Option<u64>,
+        unit: String,
+        message: Option<String>,
+    },
+    StageFinished {
+        stage: String,
+        outcome: Outcome,
+        elapsed: Duration,
+        output_bytes: u64,
+        log: Option<PathBuf>,
+    },
+    /// Something the user should know that does not stop the run.
+    Warning {
+        stage: Option<String>,
+        message: String,
+    },
+    /// Lines of information (lock taken over, waiting for a lock, ...).
+    Info {
+        message: String,
+    },
+}
+
+/// Receives events; called from several threads when stages run in parallel.
+pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// A sink that drops everything.
+pub fn silent() -> EventSink {
+    Arc::new(|_| {})
+}

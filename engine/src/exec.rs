@@ -1,0 +1,547 @@
+//! Running a plan: resolve each stage's key from its inputs' content, reuse a valid cache entry
+//! or run the stage into a staging directory and commit it, in dependency order, `--jobs` at a
+//! time. Also `status`, which resolves keys the same way without running anything.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Instant, SystemTime};
+
+use camel_cache::{EntryState, Hasher, OutputRecord, StatCache, Store};
+use serde::Serialize;
+
+use crate::error::EngineError;
+use crate::event::{Event, EventSink, Outcome};
+use crate::key::{CacheKey, diff};
+use crate::plan::{InputRef, Plan};
+use crate::stage::{Progress, StageContext, StageError};
+use crate::workspace::{StageRecord, Workspace, pid_alive};
+
+/// What `camel run` was asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Stages to rerun even if cached.
+    pub force: Vec<String>,
+    /// Run this stage and what it needs, nothing downstream.
+    pub until: Option<String>,
+    /// Run only this stage; its inputs must be cached.
+    pub only: Option<String>,
+    /// Stages run at once (at least 1).
+    pub jobs: usize,
+    /// Wait for the workspace lock instead of failing.
+    pub wait: bool,
+}
+
+/// A resolved stage that is available: its key and its outputs.
+#[derive(Clone, Debug)]
+pub struct Done {
+    pub key: String,
+    pub outputs: BTreeMap<String, OutputRecord>,
+}
+
+struct Resolved {
+    cache_key: CacheKey,
+    digest: String,
+    paths: BTreeMap<String, PathBuf>,
+    sources: BTreeMap<String, String>,
+}
+
+/// Shared by the scheduler's threads.
+struct Ctx<'a> {
+    plan: &'a Plan,
+    ws: Workspace,
+    store: Store,
+    stat_cache: StatCache,
+    sink: EventSink,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Ctx<'_> {
+    fn resolve(&self, i: usize, done: &[Option<Done>]) -> Result<Resolved, EngineError> {
+        let stage = &self.plan.stages[i];
+        let hasher = Hasher::new(Some(&self.stat_cache));
+        let mut hashes = BTreeMap::new();
+        let mut paths = BTreeMap::new();
+        let mut sources = BTreeMap::new();
+        for (name, input) in &stage.inputs {
+            sources.insert(name.clone(), input.describe());
+            match input {
+                InputRef::Path { written, path } => {
+                    let h = hasher.hash_path(path).map_err(|e| EngineError::StageFailed {
+                        stage: stage.name.clone(),
+                        message: format!("input `{name}` ({written}): {e}"),
+                        log: None,
+                    })?;
+                    hashes.insert(name.clone(), h.hash);
+                    paths.insert(name.clone(), path.clone());
+                }
+                InputRef::Stage { stage: up, output, .. } => {
+                    let d = done[*up].as_ref().expect("upstream resolved before its dependents");
+                    let rec = &d.outputs[output];
+                    hashes.insert(name.clone(), rec.hash);
+                    let base = self.store.out_dir(&d.key);
+                    paths.insert(name.clone(), if rec.path == "." { base } else { base.join(&rec.path) });
+                }
+            }
+        }
+        let b = &stage.bound;
+        let cache_key = CacheKey::new(b.kind(), b.version(), b.hashed_params(), hashes);
+        let digest = cache_key.digest();
+        Ok(Resolved { cache_key, digest, paths, sources })
+    }
+
+    fn reasons(&self, stage: &str, r: &Resolved) -> Vec<String> {
+        match self.ws.read_record(stage) {
+            None => vec!["never run".into()],
+            Some(rec) => {
+                let d = diff(&rec.cache_key, &r.cache_key, &r.sources);
+                if d.is_empty() { vec!["cache entry missing".into()] } else { d }
+            }
+        }
+    }
+
+    fn remember(&self, stage: &str, r: &Resolved) -> Result<(), EngineError> {
+        let rec =
+            StageRecord { key: r.digest.clone(), cache_key: r.cache_key.clone(), sources: r.sources.clone() };
+        self.ws.write_record(stage, &rec)?;
+        self.ws.link_output(stage, &r.digest)
+    }
+
+    /// Resolves, then reuses or runs stage `i`.
+    fn process(&self, i: usize, done: &[Option<Done>], mode: Mode, force: bool) -> Result<Done, EngineError> {
+        let stage = &self.plan.stages[i];
+        let name = &stage.name;
+        let t0 = Instant::now();
+        let r = self.resolve(i, done)?;
+        if !force {
+            match self.store.check(&r.digest) {
+                EntryState::Valid(m) => {
+                    self.remember(name, &r)?;
+                    (self.sink)(Event::StageFinished {
+                        stage: name.clone(),
+                        outcome: Outcome::Cached,
+                        elapsed: t0.elapsed(),
+                        output_bytes: m.total_size(),
+                        log: None,
+                    });
+                    return Ok(Done { key: r.digest, outputs: m.outputs });
+                }
+                EntryState::Corrupt(why) => {
+                    (self.sink)(Event::Warning {
+                        stage: Some(name.clone()),
+                        message: format!(
+                            "cache entry {} is corrupt ({why}); it will be rebuilt",
+                            &r.digest[..12]
+                        ),
+                    });
+                    self.store.remove(&r.digest)?;
+                }
+                EntryState::Missing => {}
+            }
+        }
+        if mode == Mode::CacheOnly {
+            return Err(EngineError::Usage(format!(
+                "stage `{name}` is not cached, and --only runs one stage on cached inputs; \
+                 use --until instead to also run what it needs"
+            )));
+        }
+        if let Some(var) = stage.missing_env.first() {
+            return Err(EngineError::StageFailed {
+                stage: name.clone(),
+                message: format!(
+                    "environment variable `{var}` is not set (the pipeline reads it with ${{env:{var}}})"
+                ),
+                log: None,
+            });
+        }
+        let mut reasons = if force { vec!["forced (--force)".to_string()] } else { Vec::new() };
+        reasons.extend(self.reasons(name, &r));
+        (self.sink)(Event::StageStarted { stage: name.clone(), key: r.digest.clone(), reasons });
+        self.execute(i, &r, force, t0)
+    }
+
+    fn execute(&self, i: usize, r: &Resolved, replace: bool, t0: Instant) -> Result<Done, EngineError> {
+        let stage = &self.plan.stages[i];
+        let name = &stage.name;
+        let staging = self.store.stage(&r.digest)?;
+        let scratch = self.ws.scratch_dir(&r.digest);
+        fs::create_dir_all(&scratch).map_err(EngineError::io(format!("create {}", scratch.display())))?;
+        let log_path = self.ws.log_path(name);
+        if let Some(p) = log_path.parent() {
+            fs::create_dir_all(p).map_err(EngineError::io(format!("create {}", p.display())))?;
+        }
+        let log =
+            fs::File::create(&log_path).map_err(EngineError::io(format!("create {}", log_path.display())))?;
+        let started = SystemTime::now();
+        let ctx = StageContext {
+            stage: name.clone(),
+            inputs: r.paths.clone(),
+            out_dir: staging.out_dir(),
+            scratch_dir: scratch.clone(),
+            work_dir: self.plan.dir.clone(),
+            progress: Progress::new(name, self.sink.clone()),
+            cancel: self.cancel.clone(),
+            log: Mutex::new(log),
+            log_path: log_path.clone(),
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| stage.bound.run(&ctx))).unwrap_or_else(|_| {
+            Err(StageError::msg("the stage panicked (a bug in camel; please report it)"))
+        });
+        drop(ctx);
+        let fail = |message: String| EngineError::StageFailed {
+            stage: name.clone(),
+            message,
+            log: Some(log_path.clone()),
+        };
+        if let Err(e) = result {
+            staging.discard()?;
+            return Err(match e {
+                StageError::Cancelled => EngineError::Cancelled,
+                e => fail(error_chain(&e)),
+            });
+        }
+        let outputs: Vec<(String, String)> =
+            stage.bound.outputs().into_iter().map(|o| (o.name, o.path)).collect();
+        let provenance = self.provenance(i, r, started);
+        let log_bytes = fs::read(&log_path).unwrap_or_default();
+        let manifest = match staging.commit(
+            &self.store,
+            &outputs,
+            &[("provenance.json", &provenance), ("log.txt", &log_bytes)],
+            replace,
+        ) {
+            Ok(m) => m,
+            Err(camel_cache::CacheError::OutputMissing { name: out, .. }) => {
+                return Err(fail(format!(
+                    "the stage finished but did not write its declared output `{out}`"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let _ = fs::remove_dir_all(&scratch);
+        self.remember(name, r)?;
+        (self.sink)(Event::StageFinished {
+            stage: name.clone(),
+            outcome: Outcome::Ran,
+            elapsed: t0.elapsed(),
+            output_bytes: manifest.total_size(),
+            log: Some(log_path),
+        });
+        Ok(Done { key: r.digest.clone(), outputs: manifest.outputs })
+    }
+
+    fn provenance(&self, i: usize, r: &Resolved, started: SystemTime) -> Vec<u8> {
+        let stage = &self.plan.stages[i];
+        #[derive(Serialize)]
+        struct Input<'a> {
+            from: &'a str,
+            hash: String,
+        }
+        let inputs: BTreeMap<&str, Input> = r
+            .cache_key
+            .inputs
+            .iter()
+            .map(|(k, h)| (k.as_str(), Input { from: r.sources[k].as_str(), hash: h.to_hex() }))
+            .collect();
+        let v = serde_json::json!({
+            "key": r.digest,
+            "pipeline": {"name": self.plan.name, "file": std::path::absolute(&self.plan.file).unwrap_or_default()},
+            "stage": stage.name,
+            "kind": stage.bound.kind(),
+            "version": stage.bound.version(),
+            "params": r.cache_key.params,
+            "inputs": inputs,
+            "camel_version": env!("CARGO_PKG_VERSION"),
+            "started": humantime::format_rfc3339_seconds(started).to_string(),
+            "finished": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            "host": gethostname::gethostname().to_string_lossy(),
+        });
+        serde_json::to_vec_pretty(&v).expect("provenance serializes")
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Run,
+    CacheOnly,
+    Skip,
+}
+
+#[derive(Debug)]
+enum Node {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Runs the plan. Returns when every selected stage is done, or after a failure once the stages
+/// already running have finished (their outputs are kept).
+pub fn run(
+    plan: &Plan,
+    opts: &RunOptions,
+    sink: EventSink,
+    cancel: Arc<AtomicBool>,
+) -> Result<(), EngineError> {
+    let n = plan.stages.len();
+    let mut mode = vec![Mode::Run; n];
+    if let Some(u) = &opts.until {
+        let keep = plan.ancestors_and_self(plan.require(u)?);
+        for i in 0..n {
+            if !keep[i] {
+                mode[i] = Mode::Skip;
+            }
+        }
+    }
+    if let Some(o) = &opts.only {
+        {
+            let t = plan.require(o)?;
+            let keep = plan.ancestors_and_self(t);
+            for i in 0..n {
+                mode[i] = if i == t {
+                    Mode::Run
+                } else if keep[i] && mode[i] != Mode::Skip {
+                    Mode::CacheOnly
+                } else {
+                    Mode::Skip
+                };
+            }
+        }
+    }
+    let mut force = vec![false; n];
+    for f in &opts.force {
+        force[plan.require(f)?] = true;
+    }
+
+    let ws = Workspace::new(&plan.workspace);
+    let lock = ws.lock(opts.wait, |holder| {
+        sink(Event::Info { message: format!("waiting for the workspace lock held by PID {holder}") })
+    })?;
+    if let Some(pid) = &lock.stale_holder
+        && !pid_alive(pid)
+    {
+        sink(Event::Info {
+            message: format!("took over the workspace lock left by PID {pid}, which is gone"),
+        });
+    }
+    let store = ws.store();
+    store.clean_tmp()?;
+    let ctx = Ctx {
+        plan,
+        stat_cache: StatCache::load(&ws.stat_cache_path()),
+        ws: ws.clone(),
+        store,
+        sink: sink.clone(),
+        cancel: cancel.clone(),
+    };
+    sink(Event::RunStarted {
+        pipeline: plan.name.clone(),
+        stages: mode.iter().filter(|m| **m != Mode::Skip).count(),
+    });
+
+    let jobs = opts.jobs.max(1);
+    let mut nodes: Vec<Node> = (0..n).map(|_| Node::Pending).collect();
+    let mut done: Vec<Option<Done>> = vec![None; n];
+    let mut errors: Vec<(String, EngineError)> = Vec::new();
+    let mut running = 0usize;
+    let mut exclusive_running = false;
+    let (tx, rx) = mpsc::channel::<(usize, Result<Done, EngineError>)>();
+
+    std::thread::scope(|scope| {
+        loop {
+            let stop = !errors.is_empty() || cancel.load(Ordering::Relaxed);
+            while !stop && running < jobs && !exclusive_running {
+                let next = plan.order.iter().copied().find(|&i| {
+                    matches!(nodes[i], Node::Pending)
+                        && mode[i] != Mode::Skip
+                        && plan.stages[i].deps.iter().all(|&d| matches!(nodes[d], Node::Done))
+                });
+                let Some(i) = next else { break };
+                let excl = plan.stages[i].bound.exclusive();
+                if excl && running > 0 {
+                    break;
+                }
+                nodes[i] = Node::Running;
+                running += 1;
+                exclusive_running = excl;
+                let snapshot = done.clone();
+                let tx = tx.clone();
+                let ctx = &ctx;
+                let m = mode[i];
+                let f = force[i];
+                scope.spawn(move || {
+                    let r = ctx.process(i, &snapshot, m, f);
+                    let _ = tx.send((i, r));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let (i, r) = rx.recv().expect("a running stage reports back");
+            running -= 1;
+            exclusive_running = false;
+            match r {
+                Ok(d) => {
+                    done[i] = Some(d);
+                    nodes[i] = Node::Done;
+                }
+                Err(e) => {
+                    nodes[i] = Node::Failed;
+                    let (message, log) = match &e {
+                        EngineError::StageFailed { message, log, .. } => (message.clone(), log.clone()),
+                        e => (e.to_string(), None),
+                    };
+                    sink(Event::StageFinished {
+                        stage: plan.stages[i].name.clone(),
+                        outcome: Outcome::Failed(message),
+                        elapsed: Default::default(),
+                        output_bytes: 0,
+                        log,
+                    });
+                    errors.push((plan.stages[i].name.clone(), e));
+                }
+            }
+        }
+    });
+    for &i in &plan.order {
+        if matches!(nodes[i], Node::Pending) && mode[i] != Mode::Skip {
+            sink(Event::StageFinished {
+                stage: plan.stages[i].name.clone(),
+                outcome: Outcome::Skipped,
+                elapsed: Default::default(),
+                output_bytes: 0,
+                log: None,
+            });
+        }
+    }
+    ctx.stat_cache.save(&ws.stat_cache_path())?;
+    drop(lock);
+    if cancel.load(Ordering::Relaxed) && errors.iter().all(|(_, e)| matches!(e, EngineError::Cancelled)) {
+        return Err(EngineError::Cancelled);
+    }
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.pop().expect("one error").1),
+        k => Err(EngineError::StagesFailed(
+            k,
+            errors.iter().map(|(s, _)| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+        )),
+    }
+}
+
+/// The state of a stage as `camel status` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageState {
+    /// A valid entry exists for the stage's current key.
+    Cached,
+    /// The stage ran before, but its current key has no valid entry (reasons say why).
+    Stale,
+    /// The stage has never produced outputs in this workspace.
+    Missing,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StageStatus {
+    pub stage: String,
+    pub kind: String,
+    pub state: StageState,
+    /// `None` while an upstream stage is not cached: the key depends on its outputs.
+    pub key: Option<String>,
+    pub reasons: Vec<String>,
+    /// The full key struct, where known.
+    pub cache_key: Option<CacheKey>,
+    pub output_bytes: Option<u64>,
+}
+
+/// Resolves every stage's key without running anything. Takes no lock: entries appear
+/// atomically, so a concurrent run can only make the answer slightly out of date.
+pub fn status(plan: &Plan) -> Result<Vec<StageStatus>, EngineError> {
+    let ws = Workspace::new(&plan.workspace);
+    let ctx = Ctx {
+        plan,
+        stat_cache: StatCache::load(&ws.stat_cache_path()),
+        store: ws.store(),
+        ws: ws.clone(),
+        sink: crate::event::silent(),
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    let mut done: Vec<Option<Done>> = vec![None; plan.stages.len()];
+    let mut out: Vec<Option<StageStatus>> = vec![None; plan.stages.len()];
+    for &i in &plan.order {
+        let s = &plan.stages[i];
+        let record = ws.read_record(&s.name);
+        let seen = if record.is_some() { StageState::Stale } else { StageState::Missing };
+        let blocked: Vec<&str> =
+            s.deps.iter().filter(|&&d| done[d].is_none()).map(|&d| plan.stages[d].name.as_str()).collect();
+        let st = if !blocked.is_empty() {
+            StageStatus {
+                stage: s.name.clone(),
+                kind: s.bound.kind().into(),
+                state: seen,
+                key: None,
+                reasons: blocked.iter().map(|b| format!("upstream `{b}` is not cached")).collect(),
+                cache_key: None,
+                output_bytes: None,
+            }
+        } else {
+            let r = match ctx.resolve(i, &done) {
+                Ok(r) => r,
+                Err(e) => {
+                    out[i] = Some(StageStatus {
+                        stage: s.name.clone(),
+                        kind: s.bound.kind().into(),
+                        state: seen,
+                        key: None,
+                        reasons: vec![e.to_string()],
+                        cache_key: None,
+                        output_bytes: None,
+                    });
+                    continue;
+                }
+            };
+            let (state, reasons, bytes) = match ctx.store.check(&r.digest) {
+                EntryState::Valid(m) => {
+                    let bytes = m.total_size();
+                    done[i] = Some(Done { key: r.digest.clone(), outputs: m.outputs });
+                    (StageState::Cached, Vec::new(), Some(bytes))
+                }
+                EntryState::Corrupt(why) => {
+                    (StageState::Stale, vec![format!("cache entry is corrupt: {why}")], None)
+                }
+                EntryState::Missing => (seen, ctx.reasons(&s.name, &r), None),
+            };
+            StageStatus {
+                stage: s.name.clone(),
+                kind: s.bound.kind().into(),
+                state,
+                key: Some(r.digest.clone()),
+                reasons,
+                cache_key: Some(r.cache_key),
+                output_bytes: bytes,
+            }
+        };
+        out[i] = Some(st);
+    }
+    let _ = ctx.stat_cache.save(&ws.stat_cache_path());
+    Ok(out.into_iter().map(|s| s.expect("every stage has a status")).collect())
+}
+
+/// The entries the plan's stages currently resolve to (for gc and verify), by stage.
+pub fn current_entries(plan: &Plan) -> Result<Vec<(String, Option<String>)>, EngineError> {
+    Ok(status(plan)?.into_iter().map(|s| (s.stage, s.key)).collect())
+}

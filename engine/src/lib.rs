@@ -1,0 +1,32 @@
+//! The camel engine: a pipeline YAML becomes a DAG of typed stages, each stage's outputs are
+//! stored under a content hash of everything that determines them, and a run does only what
+//! changed.
+//!
+//! - [`plan`] validates a pipeline file into a [`Plan`] (errors point at lines).
+//! - [`Stage`] is the trait each stage kind implements; a [`Registry`] names the kinds.
+//! - [`run`] executes a plan; [`status`] explains what a run would do.
+//! - The engine reports through [`Event`]s and never prints.
+
+mod error;
+mod event;
+mod exec;
+mod key;
+mod maintenance;
+mod pipeline;
+pub mod plan;
+mod spans;
+mod stage;
+mod workspace;
+
+pub use error::{EngineError, PipelineError, did_you_mean};
+pub use event::{Event, EventSink, Outcome, silent};
+pub use exec::{Done, RunOptions, StageState, StageStatus, current_entries, run, status};
+pub use key::{CacheKey, diff};
+pub use maintenance::{GcReport, ShowOutput, ShowReport, VerifyEntry, gc, show, verify};
+pub use pipeline::Override;
+pub use plan::{InputRef, Plan, PlannedStage, load, plan_from_str};
+pub use stage::{
+    BoundStage, InputSpec, KindEntry, OutputSpec, ParamError, Progress, Registry, Stage, StageContext,
+    StageError,
+};
+pub use workspace::{StageRecord, Workspace, WorkspaceLock};

@@ -1,0 +1,769 @@
+//! Validation: a pipeline file becomes a [`Plan`] — every stage's kind resolved, params parsed,
+//! inputs bound to files or upstream outputs, and a topological order — or a list of
+//! [`PipelineError`]s, each pointing at its line. Nothing is written while planning.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_yaml::Value;
+
+use crate::error::{EngineError, PipelineError, did_you_mean};
+use crate::pipeline::{
+    InterpError, Interpolator, Override, PIPELINE_FIELDS, RawPipeline, STAGE_FIELDS, set_path,
+};
+use crate::spans::SpanIndex;
+use crate::stage::{BoundStage, InputSpec, Registry};
+
+/// A validated pipeline.
+pub struct Plan {
+    pub name: String,
+    /// The pipeline file, as given on the command line.
+    pub file: PathBuf,
+    /// The file's directory, absolute: relative paths are resolved against it.
+    pub dir: PathBuf,
+    pub workspace: PathBuf,
+    /// Stages in file order.
+    pub stages: Vec<PlannedStage>,
+    /// Indices into `stages`, each after all its upstream stages (ties in file order).
+    pub order: Vec<usize>,
+}
+
+pub struct PlannedStage {
+    pub name: String,
+    pub description: Option<String>,
+    pub bound: Arc<dyn BoundStage>,
+    pub inputs: BTreeMap<String, InputRef>,
+    /// Upstream stages, by index, without repeats.
+    pub deps: Vec<usize>,
+    /// Environment variables the params reference that are not set.
+    pub missing_env: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum InputRef {
+    /// A file or directory outside the workspace.
+    Path { written: String, path: PathBuf },
+    /// Output `output` of stage number `stage`.
+    Stage { stage: usize, name: String, output: String },
+}
+
+impl InputRef {
+    /// How the input was written, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            InputRef::Path { written, .. } => written.clone(),
+            InputRef::Stage { name, output, .. } => format!("{name}.{output}"),
+        }
+    }
+}
+
+impl Plan {
+    pub fn index_of(&self, stage: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == stage)
+    }
+
+    /// The index of `stage`, or a usage error that suggests the closest name.
+    pub fn require(&self, stage: &str) -> Result<usize, EngineError> {
+        self.index_of(stage).ok_or_else(|| {
+            let hint = did_you_mean(stage, self.stages.iter().map(|s| s.name.as_str()))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            EngineError::Usage(format!("no stage `{stage}` in {}{hint}", self.file.display()))
+        })
+    }
+
+    /// `stage` and everything upstream of it.
+    pub fn ancestors_and_self(&self, stage: usize) -> Vec<bool> {
+        let mut keep = vec![false; self.stages.len()];
+        let mut todo = vec![stage];
+        while let Some(i) = todo.pop() {
+            if !keep[i] {
+                keep[i] = true;
+                todo.extend(&self.stages[i].deps);
+            }
+        }
+        keep
+    }
+
+    /// Stages that take an input from `stage`.
+    pub fn dependents(&self, stage: usize) -> Vec<usize> {
+        (0..self.stages.len()).filter(|&i| self.stages[i].deps.contains(&stage)).collect()
+    }
+}
+
+/// Reads, parses and validates the pipeline at `file`.
+pub fn load(file: &Path, overrides: &[Override], registry: &Registry) -> Result<Plan, EngineError> {
+    let src = std::fs::read_to_string(file).map_err(|e| {
+        let what = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            std::io::ErrorKind::InvalidData => "not UTF-8 text".to_string(),
+            _ => e.to_string(),
+        };
+        EngineError::Invalid(vec![PipelineError::new(file, format!("cannot read the pipeline file: {what}"))])
+    })?;
+    plan_from_str(file, &src, overrides, registry)
+}
+
+/// Validates a pipeline given as text; `file` names it in messages and anchors relative paths.
+pub fn plan_from_str(
+    file: &Path,
+    src: &str,
+    overrides: &[Override],
+    registry: &Registry,
+) -> Result<Plan, EngineError> {
+    let dir =
+        std::path::absolute(file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+            .map_err(EngineError::io("resolve the pipeline's directory"))?;
+    let mut p = Planner { file, src, spans: SpanIndex::build(src), errors: Vec::new() };
+    let raw = p.parse()?;
+    let plan = p.build(raw, dir, overrides, registry);
+    if !p.errors.is_empty() {
+        return Err(EngineError::Invalid(p.errors));
+    }
+    Ok(plan.expect("a plan exists when there are no errors"))
+}
+
+struct Planner<'a> {
+    file: &'a Path,
+    src: &'a str,
+    spans: SpanIndex,
+    errors: Vec<PipelineError>,
+}
+
+fn path_of(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+impl Planner<'_> {
+    fn error(&self, path: &[String], key: bool, message: impl Into<String>) -> PipelineError {
+        PipelineError::new(self.file, message).at(self.src, self.spans.find(path, key))
+    }
+
+    fn parse(&mut self) -> Result<RawPipeline, EngineError> {
+        let only_comments = self.src.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+        if only_comments {
+            return Err(EngineError::Invalid(vec![
+                PipelineError::new(self.file, "the pipeline file is empty")
+                    .help("a pipeline needs at least `name:` and `stages:`; see pipelines/demo.yaml"),
+            ]));
+        }
+        // Duplicate keys first: serde would report some of them at the first occurrence, and
+        // silently keep the last of others (stage names, inputs).
+        let all = self.spans.duplicates();
+        let dups: Vec<PipelineError> = all
+            .iter()
+            .filter(|d| !all.iter().any(|o| d.path.len() > o.path.len() && d.path.starts_with(&o.path)))
+            .map(|d| {
+                let (l, _) = line_col(self.src, d.first.offset);
+                let what = match d.path.as_slice() {
+                    [s, name] if s == "stages" => format!("stage `{name}` is defined twice"),
+                    [s, _, section, rest @ ..] if s == "stages" && section == "params" => {
+                        format!("param `{}` is given twice", rest.join("."))
+                    }
+                    [s, _, section, rest @ ..] if s == "stages" && section == "inputs" => {
+                        format!("input `{}` is given twice", rest.join("."))
+                    }
+                    _ => format!("`{}` is given twice", d.path.join(".")),
+                };
+                let err = PipelineError::new(self.file, format!("{what} (first at line {l})"))
+                    .at(self.src, Some(d.second))
+                    .label("again here")
+                    .help("YAML keys must be unique within a mapping: remove or rename one");
+                match d.path.first().map(String::as_str) {
+                    Some("stages") if d.path.len() >= 2 => err.stage(d.path[1].clone()),
+                    _ => err,
+                }
+            })
+            .collect();
+        if !dups.is_empty() {
+            return Err(EngineError::Invalid(dups));
+        }
+        let de = serde_yaml::Deserializer::from_str(self.src);
+        let e = match serde_path_to_error::deserialize::<_, RawPipeline>(de) {
+            Ok(raw) => return Ok(raw),
+            Err(e) => e,
+        };
+        let path: Vec<String> = e.path().iter().map(|s| s.to_string()).filter(|s| s != "?").collect();
+        let inner = e.into_inner();
+        let mut message = inner.to_string();
+        // serde_yaml prefixes nested errors with their path, which the headline already shows.
+        for k in (1..=path.len()).rev() {
+            if let Some(rest) = message.strip_prefix(&format!("{}: ", path[..k].join("."))) {
+                message = rest.to_string();
+                break;
+            }
+        }
+        // And it appends " at line L column C[, while parsing X at line L2 column C2]".
+        let mut started_at = None;
+        if let Some(i) = message.find(" at line ") {
+            let tail = message[i..].to_string();
+            message.truncate(i);
+            if let Some(j) = tail.find(", while parsing ") {
+                let what = &tail[j + ", while parsing ".len()..];
+                if let Some(k) = what.find(" at line ") {
+                    started_at = parse_line_col(&what[k + " at line ".len()..]);
+                    let (l, c) = started_at.unwrap_or((0, 0));
+                    message.push_str(&format!(" (in {} that starts at line {l}, column {c})", &what[..k]));
+                }
+            }
+        }
+        const DATA_ERRORS: &[&str] = &[
+            "unknown field",
+            "missing field",
+            "invalid type",
+            "invalid value",
+            "invalid length",
+            "duplicate",
+            "unknown variant",
+        ];
+        let syntax = inner.location().is_some() && !DATA_ERRORS.iter().any(|d| message.starts_with(d));
+        let mut err =
+            PipelineError::new(self.file, if syntax { message.clone() } else { humanize(&message, &path) });
+        if let Some(help) = self.field_help(&message, &path) {
+            err = err.help(help);
+        } else if syntax {
+            err = err.help(self.syntax_help(&message, inner.location().map(|l| (l.line(), l.column()))));
+        }
+        let last_line = self.src.lines().count();
+        let at_key = message.starts_with("unknown field")
+            || message.starts_with("duplicate field")
+            || (message.starts_with("missing field") && !path.is_empty());
+        let err = if at_key {
+            err.at(self.src, self.spans.find(&path, true))
+        } else if let Some(loc) = inner.location() {
+            match started_at {
+                // An error "at" the end of the file is better shown where the construct began.
+                Some((l, c)) if loc.line() > last_line => err.at_line_col(self.src, l, c),
+                _ => err.at_line_col(self.src, loc.line().min(last_line.max(1)), loc.column()),
+            }
+        } else if !path.is_empty() {
+            err.at(self.src, self.spans.find(&path, false))
+        } else {
+            err
+        };
+        let err = match path.first().map(String::as_str) {
+            Some("stages") if path.len() >= 2 => err.stage(path[1].clone()),
+            _ => err,
+        };
+        Err(EngineError::Invalid(vec![err]))
+    }
+
+    fn syntax_help(&self, message: &str, loc: Option<(usize, usize)>) -> String {
+        let at_tab = loc.is_some_and(|(l, c)| {
+            self.src.lines().nth(l.saturating_sub(1)).and_then(|line| line.chars().nth(c.saturating_sub(1)))
+                == Some('\t')
+        });
+        if at_tab || (message.contains("cannot start any token") && self.src.contains('\t')) {
+            "YAML cannot be indented with tabs: use spaces".into()
+        } else if message.contains("mapping values are not allowed") {
+            "a `: ` inside an unquoted value starts a mapping: quote the whole value".into()
+        } else {
+            "the file is not valid YAML; check the indentation and brackets around this point".into()
+        }
+    }
+
+    fn field_help(&self, message: &str, path: &[String]) -> Option<String> {
+        let field = unknown_field_name(message)?;
+        // The path ends with the unknown field itself.
+        let parent = &path[..path.len().saturating_sub(1)];
+        let fields = match parent {
+            [] => PIPELINE_FIELDS,
+            [s, _] if s == "stages" => STAGE_FIELDS,
+            _ => return None,
+        };
+        Some(match did_you_mean(&field, fields.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("allowed here: {}", fields.join(", ")),
+        })
+    }
+
+    fn build(
+        &mut self,
+        mut raw: RawPipeline,
+        dir: PathBuf,
+        overrides: &[Override],
+        registry: &Registry,
+    ) -> Option<Plan> {
+        // Overrides first, so that `--set` values are validated like written ones. Errors in
+        // them point at the command line, not the file.
+        let set_paths: Vec<(Vec<String>, String)> = overrides
+            .iter()
+            .map(|o| {
+                let mut p = vec!["stages".to_string(), o.target[0].clone(), "params".to_string()];
+                p.extend(o.target[1..].iter().cloned());
+                (p, o.text.clone())
+            })
+            .collect();
+        for o in overrides {
+            if o.target[0] == "params" {
+                let mut v = Value::Mapping(std::mem::take(&mut raw.params));
+                set_path(&mut v, &o.target[1..], o.value.clone());
+                raw.params = match v {
+                    Value::Mapping(m) => m,
+                    _ => unreachable!("set_path keeps a mapping at the root"),
+                };
+            } else if let Some(stage) = raw.stages.get_mut(&o.target[0]) {
+                set_path(&mut stage.params, &o.target[1..], o.value.clone());
+            } else {
+                let hint = did_you_mean(&o.target[0], raw.stages.keys().map(String::as_str))
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or_else(|| {
+                        "the first part names a stage, or `params` for a pipeline param".into()
+                    });
+                self.errors.push(
+                    PipelineError::new(self.file, format!("`--set {}`: no stage `{}`", o.text, o.target[0]))
+                        .help(hint),
+                );
+            }
+        }
+
+        if raw.name.trim().is_empty() {
+            self.errors.push(self.error(&path_of(&["name"]), false, "`name` is empty"));
+        }
+        if raw.stages.is_empty() {
+            self.errors.push(
+                self.error(&path_of(&["stages"]), true, "the pipeline has no stages")
+                    .help("add at least one stage under `stages:`"),
+            );
+        }
+
+        let workspace = match &raw.workspace {
+            None => dir.join(".camel"),
+            Some(w) => {
+                let mut interp = Interpolator { params: &raw.params, env_allowed: None, missing_env: vec![] };
+                match interp.value(&Value::String(w.clone()), &mut vec![]) {
+                    Ok(Value::String(w)) => dir.join(w),
+                    Ok(_) => {
+                        self.errors.push(self.error(
+                            &path_of(&["workspace"]),
+                            false,
+                            "`workspace` must be a path",
+                        ));
+                        dir.join(".camel")
+                    }
+                    Err(e) => {
+                        self.interp_error(&path_of(&["workspace"]), None, e);
+                        dir.join(".camel")
+                    }
+                }
+            }
+        };
+
+        let names: Vec<String> = raw.stages.keys().cloned().collect();
+        let mut stages = Vec::new();
+        for (name, rs) in &raw.stages {
+            let base = path_of(&["stages", name]);
+            if !valid_stage_name(name) {
+                self.errors.push(
+                    self.error(&base, true, format!("invalid stage name `{name}`"))
+                        .stage(name)
+                        .help("stage names use letters, digits, `_` and `-` (no dots: `STAGE.OUTPUT` refers to outputs)"),
+                );
+                continue;
+            }
+            let Some(entry) = registry.get(&rs.kind) else {
+                let mut kp = base.clone();
+                kp.push("kind".into());
+                let known: Vec<&str> = registry.kinds().map(|k| k.kind).collect();
+                let help = match did_you_mean(&rs.kind, known.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("known kinds: {}", known.join(", ")),
+                };
+                self.errors.push(
+                    self.error(&kp, false, format!("unknown stage kind `{}`", rs.kind))
+                        .stage(name)
+                        .label("unknown kind")
+                        .help(help),
+                );
+                continue;
+            };
+
+            let mut ppath = base.clone();
+            ppath.push("params".into());
+            let mut interp =
+                Interpolator { params: &raw.params, env_allowed: Some(entry.unhashed), missing_env: vec![] };
+            let params = match interp.value(&rs.params, &mut vec![]) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.interp_error(&ppath, Some(name), e);
+                    continue;
+                }
+            };
+            let missing_env = interp.missing_env;
+            let bound = match entry.parse(params) {
+                Ok(b) => b,
+                Err(e) => {
+                    let mut p = ppath.clone();
+                    p.extend(e.path.iter().cloned());
+                    let from_set = set_paths.iter().find(|(sp, _)| p.starts_with(sp)).map(|(_, t)| t.clone());
+                    let params_list = || {
+                        let names = entry.param_names();
+                        if names.is_empty() {
+                            String::new()
+                        } else {
+                            format!("`{}` takes: {}", rs.kind, names.join(", "))
+                        }
+                    };
+                    let (msg, help, key) = match &e.unknown_field {
+                        Some((field, expected)) => {
+                            p.push(field.clone());
+                            let help = match did_you_mean(field, expected.iter().map(String::as_str)) {
+                                Some(s) => format!("did you mean `{s}`?"),
+                                None if expected.is_empty() => format!("`{}` takes no params", rs.kind),
+                                None => format!("`{}` takes: {}", rs.kind, expected.join(", ")),
+                            };
+                            (format!("unknown param `{field}` for kind `{}`", rs.kind), help, true)
+                        }
+                        None => match e.message.strip_prefix("missing field ") {
+                            Some(field) => {
+                                let field = field.split(' ').next().unwrap_or(field);
+                                let what = if e.path.is_empty() {
+                                    "param".to_string()
+                                } else {
+                                    format!("field in `{}`:", e.path.join("."))
+                                };
+                                (
+                                    format!("missing {what} {field} (kind `{}` requires it)", rs.kind),
+                                    params_list(),
+                                    true,
+                                )
+                            }
+                            None => {
+                                let shown = if e.path.is_empty() {
+                                    "params".into()
+                                } else {
+                                    format!("param `{}`", e.path.join("."))
+                                };
+                                (format!("{shown}: {}", e.message), params_list(), false)
+                            }
+                        },
+                    };
+                    let err = match from_set {
+                        Some(text) => PipelineError::new(self.file, format!("`--set {text}`: {msg}")),
+                        None => self.error(&p, key, msg),
+                    };
+                    let err = err.stage(name);
+                    self.errors.push(if help.is_empty() { err } else { err.help(help) });
+                    continue;
+                }
+            };
+
+            let mut seen_outputs = std::collections::BTreeSet::new();
+            for o in bound.outputs() {
+                let mut op = ppath.clone();
+                op.push("outputs".into());
+                if let Some(problem) = output_path_problem(&o.path) {
+                    self.errors.push(
+                        self.error(&op, false, format!("output `{}`: {problem}", o.name))
+                            .stage(name)
+                            .help("outputs are paths relative to the stage's output directory, such as `result.csv` or `parts/`"),
+                    );
+                }
+                if !seen_outputs.insert(o.name.clone()) {
+                    self.errors.push(
+                        self.error(&op, false, format!("output `{}` is declared twice", o.name)).stage(name),
+                    );
+                }
+            }
+
+            // Inputs: `STAGE.OUTPUT` when STAGE names a stage of this pipeline, else a path.
+            let mut inputs = BTreeMap::new();
+            for (iname, written) in &rs.inputs {
+                let mut ip = base.clone();
+                ip.push("inputs".into());
+                ip.push(iname.clone());
+                let mut interp = Interpolator { params: &raw.params, env_allowed: None, missing_env: vec![] };
+                let written = match interp.value(&Value::String(written.clone()), &mut vec![]) {
+                    Ok(Value::String(s)) => s,
+                    Ok(_) => {
+                        self.errors.push(
+                            self.error(&ip, false, "an input must be a path or STAGE.OUTPUT").stage(name),
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        self.interp_error(&ip, Some(name), e);
+                        continue;
+                    }
+                };
+                let as_ref = written.split_once('.').filter(|(s, o)| {
+                    names.iter().any(|n| n == s)
+                        && !o.is_empty()
+                        && !o.contains('/')
+                        && !written.starts_with("./")
+                });
+                if let Some((s, o)) = as_ref {
+                    let idx = names.iter().position(|n| n == s).expect("checked above");
+                    inputs.insert(
+                        iname.clone(),
+                        InputRef::Stage { stage: idx, name: s.to_string(), output: o.to_string() },
+                    );
+                } else {
+                    let path = dir.join(&written);
+                    if !path.exists() {
+                        let looks_like_ref = written.split_once('.').is_some_and(|(s, o)| {
+                            !s.contains('/') && !o.contains('/') && valid_stage_name(s) && !o.contains('.')
+                        });
+                        let help = match written.split_once('.') {
+                            Some((s, o)) if looks_like_ref => {
+                                match did_you_mean(s, names.iter().map(String::as_str)) {
+                                    Some(n) => format!(
+                                        "there is no file `{written}` and no stage `{s}`; did you mean `{n}.{o}`?"
+                                    ),
+                                    None => "inputs are paths relative to the pipeline file, or STAGE.OUTPUT"
+                                        .into(),
+                                }
+                            }
+                            _ => format!(
+                                "paths are relative to the pipeline file's directory ({})",
+                                dir.display()
+                            ),
+                        };
+                        self.errors.push(
+                            self.error(&ip, false, format!("input `{iname}`: {written} does not exist"))
+                                .stage(name)
+                                .label("not found")
+                                .help(help),
+                        );
+                        continue;
+                    }
+                    inputs.insert(iname.clone(), InputRef::Path { written: written.clone(), path });
+                }
+            }
+            if let InputSpec::Named { required, optional } = bound.inputs() {
+                for r in &required {
+                    if !rs.inputs.contains_key(r) {
+                        self.errors.push(
+                            self.error(
+                                &base,
+                                true,
+                                format!("missing input `{r}` (kind `{}` requires it)", rs.kind),
+                            )
+                            .stage(name)
+                            .help(format!("add `inputs: {{{r}: PATH or STAGE.OUTPUT}}`")),
+                        );
+                    }
+                }
+                for given in rs.inputs.keys() {
+                    if !required.contains(given) && !optional.contains(given) {
+                        let all: Vec<&str> = required.iter().chain(&optional).map(String::as_str).collect();
+                        let mut ip = base.clone();
+                        ip.push("inputs".into());
+                        ip.push(given.clone());
+                        let help = match did_you_mean(given, all.iter().copied()) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("`{}` takes inputs: {}", rs.kind, all.join(", ")),
+                        };
+                        self.errors.push(
+                            self.error(&ip, true, format!("unknown input `{given}` for kind `{}`", rs.kind))
+                                .stage(name)
+                                .help(help),
+                        );
+                    }
+                }
+            }
+            let mut deps: Vec<usize> = inputs
+                .values()
+                .filter_map(|i| match i {
+                    InputRef::Stage { stage, .. } => Some(*stage),
+                    _ => None,
+                })
+                .collect();
+            deps.sort_unstable();
+            deps.dedup();
+            stages.push((
+                names.iter().position(|n| n == name).unwrap(),
+                PlannedStage {
+                    name: name.clone(),
+                    description: rs.description.clone(),
+                    bound,
+                    inputs,
+                    deps,
+                    missing_env,
+                },
+            ));
+        }
+        if !self.errors.is_empty() {
+            return None;
+        }
+        let stages: Vec<PlannedStage> = stages.into_iter().map(|(_, s)| s).collect();
+
+        // Every `STAGE.OUTPUT` must name a declared output.
+        for s in &stages {
+            for (iname, input) in &s.inputs {
+                if let InputRef::Stage { stage, name, output } = input {
+                    let outs = stages[*stage].bound.outputs();
+                    if !outs.iter().any(|o| &o.name == output) {
+                        let names: Vec<&str> = outs.iter().map(|o| o.name.as_str()).collect();
+                        let help = match did_you_mean(output, names.iter().copied()) {
+                            Some(o) => format!("did you mean `{name}.{o}`?"),
+                            None if names.is_empty() => format!("stage `{name}` declares no outputs"),
+                            None => format!("stage `{name}` has outputs: {}", names.join(", ")),
+                        };
+                        self.errors.push(
+                            self.error(
+                                &path_of(&["stages", &s.name, "inputs", iname]),
+                                false,
+                                format!("input `{iname}`: stage `{name}` has no output `{output}`"),
+                            )
+                            .stage(&s.name)
+                            .help(help),
+                        );
+                    }
+                }
+            }
+        }
+
+        let order = match topo_order(&stages) {
+            Ok(o) => o,
+            Err(cycle) => {
+                let names: Vec<&str> = cycle.iter().map(|&i| stages[i].name.as_str()).collect();
+                let first = &stages[cycle[0]].name;
+                self.errors.push(
+                    self.error(
+                        &path_of(&["stages", first, "inputs"]),
+                        true,
+                        format!("cycle: {}", names.join(" -> ")),
+                    )
+                    .stage(first)
+                    .help("a stage cannot depend, directly or through others, on its own outputs"),
+                );
+                return None;
+            }
+        };
+        if !self.errors.is_empty() {
+            return None;
+        }
+        Some(Plan { name: raw.name, file: self.file.to_path_buf(), dir, workspace, stages, order })
+    }
+
+    fn interp_error(&mut self, base: &[String], stage: Option<&str>, e: InterpError) {
+        let mut p = base.to_vec();
+        p.extend(e.path);
+        let mut err = self.error(&p, false, e.message);
+        if let Some(s) = stage {
+            err = err.stage(s);
+        }
+        if let Some(h) = e.help {
+            err = err.help(h);
+        }
+        self.errors.push(err);
+    }
+}
+
+/// Why an output path would escape or misuse the stage's output directory, if it would.
+fn output_path_problem(path: &str) -> Option<String> {
+    let p = Path::new(path);
+    if path.trim().is_empty() {
+        return Some("the path is empty (use `.` for the whole output directory)".into());
+    }
+    if p.is_absolute() {
+        return Some(format!("`{path}` is absolute"));
+    }
+    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Some(format!("`{path}` leaves the output directory"));
+    }
+    None
+}
+
+fn valid_stage_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1)
+}
+
+/// "12 column 5..." -> (12, 5)
+fn parse_line_col(s: &str) -> Option<(usize, usize)> {
+    let mut it = s.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+fn unknown_field_name(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// Rewrites serde's messages where a pipeline author would not recognise them.
+fn humanize(message: &str, path: &[String]) -> String {
+    let at = if path.is_empty() { String::new() } else { format!("`{}`: ", path.join(".")) };
+    if let Some(field) = message.strip_prefix("missing field ") {
+        return match path {
+            [] => format!("the pipeline is missing the field {field}"),
+            [s, name] if s == "stages" => format!("stage `{name}` is missing the field {field}"),
+            _ => format!("`{}` is missing the field {field}", path.join(".")),
+        };
+    }
+    if message.starts_with("invalid type") && path.len() == 2 && path[0] == "stages" {
+        return format!(
+            "stage `{}` must be a mapping with `kind:` and its params ({})",
+            path[1],
+            message.split(", expected").next().unwrap_or(message)
+        );
+    }
+    if message.starts_with("invalid type") && path.last().is_some_and(|p| p == "params") {
+        return format!(
+            "`{at_path}` must be a mapping of NAME: VALUE ({})",
+            message.split(", expected").next().unwrap_or(message),
+            at_path = path.join(".")
+        );
+    }
+    if message.starts_with("unknown field") {
+        return message.split(", expected").next().unwrap_or(message).to_string();
+    }
+    if message.contains("EOF while parsing") {
+        return "the pipeline file ends unexpectedly".into();
+    }
+    if message.starts_with("invalid type") {
+        return format!("{at}{message}");
+    }
+    format!("{at}{message}").replace("`: ", "`: ")
+}
+
+/// Kahn's algorithm, taking ready stages in file order; on a cycle, returns one cycle's path
+/// (first stage repeated at the end).
+fn topo_order(stages: &[PlannedStage]) -> Result<Vec<usize>, Vec<usize>> {
+    let mut g: DiGraph<usize, ()> = DiGraph::new();
+    let nodes: Vec<NodeIndex> = (0..stages.len()).map(|i| g.add_node(i)).collect();
+    for (i, s) in stages.iter().enumerate() {
+        for &d in &s.deps {
+            g.add_edge(nodes[d], nodes[i], ());
+        }
+    }
+    let mut indeg: Vec<usize> =
+        nodes.iter().map(|&n| g.neighbors_directed(n, petgraph::Incoming).count()).collect();
+    let mut done = vec![false; stages.len()];
+    let mut order = Vec::with_capacity(stages.len());
+    while let Some(i) = (0..stages.len()).find(|&i| !done[i] && indeg[i] == 0) {
+        done[i] = true;
+        order.push(i);
+        for n in g.neighbors_directed(nodes[i], petgraph::Outgoing) {
+            indeg[g[n]] -= 1;
+        }
+    }
+    if order.len() == stages.len() {
+        return Ok(order);
+    }
+    // Walk upstream from a stage left over until a stage repeats: that loop is a cycle.
+    let start = (0..stages.len()).find(|&i| !done[i]).expect("some stage is left");
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let next =
+            *stages[cur].deps.iter().find(|&&d| !done[d]).expect("a stage in a cycle has a pending dep");
+        if let Some(pos) = path.iter().position(|&p| p == next) {
+            let mut cycle: Vec<usize> = path[pos..].to_vec();
+            cycle.reverse();
+            cycle.push(cycle[0]);
+            return Err(cycle);
+        }
+        path.push(next);
+        cur = next;
+    }
+}

@@ -1,0 +1,409 @@
+//! The one trait every stage kind implements, and the registry that maps kind names to kinds.
+//!
+//! A kind is a type implementing [`Stage`]: its params are a typed serde struct (unknown fields
+//! rejected by `#[serde(deny_unknown_fields)]`), its outputs are declared from those params, and
+//! `run` receives a [`StageContext`]. Registering it is one line:
+//! `registry.register::<MyStage>()`. Nothing here depends on DuckDB, libtorch or HTTP clients:
+//! those stay in the crates of the kinds that need them.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::event::{Event, EventSink};
+
+/// A stage kind.
+pub trait Stage: Send + Sync + 'static {
+    /// The params of one stage of this kind, as written under `params:` in a pipeline.
+    type Params: DeserializeOwned + Serialize + Send + Sync + 'static;
+
+    /// The name used as `kind:` in pipelines.
+    const KIND: &'static str;
+    /// Bumped whenever the kind's outputs change meaning for the same params and inputs: it is
+    /// part of the cache key, so every stage of the kind reruns after a bump.
+    const VERSION: u32;
+    /// One line for `camel kinds` and error messages.
+    const SUMMARY: &'static str;
+    /// Top-level params that never enter the cache key nor provenance (secrets, API keys), and the
+    /// only ones where `${env:NAME}` may be used.
+    const UNHASHED: &'static [&'static str] = &[];
+
+    /// Which names `inputs:` may and must use.
+    fn inputs(_params: &Self::Params) -> InputSpec {
+        InputSpec::Any
+    }
+
+    /// The outputs the stage writes, by name, relative to its output directory.
+    fn outputs(params: &Self::Params) -> Vec<OutputSpec>;
+
+    /// An exclusive stage runs alone even with `--jobs N` (it uses the whole machine).
+    fn exclusive(_params: &Self::Params) -> bool {
+        false
+    }
+
+    fn run(params: &Self::Params, ctx: &StageContext) -> Result<(), StageError>;
+}
+
+/// The input names a kind accepts.
+#[derive(Clone, Debug)]
+pub enum InputSpec {
+    /// Any names (the `command` kind).
+    Any,
+    Named {
+        required: Vec<String>,
+        optional: Vec<String>,
+    },
+}
+
+/// A declared output: `name` is what `STAGE.name` refers to; `path` is relative to the stage's
+/// output directory (`.` for the directory itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub name: String,
+    pub path: String,
+}
+
+impl OutputSpec {
+    pub fn new(name: impl Into<String>, path: impl Into<String>) -> Self {
+        OutputSpec { name: name.into(), path: path.into() }
+    }
+}
+
+/// How a stage run can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Message(String),
+    #[error("failed to {context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StageError {
+    pub fn msg(m: impl Into<String>) -> Self {
+        StageError::Message(m.into())
+    }
+
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StageError {
+        let context = context.into();
+        move |source| StageError::Io { context, source }
+    }
+}
+
+/// Everything a running stage may touch.
+pub struct StageContext {
+    pub(crate) stage: String,
+    pub(crate) inputs: BTreeMap<String, PathBuf>,
+    pub(crate) out_dir: PathBuf,
+    pub(crate) scratch_dir: PathBuf,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) progress: Progress,
+    pub(crate) cancel: Arc<AtomicBool>,
+    pub(crate) log: Mutex<File>,
+    pub(crate) log_path: PathBuf,
+}
+
+impl StageContext {
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
+    /// The path of input `name` (a file or directory; read-only for the stage).
+    pub fn input(&self, name: &str) -> Result<&Path, StageError> {
+        self.inputs
+            .get(name)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| StageError::msg(format!("input `{name}` is not bound")))
+    }
+
+    pub fn inputs(&self) -> &BTreeMap<String, PathBuf> {
+        &self.inputs
+    }
+
+    /// A fresh, empty directory: whatever is here when `run` returns Ok is committed.
+    pub fn out_dir(&self) -> &Path {
+        &self.out_dir
+    }
+
+    /// A directory keyed by the stage's cache key that survives kills and failures and is
+    /// removed once the stage commits: checkpoints and request logs go here.
+    pub fn scratch_dir(&self) -> &Path {
+        &self.scratch_dir
+    }
+
+    /// The pipeline file's directory: relative paths in params are relative to it.
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Errors with [`StageError::Cancelled`] once the run is interrupted.
+    pub fn check_cancelled(&self) -> Result<(), StageError> {
+        if self.is_cancelled() { Err(StageError::Cancelled) } else { Ok(()) }
+    }
+
+    /// Appends a line to the stage's log file. Never write note text here.
+    pub fn log(&self, line: &str) {
+        let mut f = self.log.lock().unwrap();
+        let _ = writeln!(f, "{line}");
+    }
+
+    /// The log file, for stages that hand it to a child process.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+}
+
+/// Progress of one stage, throttled so that a stage may report per item without flooding the
+/// renderer.
+pub struct Progress {
+    stage: String,
+    sink: EventSink,
+    pos: AtomicU64,
+    total: Mutex<(Option<u64>, String)>,
+    last: Mutex<Option<Instant>>,
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+impl Progress {
+    pub(crate) fn new(stage: &str, sink: EventSink) -> Self {
+        Progress {
+            stage: stage.to_string(),
+            sink,
+            pos: AtomicU64::new(0),
+            total: Mutex::new((None, String::new())),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Sets the expected number of items and what they are called ("notes", "MB", ...).
+    pub fn set_total(&self, total: Option<u64>, unit: &str) {
+        *self.total.lock().unwrap() = (total, unit.to_string());
+        self.emit(None, true);
+    }
+
+    pub fn inc(&self, n: u64) {
+        self.pos.fetch_add(n, Ordering::Relaxed);
+        self.emit(None, false);
+    }
+
+    pub fn set_position(&self, pos: u64) {
+        self.pos.store(pos, Ordering::Relaxed);
+        self.emit(None, false);
+    }
+
+    /// A short status message (never note text).
+    pub fn message(&self, msg: &str) {
+        self.emit(Some(msg.to_string()), true);
+    }
+
+    fn emit(&self, message: Option<String>, force: bool) {
+        {
+            let mut last = self.last.lock().unwrap();
+            let now = Instant::now();
+            if !force && last.is_some_and(|t| now.duration_since(t) < PROGRESS_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let (total, unit) = self.total.lock().unwrap().clone();
+        (self.sink)(Event::Progress {
+            stage: self.stage.clone(),
+            pos: self.pos.load(Ordering::Relaxed),
+            total,
+            unit,
+            message,
+        });
+    }
+}
+
+/// A kind with its params parsed: what the planner and the executor hold per stage.
+pub trait BoundStage: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn version(&self) -> u32;
+    /// All params, normalized (defaults filled in), as JSON with sorted keys.
+    fn params_json(&self) -> serde_json::Value;
+    fn unhashed(&self) -> &'static [&'static str];
+    fn inputs(&self) -> InputSpec;
+    fn outputs(&self) -> Vec<OutputSpec>;
+    fn exclusive(&self) -> bool;
+    fn run(&self, ctx: &StageContext) -> Result<(), StageError>;
+
+    /// The params that enter the cache key: [`BoundStage::params_json`] without the unhashed ones.
+    fn hashed_params(&self) -> serde_json::Value {
+        let mut v = self.params_json();
+        if let serde_json::Value::Object(map) = &mut v {
+            for f in self.unhashed() {
+                map.remove(*f);
+            }
+        }
+        v
+    }
+}
+
+struct Bound<S: Stage>(S::Params);
+
+impl<S: Stage> BoundStage for Bound<S> {
+    fn kind(&self) -> &'static str {
+        S::KIND
+    }
+    fn version(&self) -> u32 {
+        S::VERSION
+    }
+    fn params_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.0).expect("stage params serialize to JSON")
+    }
+    fn unhashed(&self) -> &'static [&'static str] {
+        S::UNHASHED
+    }
+    fn inputs(&self) -> InputSpec {
+        S::inputs(&self.0)
+    }
+    fn outputs(&self) -> Vec<OutputSpec> {
+        S::outputs(&self.0)
+    }
+    fn exclusive(&self) -> bool {
+        S::exclusive(&self.0)
+    }
+    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
+        S::run(&self.0, ctx)
+    }
+}
+
+/// Why params did not parse, with the path of the offending field below `params`.
+#[derive(Debug)]
+pub struct ParamError {
+    pub path: Vec<String>,
+    pub message: String,
+    /// For unknown fields: the field, and the ones the kind accepts.
+    pub unknown_field: Option<(String, Vec<String>)>,
+}
+
+/// A registered kind, with its params not yet parsed.
+pub struct KindEntry {
+    pub kind: &'static str,
+    pub version: u32,
+    pub summary: &'static str,
+    pub unhashed: &'static [&'static str],
+    parse: fn(serde_yaml::Value) -> Result<Arc<dyn BoundStage>, ParamError>,
+}
+
+impl KindEntry {
+    pub fn parse(&self, params: serde_yaml::Value) -> Result<Arc<dyn BoundStage>, ParamError> {
+        (self.parse)(params)
+    }
+
+    /// The names of the kind's params, learnt from the "unknown field" error that a probe
+    /// field provokes (every kind's params deny unknown fields).
+    pub fn param_names(&self) -> Vec<String> {
+        let mut probe = serde_yaml::Mapping::new();
+        probe.insert("\u{1}camel-probe".into(), serde_yaml::Value::Null);
+        match self.parse(serde_yaml::Value::Mapping(probe)) {
+            Err(ParamError { unknown_field: Some((_, expected)), .. }) => expected,
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn parse_params<S: Stage>(v: serde_yaml::Value) -> Result<Arc<dyn BoundStage>, ParamError> {
+    let v = if v.is_null() { serde_yaml::Value::Mapping(Default::default()) } else { v };
+    match serde_path_to_error::deserialize::<_, S::Params>(v) {
+        Ok(p) => Ok(Arc::new(Bound::<S>(p))),
+        Err(e) => {
+            let path: Vec<String> = e
+                .path()
+                .iter()
+                .filter_map(|seg| match seg {
+                    serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                    serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                    serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
+                    serde_path_to_error::Segment::Unknown => None,
+                })
+                .collect();
+            let message = e.inner().to_string();
+            let unknown_field = parse_unknown_field(&message);
+            Err(ParamError { path, message, unknown_field })
+        }
+    }
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" carries the accepted names only in its
+/// message.
+fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    Some((field.to_string(), expected))
+}
+
+/// The kinds a pipeline may use.
+#[derive(Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, KindEntry>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Registers a kind. Panics if its name is taken: two kinds of one name is a programming error.
+    pub fn register<S: Stage>(&mut self) -> &mut Self {
+        let entry = KindEntry {
+            kind: S::KIND,
+            version: S::VERSION,
+            summary: S::SUMMARY,
+            unhashed: S::UNHASHED,
+            parse: parse_params::<S>,
+        };
+        assert!(self.kinds.insert(S::KIND, entry).is_none(), "stage kind `{}` registered twice", S::KIND);
+        self
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&KindEntry> {
+        self.kinds.get(kind)
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = &KindEntry> {
+        self.kinds.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_message_is_parsed() {
+        let (f, exp) =
+            parse_unknown_field("unknown field `thread`, expected one of `threads`, `seed`").unwrap();
+        assert_eq!(f, "thread");
+        assert_eq!(exp, ["threads", "seed"]);
+        let (f, exp) = parse_unknown_field("unknown field `x`, expected `y`").unwrap();
+        assert_eq!((f.as_str(), exp), ("x", vec!["y".to_string()]));
+        let (_, exp) = parse_unknown_field("unknown field `x`, there are no fields").unwrap();
+        assert!(exp.is_empty());
+    }
+}

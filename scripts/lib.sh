@@ -1,0 +1,195 @@
+# Shared helpers for scripts/setup, scripts/demo, scripts/test and ./camel.
+# Source it; do not run it. Callers set `set -euo pipefail` themselves.
+#
+# Layout (everything heavy lives outside the work tree):
+#   $CAMEL_CACHE/venv-<hash>   Python venv for requirements.txt + this Python
+#   $CAMEL_CACHE/target        cargo's target dir
+#   ./.venv  -> $CAMEL_CACHE/venv-<hash>   (symlink, recreated when stale)
+#   ./target -> $CAMEL_CACHE/target        (symlink)
+#
+# Environment knobs:
+#   CAMEL_DEV_CACHE   cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/camel-dev)
+#   CAMEL_PYTHON      interpreter used to create the venv (default python3)
+#   CARGO_TARGET_DIR  if set, it is honoured and ./target is left alone
+
+CAMEL_ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd -P)"
+CAMEL_CACHE="${CAMEL_DEV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/camel-dev}"
+CAMEL_T0="${CAMEL_T0:-$(date +%s)}"
+export CAMEL_T0
+
+# shellcheck disable=SC2034 # C_GREEN is used by scripts/test
+if [[ -t 2 && -z "${NO_COLOR:-}" ]]; then
+  C_BLUE=$'\e[1;34m' C_YELLOW=$'\e[1;33m' C_RED=$'\e[1;31m' C_GREEN=$'\e[1;32m' C_OFF=$'\e[0m'
+else
+  C_BLUE='' C_YELLOW='' C_RED='' C_GREEN='' C_OFF=''
+fi
+
+# Progress messages go to stderr, with seconds since the script started.
+log() { printf '%s==>%s [%3ss] %s\n' "$C_BLUE" "$C_OFF" "$(($(date +%s) - CAMEL_T0))" "$*" >&2; }
+warn() { printf '%swarning:%s %s\n' "$C_YELLOW" "$C_OFF" "$*" >&2; }
+die() {
+  printf '%serror:%s %s\n' "$C_RED" "$C_OFF" "$*" >&2
+  exit 1
+}
+
+# Replace (or create) symlink $1 so that it points to $2, atomically.
+# Refuses to clobber a real directory or file.
+link_to() {
+  local link="$1" dest="$2"
+  if [[ -L "$link" ]]; then
+    if [[ "$(readlink "$link")" == "$dest" ]]; then return 0; fi
+  elif [[ -e "$link" ]]; then
+    die "'$link' exists and is not a symlink; move it away (it should link to $dest)"
+  fi
+  ln -sfn "$dest" "$link.tmp.$$"
+  mv -Tf "$link.tmp.$$" "$link"
+  log "linked $(basename "$link") -> $dest"
+}
+
+# Absolute path of cargo's target dir; maintains ./target -> $CAMEL_CACHE/target.
+ensure_target_dir() {
+  if [[ -n "${CARGO_TARGET_DIR:-}" ]]; then
+    [[ "$CARGO_TARGET_DIR" == /* ]] || CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR"
+    export CARGO_TARGET_DIR
+    CAMEL_TARGET="$CARGO_TARGET_DIR"
+    return 0
+  fi
+  local want="$CAMEL_CACHE/target"
+  CAMEL_TARGET="$CAMEL_ROOT/target"
+  if [[ -L "$CAMEL_TARGET" && "$(readlink "$CAMEL_TARGET")" == "$want" && -d "$want" ]]; then
+    return 0
+  fi
+  mkdir -p "$want"
+  if [[ -d "$CAMEL_TARGET" && ! -L "$CAMEL_TARGET" ]]; then
+    # A plain `cargo build` before the first setup made a real ./target:
+    # adopt it if the cache has none yet, otherwise drop it (build outputs only).
+    if [[ -z "$(ls -A "$want")" ]]; then
+      log "moving existing ./target to $want"
+      rmdir "$want" && mv -T "$CAMEL_TARGET" "$want"
+    else
+      log "removing stale real ./target (the cache already has $want)"
+      rm -rf "$CAMEL_TARGET"
+    fi
+  fi
+  link_to "$CAMEL_TARGET" "$want"
+}
+
+require_cmd() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH. $2"
+}
+
+# Picks the interpreter and computes the venv path (sets CAMEL_PY, CAMEL_VENV).
+venv_path() {
+  CAMEL_PY="${CAMEL_PYTHON:-python3}"
+  require_cmd "$CAMEL_PY" "Install Python >= 3.10 (e.g. apt-get install python3 python3-venv) or set CAMEL_PYTHON."
+  local pyid
+  pyid="$("$CAMEL_PY" -c 'import platform, sys
+assert sys.version_info >= (3, 10), "Python >= 3.10 required, got " + platform.python_version()
+print(platform.python_implementation(), platform.python_version(), platform.machine())')" ||
+    die "$CAMEL_PY is unusable (need Python >= 3.10); set CAMEL_PYTHON to another interpreter"
+  local hash
+  hash="$({ cat "$CAMEL_ROOT/requirements.txt"; printf 'python: %s\n' "$pyid"; } | sha256sum | cut -c1-12)"
+  CAMEL_VENV="$CAMEL_CACHE/venv-$hash"
+  CAMEL_PYID="$pyid"
+}
+
+venv_ok() {
+  [[ -f "$1/.camel-complete" ]] && "$1/bin/python" -c '' >/dev/null 2>&1
+}
+
+# `python -m venv` fails on Debian/Ubuntu without the python3-venv package.
+make_venv() {
+  local venv="$1" err
+  if err="$("$CAMEL_PY" -m venv "$venv" 2>&1)"; then return 0; fi
+  rm -rf "$venv"
+  local mm
+  mm="$("$CAMEL_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "'$CAMEL_PY -m venv' failed; installing python3-venv with apt-get"
+    apt-get update -qq >&2 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade "python$mm-venv" >&2 ||
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade python3-venv >&2 ||
+      die "apt-get could not install python3-venv"
+    "$CAMEL_PY" -m venv "$venv" || { rm -rf "$venv"; die "'$CAMEL_PY -m venv' still fails after installing python3-venv"; }
+  else
+    printf '%s\n' "$err" >&2
+    die "'$CAMEL_PY -m venv' failed. On Debian/Ubuntu install the venv module: sudo apt-get install python$mm-venv (or python3-venv); or set CAMEL_PYTHON to a Python that has it."
+  fi
+}
+
+# Creates $CAMEL_VENV if needed (serialised with a lock) and points ./.venv at it.
+ensure_venv() {
+  venv_path
+  local venv="$CAMEL_VENV"
+  if ! venv_ok "$venv"; then
+    mkdir -p "$CAMEL_CACHE"
+    local lockfd
+    if command -v flock >/dev/null 2>&1; then
+      exec {lockfd}>"$venv.lock"
+      flock "$lockfd" || die "cannot lock $venv.lock"
+    fi
+    if ! venv_ok "$venv"; then # someone else may have built it meanwhile
+      # Venvs are not relocatable: build in place; the marker is written last,
+      # so a venv without it (interrupted, failed pip) is wiped and rebuilt.
+      if [[ -e "$venv" ]]; then
+        log "removing incomplete venv $venv"
+        rm -rf "$venv"
+      fi
+      log "creating venv $venv ($CAMEL_PYID)"
+      make_venv "$venv"
+      log "pip install -r requirements.txt (torch is ~4.6 GB; first time takes a few minutes)"
+      "$venv/bin/python" -m pip install --no-input --disable-pip-version-check \
+        -r "$CAMEL_ROOT/requirements.txt" >&2 || die "pip install failed (venv left incomplete at $venv; rerun to retry)"
+      "$venv/bin/python" -m pip check >&2 ||
+        die "the pins in requirements.txt are not mutually compatible (pip check above)"
+      {
+        printf 'python: %s\n' "$CAMEL_PYID"
+        printf 'created: %s\n' "$(date -u +%FT%TZ)"
+        printf -- '--- requirements.txt\n'
+        cat "$CAMEL_ROOT/requirements.txt"
+      } >"$venv/.camel-complete"
+      log "venv ready"
+      local other
+      for other in "$CAMEL_CACHE"/venv-*/; do
+        other="${other%/}"
+        if [[ "$other" != "$venv" && -d "$other" ]]; then
+          warn "older venv still in the cache (other checkouts may use it; else rm -rf it): $other"
+        fi
+      done
+    fi
+    if [[ -n "${lockfd:-}" ]]; then exec {lockfd}>&-; fi
+  fi
+  link_to "$CAMEL_ROOT/.venv" "$venv"
+}
+
+# Environment for building the torch worker: torch-sys 0.24's build script runs
+# `python` (if VIRTUAL_ENV is set) to ask the venv's torch where libtorch is.
+# LIBTORCH_USE_PYTORCH only needs to be set; torch-sys reruns its build script
+# when the value changes, so we set it to the venv path: a new venv (changed
+# requirements.txt) relinks the worker instead of keeping a stale rpath.
+torch_build_env() {
+  export VIRTUAL_ENV="$CAMEL_VENV"
+  export PATH="$CAMEL_VENV/bin:$PATH"
+  export LIBTORCH_USE_PYTORCH="$CAMEL_VENV"
+  unset PYTHONHOME
+}
+
+ensure_toolchain() {
+  require_cmd cargo "Install Rust (https://rustup.rs)."
+  if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
+    die "no C++ compiler found (the torch worker compiles libtorch bindings). On Debian: apt-get install g++"
+  fi
+}
+
+# Everything scripts/setup does: venv, target link, release build of the
+# whole workspace (default members + the torch worker).
+camel_setup() {
+  cd "$CAMEL_ROOT" || die "cannot cd to $CAMEL_ROOT"
+  ensure_toolchain
+  ensure_target_dir
+  ensure_venv
+  torch_build_env
+  log "cargo build --release --workspace"
+  cargo build --release --workspace
+  log "setup done"
+}

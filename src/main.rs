@@ -1,0 +1,9 @@
+//! The `camel` command line. Everything happens in [`dispatch::main`]; see `camel --help`.
+
+mod cli;
+mod dispatch;
+mod reporter;
+
+fn main() {
+    std::process::exit(dispatch::main());
+}

@@ -1,0 +1,248 @@
+//! `kind: command` — a shell command with declared inputs and outputs, cached like any stage.
+//!
+//! For users' own scripts, and for exercising the engine before the real stages exist. The
+//! command runs under `bash -e -o pipefail -c` in the pipeline file's directory with:
+//!
+//! | variable | value |
+//! |---|---|
+//! | `CAMEL_OUT` | the (empty) output directory; write every declared output below it |
+//! | `CAMEL_OUT_<NAME>` | the path of each declared output |
+//! | `CAMEL_IN_<NAME>` | the path of each input (a file, or a directory) |
+//! | `CAMEL_SCRATCH` | a directory that survives failures, for resumable work |
+//! | `CAMEL_STAGE` | the stage's name |
+//! | each `env:` entry | as given (hashed) |
+//! | each `secret_env:` entry | as given (not hashed, not recorded; may use `${env:NAME}`) |
+//!
+//! `<NAME>` is the name upper-cased with every other character than letters and digits as `_`.
+//! A line `camel-progress: DONE/TOTAL [UNIT]` on stdout moves the stage's progress bar. Stdout
+//! and stderr go to the stage's log. Scripts the command runs are only hashed if they are
+//! declared as inputs: declare them, or an edit to a script will not rerun the stage.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command as Process, Stdio};
+use std::time::Duration;
+
+use camel_engine::{OutputSpec, Stage, StageContext, StageError};
+use serde::{Deserialize, Serialize};
+
+pub struct Command;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandParams {
+    /// The command line, run by bash.
+    pub run: String,
+    /// Outputs: a mapping of name to path below `$CAMEL_OUT`, or a list of paths (each its own name).
+    #[serde(default)]
+    pub outputs: Outputs,
+    /// Environment variables for the command; part of the cache key.
+    #[serde(default)]
+    pub env: BTreeMap<String, Scalar>,
+    /// Environment variables that are secrets: never hashed nor recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
+    /// Run alone even with `--jobs N`.
+    #[serde(default)]
+    pub exclusive: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Outputs {
+    List(Vec<String>),
+    Map(BTreeMap<String, String>),
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs::Map(BTreeMap::new())
+    }
+}
+
+impl Outputs {
+    fn specs(&self) -> Vec<OutputSpec> {
+        match self {
+            Outputs::List(l) => {
+                l.iter().map(|p| OutputSpec::new(p.trim_end_matches('/'), p.as_str())).collect()
+            }
+            Outputs::Map(m) => m.iter().map(|(n, p)| OutputSpec::new(n.as_str(), p.as_str())).collect(),
+        }
+    }
+}
+
+/// An environment value as written: a string, number or boolean.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    String(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::String(s) => s.clone(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// `NAME` as part of an environment variable: upper case, other characters as `_`.
+pub fn env_suffix(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+fn valid_env_name(n: &str) -> bool {
+    !n.is_empty()
+        && !n.starts_with(|c: char| c.is_ascii_digit())
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Stage for Command {
+    type Params = CommandParams;
+    const KIND: &'static str = "command";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "run a shell command with declared inputs and outputs";
+    const UNHASHED: &'static [&'static str] = &["secret_env"];
+
+    fn outputs(p: &CommandParams) -> Vec<OutputSpec> {
+        p.outputs.specs()
+    }
+
+    fn exclusive(p: &CommandParams) -> bool {
+        p.exclusive
+    }
+
+    fn run(p: &CommandParams, ctx: &StageContext) -> Result<(), StageError> {
+        for name in p.env.keys().chain(p.secret_env.keys()) {
+            if !valid_env_name(name) {
+                return Err(StageError::msg(format!(
+                    "`{name}` is not a valid environment variable name (letters, digits and _, not starting with a digit)"
+                )));
+            }
+        }
+        let mut cmd = Process::new("bash");
+        cmd.arg("-e").arg("-o").arg("pipefail").arg("-c").arg(&p.run);
+        cmd.current_dir(ctx.work_dir());
+        cmd.env("CAMEL_OUT", ctx.out_dir());
+        cmd.env("CAMEL_SCRATCH", ctx.scratch_dir());
+        cmd.env("CAMEL_STAGE", ctx.stage());
+        for o in p.outputs.specs() {
+            cmd.env(format!("CAMEL_OUT_{}", env_suffix(&o.name)), ctx.out_dir().join(&o.path));
+            // Outputs inside subdirectories get their parent created, so `> $CAMEL_OUT_X` works.
+            if let Some(parent) = ctx.out_dir().join(&o.path).parent() {
+                std::fs::create_dir_all(parent).map_err(StageError::io("create the output directory"))?;
+            }
+        }
+        for (name, path) in ctx.inputs() {
+            cmd.env(format!("CAMEL_IN_{}", env_suffix(name)), path);
+        }
+        for (k, v) in &p.env {
+            cmd.env(k, v.text());
+        }
+        for (k, v) in &p.secret_env {
+            cmd.env(k, v);
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(ctx.log_path())
+            .map_err(StageError::io("open the stage log"))?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+        // Its own process group, so that cancelling kills the whole tree the command started; and
+        // killed with camel, so that a `kill -9` of camel leaves no command writing behind it.
+        cmd.process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        ctx.log(&format!("$ {}", p.run));
+        let mut child = cmd.spawn().map_err(StageError::io("start bash"))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let log_path = ctx.log_path().to_path_buf();
+        let reader = std::thread::scope(|s| {
+            let h = s.spawn(|| -> std::io::Result<()> {
+                let mut log = std::fs::OpenOptions::new().append(true).open(&log_path)?;
+                for line in BufReader::new(stdout).lines() {
+                    let line = line?;
+                    if let Some(p) = line.strip_prefix("camel-progress:") {
+                        report_progress(ctx, p.trim());
+                    } else {
+                        writeln!(log, "{line}")?;
+                    }
+                }
+                Ok(())
+            });
+            let status = loop {
+                if let Some(st) = child.try_wait().map_err(StageError::io("wait for the command"))? {
+                    break st;
+                }
+                if ctx.is_cancelled() {
+                    // SAFETY: kill(2) on our child's process group.
+                    unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+                    std::thread::sleep(Duration::from_millis(200));
+                    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                    let _ = child.wait();
+                    return Err(StageError::Cancelled);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let _ = h.join();
+            Ok(status)
+        });
+        let status = reader?;
+        if status.success() {
+            Ok(())
+        } else if let Some(code) = status.code() {
+            Err(StageError::msg(format!("the command exited with status {code}")))
+        } else {
+            Err(StageError::msg(format!("the command was killed by signal {}", status.signal().unwrap_or(0))))
+        }
+    }
+}
+
+fn report_progress(ctx: &StageContext, spec: &str) {
+    let mut parts = spec.split_whitespace();
+    let Some(frac) = parts.next() else { return };
+    let unit = parts.next().unwrap_or("items");
+    let (pos, total) = match frac.split_once('/') {
+        Some((a, b)) => (a.parse().ok(), b.parse().ok()),
+        None => (frac.parse().ok(), None),
+    };
+    if let Some(pos) = pos {
+        ctx.progress().set_total(total, unit);
+        ctx.progress().set_position(pos);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names() {
+        assert_eq!(env_suffix("counts.txt"), "COUNTS_TXT");
+        assert!(valid_env_name("A_1"));
+        assert!(!valid_env_name("1A"));
+        assert!(!valid_env_name("A-B"));
+    }
+
+    #[test]
+    fn outputs_list_and_map() {
+        let p: CommandParams = serde_yaml::from_str("run: x\noutputs: [a.txt, d/]").unwrap();
+        assert_eq!(Command::outputs(&p), vec![OutputSpec::new("a.txt", "a.txt"), OutputSpec::new("d", "d/")]);
+        let p: CommandParams = serde_yaml::from_str("run: x\noutputs: {a: x/a.txt}").unwrap();
+        assert_eq!(Command::outputs(&p), vec![OutputSpec::new("a", "x/a.txt")]);
+        assert!(serde_yaml::from_str::<CommandParams>("run: x\nrn: y").is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! `camel-torch-worker`: the process that links libtorch, so that the main
+//! `camel` binary never has to. The engine runs it as a subprocess.
+//!
+//! Subcommands:
+//! * `probe`: print one JSON line describing the libtorch build and devices,
+//!   after a small smoke check (a 2x2 matmul on the CPU, and on `cuda:0` when
+//!   CUDA is available). Exits non-zero if the smoke check fails.
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+
+/// The libtorch lib dir the worker was linked against (and has an rpath to).
+const LIBTORCH_LIB: &str = env!("CAMEL_LIBTORCH_LIB");
+/// The version of that libtorch, read from the torch install at build time.
+const TORCH_VERSION: &str = env!("CAMEL_TORCH_VERSION");
+
+const USAGE: &str = "usage: camel-torch-worker <command>
+
+commands:
+  probe    print libtorch/device information as one JSON line and run a smoke check";
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("camel-torch-worker: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["probe"] => probe(),
+        ["-h" | "--help" | "help"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        ["-V" | "--version"] => {
+            println!("camel-torch-worker {} (libtorch {TORCH_VERSION})", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        [] => bail!("no command given\n\n{USAGE}"),
+        [other, ..] => bail!("unknown command or arguments starting at {other:?}\n\n{USAGE}"),
+    }
+}
+
+fn probe() -> Result<()> {
+    let cuda_available = tch::Cuda::is_available();
+    smoke_check(Device::Cpu).context("CPU smoke check failed")?;
+    if cuda_available {
+        smoke_check(Device::Cuda(0)).context("CUDA smoke check failed")?;
+    }
+    let info = json!({
+        "torch_version": TORCH_VERSION,
+        "cuda_available": cuda_available,
+        "cuda_device_count": tch::Cuda::device_count(),
+        "cudnn_available": tch::Cuda::cudnn_is_available(),
+        "num_threads": tch::get_num_threads(),
+        "libtorch_lib": LIBTORCH_LIB,
+        "libtorch_loaded": loaded_libtorch_dir(),
+        "smoke_ok": true,
+    });
+    println!("{info}");
+    Ok(())
+}
+
+/// `[[1, 2], [3, 4]] @ [[1, 2], [3, 4]] == [[7, 10], [15, 22]]` on `device`.
+fn smoke_check(device: Device) -> Result<()> {
+    let a = Tensor::from_slice(&[1f32, 2., 3., 4.]).reshape([2, 2]).to_device(device);
+    let product = a.matmul(&a).to_device(Device::Cpu).to_kind(Kind::Float).reshape([-1]);
+    let got = Vec::<f32>::try_from(&product).context("reading back the matmul result")?;
+    ensure!(got == [7., 10., 15., 22.], "2x2 matmul on {device:?} gave {got:?}");
+    Ok(())
+}
+
+/// Where the dynamic loader actually found libtorch (from /proc/self/maps), to
+/// tell a stale rpath or an `LD_LIBRARY_PATH` override from the intended lib.
+fn loaded_libtorch_dir() -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let path = line.split_whitespace().nth(5)?;
+        let (dir, file) = path.rsplit_once('/')?;
+        (file == "libtorch_cpu.so").then(|| dir.to_string())
+    })
+}
