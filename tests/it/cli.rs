@@ -64,3 +64,16 @@ fn run_output_when_not_a_terminal() {
         insta::assert_snapshot!("run_second", second.stderr);
     });
 }
+
+/// Linking libtorch costs every process ~0.2 s and 120 MB before `main`: the CLI must not.
+#[test]
+fn the_camel_binary_does_not_link_libtorch() {
+    let Ok(out) = std::process::Command::new("readelf").args(["-d", crate::common::camel_bin()]).output()
+    else {
+        println!("skipped: readelf is not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NEEDED"), "readelf printed no dynamic section:\n{text}");
+    assert!(!text.contains("libtorch"), "camel links libtorch:\n{text}");
+}

@@ -429,3 +429,41 @@ fn show_and_dag_describe_the_pipeline() {
     let dot = t.camel(&["dag", "p.yaml", "--format", "dot"]);
     assert!(dot.stdout.starts_with("digraph"), "{}", dot.stdout);
 }
+
+#[test]
+fn ctrl_c_stops_the_running_command_and_commits_nothing() {
+    let t = TestContext::new();
+    t.write(
+        "p.yaml",
+        r#"
+name: interrupt
+stages:
+  long:
+    kind: command
+    params: {run: echo started > "$CAMEL_SCRATCH/mark"; sleep 30; echo x > "$CAMEL_OUT_OUT", outputs: {out: o.txt}}
+"#,
+    );
+    let child = t.command(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Wait until the command has started.
+    let scratch = t.path(".camel/scratch");
+    for _ in 0..200 {
+        let started = fs::read_dir(&scratch)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some_and(|e| e.map(|e| e.path().join("mark").exists()).unwrap_or(false));
+        if started {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t0 = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(10), "the 30 s command was not stopped");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!t.path(".camel/out/long").exists());
+    assert_eq!(fs::read_dir(t.path(".camel/cache")).map(|d| d.count()).unwrap_or(0), 0);
+}
