@@ -161,6 +161,16 @@ pub(crate) fn dir_hash<'p>(records: impl Iterator<Item = (&'p str, u64, ContentH
 /// Lists the regular files below `root` (following links), as paths relative to it, sorted by
 /// their `/`-joined form.
 pub(crate) fn walk_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), CacheError> {
+    walk(root, rel, out, true)
+}
+
+/// Like [`walk_files`], but a symbolic link is an error: used on stage outputs, which must be
+/// real files (a link could point anywhere, and committing makes files read-only).
+pub(crate) fn walk_own_files(root: &Path, out: &mut Vec<PathBuf>) -> Result<(), CacheError> {
+    walk(root, Path::new(""), out, false)
+}
+
+fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>, follow: bool) -> Result<(), CacheError> {
     let dir = root.join(rel);
     let mut entries: Vec<_> = fs::read_dir(&dir)
         .map_err(CacheError::read(&dir))?
@@ -171,9 +181,13 @@ pub(crate) fn walk_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Res
     for name in entries {
         let rel_child = rel.join(&name);
         let full = root.join(&rel_child);
-        let meta = fs::metadata(&full).map_err(CacheError::read(&full))?;
+        let meta = if follow { fs::metadata(&full) } else { fs::symlink_metadata(&full) }
+            .map_err(CacheError::read(&full))?;
+        if meta.is_symlink() {
+            return Err(CacheError::Symlink { path: full });
+        }
         if meta.is_dir() {
-            walk_files(root, &rel_child, out)?;
+            walk(root, &rel_child, out, follow)?;
         } else if meta.is_file() {
             out.push(rel_child);
         } else {

@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::hash::{dir_hash, hash_file, rel_string, walk_files};
+use crate::hash::{dir_hash, hash_file, rel_string, walk_own_files};
 use crate::{CacheError, ContentHash, PathKind};
 
 /// Version of the on-disk layout of entries and manifests. It is part of every cache key, so
@@ -277,7 +277,7 @@ impl Staging {
     ) -> Result<Manifest, CacheError> {
         let out = self.out_dir();
         let mut rels = Vec::new();
-        walk_files(&out, Path::new(""), &mut rels)?;
+        walk_own_files(&out, &mut rels)?;
         let mut files = Vec::with_capacity(rels.len());
         for rel in rels {
             let path = out.join(&rel);
@@ -460,6 +460,20 @@ mod tests {
         assert!(matches!(err, CacheError::OutputMissing { .. }));
         assert!(matches!(store.check("k"), EntryState::Missing));
         assert_eq!(fs::read_dir(ws.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn symlinks_in_outputs_are_refused_and_their_targets_untouched() {
+        let ws = tempfile::tempdir().unwrap();
+        let outside = ws.path().join("outside.txt");
+        fs::write(&outside, "precious").unwrap();
+        let store = Store::new(ws.path());
+        let st = store.stage("k").unwrap();
+        std::os::unix::fs::symlink(&outside, st.out_dir().join("link")).unwrap();
+        let err = st.commit(&store, &[], &[], false).unwrap_err();
+        assert!(matches!(err, CacheError::Symlink { .. }), "{err}");
+        assert!(!fs::metadata(&outside).unwrap().permissions().readonly());
+        assert!(matches!(store.check("k"), EntryState::Missing));
     }
 
     #[test]
