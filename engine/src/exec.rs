@@ -340,6 +340,7 @@ pub fn run(
     }
     let store = ws.store();
     store.clean_tmp()?;
+    ws.clean_link_leftovers();
     let ctx = Ctx {
         plan,
         stat_cache: StatCache::load(&ws.stat_cache_path()),

@@ -95,6 +95,16 @@ impl Workspace {
         fs::rename(&tmp, &link).map_err(EngineError::io(format!("link {}", link.display())))
     }
 
+    /// Removes temporary links a killed run left in `out/` (call while holding the lock).
+    pub fn clean_link_leftovers(&self) {
+        let Ok(rd) = fs::read_dir(self.root.join("out")) else { return };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with('.') {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
     /// Takes the workspace lock. With `wait`, blocks until the holder is done (calling
     /// `on_wait` once with the holder's PID); otherwise fails at once naming it. A lock file left
     /// by a killed process is not held by anyone (flock dies with its process) and is taken over.
