@@ -2,6 +2,7 @@
 //! [`registry`] is the one table that names them. Adding a kind: a new module, one line here.
 
 pub mod command;
+pub mod synth;
 
 use camel_engine::Registry;
 
@@ -9,5 +10,6 @@ use camel_engine::Registry;
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register::<command::Command>();
+    r.register::<synth::Synth>();
     r
 }
