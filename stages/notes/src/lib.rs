@@ -1,0 +1,552 @@
+//! `kind: notes` — MIMIC-III, MIMIC-IV, i2b2 and any institution's table of notes into the CAMEL
+//! corpus: `corpus.parquet` (source, id, category, text, in source and file order) and
+//! `stats.json`. DuckDB reads the files; the per-note work (de-identification marks,
+//! decontamination, hashing) runs in Rust on a rayon pool; corpus.parquet is written on its own
+//! thread, one bounded row group at a time. docs/notes.md is the YAML reference.
+//!
+//! CAMEL's own preprocessing, which the defaults reproduce exactly:
+//! - MIMIC-III: drop the ROW_IDs of the filter list, text = CATEGORY + "\n" + TEXT, file order.
+//! - MIMIC-IV: "Discharge summary\n" + text for discharge.csv, then "Radiology\n" + text.
+//!
+//! Note text never reaches a log, an error or stats.json: errors name the file, the row or CSV
+//! record, and the column.
+
+pub mod decontam;
+pub mod marks;
+pub mod params;
+pub mod process;
+pub mod read;
+pub mod write;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use duckdb::Connection;
+use duckdb::arrow::array::{RecordBatch, StringArray};
+use serde::Serialize;
+
+use crate::decontam::NgramIndex;
+use crate::marks::MarkTable;
+use crate::params::{Exclude, NotesParams, Source, TableFormat};
+use crate::process::{Category, IdList, Pipeline, Rows, SourceRun, SourceStats, mark_stats, process};
+use crate::read::{check_file, columns_of, csv_scan, read_header, require_columns, sql_ident, sql_str, stream};
+
+/// A failure of the notes stage: one message that names the file and place, never note text.
+#[derive(Debug)]
+pub struct NotesError(String);
+
+impl NotesError {
+    pub fn new(m: impl Into<String>) -> Self {
+        NotesError(m.into())
+    }
+}
+
+impl std::fmt::Display for NotesError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotesError {}
+
+/// What the stage reports while it runs: [`StageContext`] in camel, something simpler in the
+/// benchmark.
+pub trait Env: Sync {
+    fn log(&self, line: &str);
+    /// Rows read so far, all sources together.
+    fn rows(&self, n: u64);
+    fn message(&self, m: &str);
+    fn cancelled(&self) -> bool;
+}
+
+impl Env for StageContext {
+    fn log(&self, line: &str) {
+        StageContext::log(self, line);
+    }
+    fn rows(&self, n: u64) {
+        self.progress().set_position(n);
+    }
+    fn message(&self, m: &str) {
+        self.progress().message(m);
+    }
+    fn cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+}
+
+pub struct Notes;
+
+impl Stage for Notes {
+    type Params = NotesParams;
+    const KIND: &'static str = "notes";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "MIMIC-III/IV, i2b2 or any table of notes into the filtered CAMEL corpus (corpus.parquet, stats.json)";
+    const UNHASHED: &'static [&'static str] = params::UNHASHED;
+
+    fn inputs(p: &NotesParams) -> InputSpec {
+        InputSpec::Named { required: p.input_names(), optional: Vec::new() }
+    }
+
+    fn outputs(_p: &NotesParams) -> Vec<OutputSpec> {
+        vec![OutputSpec::new("corpus", "corpus.parquet"), OutputSpec::new("stats", "stats.json")]
+    }
+
+    fn run(p: &NotesParams, ctx: &StageContext) -> Result<(), StageError> {
+        ctx.progress().set_total(None, "notes");
+        let inputs: BTreeMap<String, PathBuf> = ctx.inputs().clone();
+        match build(p, &inputs, ctx.out_dir(), ctx.scratch_dir(), ctx) {
+            Ok(_) => Ok(()),
+            Err(_) if ctx.is_cancelled() => Err(StageError::Cancelled),
+            Err(e) => Err(StageError::msg(e.0)),
+        }
+    }
+}
+
+/// stats.json.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub sources: Vec<SourceStats>,
+    pub total: Total,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decontamination: Option<DecontamStats>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Total {
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub dropped: BTreeMap<&'static str, u64>,
+    pub input_bytes: u64,
+    pub text_bytes_written: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DecontamStats {
+    pub ngram: u32,
+    pub min_shared: u32,
+    pub sets: Vec<EvalSetStats>,
+    /// Notes dropped, all sources.
+    pub dropped: u64,
+    /// `source:id` of the first 1,000 dropped notes.
+    pub dropped_ids: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EvalSetStats {
+    pub input: String,
+    pub field: String,
+    pub texts: u64,
+    pub ngrams: u64,
+    /// Dropped notes sharing at least one n-gram with this set.
+    pub notes_dropped: u64,
+}
+
+fn input<'a>(inputs: &'a BTreeMap<String, PathBuf>, name: &str) -> Result<&'a Path, NotesError> {
+    inputs.get(name).map(PathBuf::as_path).ok_or_else(|| NotesError::new(format!("input `{name}` is not bound")))
+}
+
+/// Builds corpus.parquet and stats.json in `out_dir`. DuckDB spills to `scratch` if it must.
+pub fn build(
+    p: &NotesParams,
+    inputs: &BTreeMap<String, PathBuf>,
+    out_dir: &Path,
+    scratch: &Path,
+    env: &dyn Env,
+) -> Result<Stats, NotesError> {
+    let threads = p
+        .threads
+        .map(|t| t.get() as usize)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let mut warnings = Vec::new();
+
+    // Id lists first: a wrong list fails before anything is read.
+    let mut lists: Vec<Option<(IdList, String)>> = Vec::new();
+    for s in &p.sources {
+        lists.push(match s.common().exclude {
+            Some(e) => Some(read_id_list(inputs, e, matches!(s, Source::Mimic3(_)))?),
+            None => None,
+        });
+    }
+
+    let tmp = scratch.join("duckdb");
+    std::fs::create_dir_all(&tmp).map_err(|e| NotesError::new(format!("cannot create {}: {e}", tmp.display())))?;
+    let conn = read::open_duckdb(threads, &p.memory_limit, &tmp)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("notes-{i}"))
+        .build()
+        .map_err(|e| NotesError::new(format!("cannot start worker threads: {e}")))?;
+
+    // Evaluation sets for decontamination.
+    let mut index = None;
+    let mut set_stats = Vec::new();
+    if let Some(d) = &p.decontaminate {
+        if d.sets.len() > 64 {
+            return Err(NotesError::new("decontaminate: at most 64 evaluation sets"));
+        }
+        env.message("reading evaluation sets");
+        let mut ix = NgramIndex::new(d.ngram.get() as usize);
+        for (k, set) in d.sets.iter().enumerate() {
+            let path = input(inputs, &set.input)?;
+            let texts = read::read_eval_texts(&conn, path, &set.field)?;
+            for t in &texts {
+                ix.add(k, t);
+            }
+            let grams = ix.grams_in(k);
+            env.log(&format!(
+                "evaluation set `{}` (field `{}`): {} texts, {} distinct {}-grams",
+                set.input,
+                set.field,
+                texts.len(),
+                grams,
+                d.ngram
+            ));
+            set_stats.push(EvalSetStats {
+                input: set.input.clone(),
+                field: set.field.clone(),
+                texts: texts.len() as u64,
+                ngrams: grams as u64,
+                notes_dropped: 0,
+            });
+            if texts.is_empty() {
+                warnings.push(format!("evaluation set `{}` has no texts in field `{}`", set.input, set.field));
+            }
+        }
+        index = Some(ix);
+    }
+
+    let extra: Vec<(String, String)> = p.marks.table.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let table = MarkTable::new(&extra, p.marks.builtin, p.marks.unknown.clone(), p.marks.spacing);
+    let writer = write::CorpusWriter::create(&out_dir.join("corpus.parquet"), &p.parquet)?;
+    let decontam = match (&index, &p.decontaminate) {
+        (Some(ix), Some(d)) => Some((ix, d.min_shared.get())),
+        _ => None,
+    };
+    let mut pipe = Pipeline::new(&p.drop, &table, decontam, set_stats.len(), &pool, writer);
+
+    let mut all = Vec::new();
+    let mut total_rows = 0u64;
+    for (s, list) in p.sources.iter().zip(lists) {
+        let common = s.common();
+        env.message(&format!("reading {}", common.name));
+        let (list, list_hash) = match list {
+            Some((l, h)) => (Some(l), Some(h)),
+            None => (None, None),
+        };
+        let exclude_input = common.exclude.map(|e| e.ids.clone());
+        let mut run = SourceRun::new(common, list, &table);
+        read_source(s, inputs, &conn, &mut pipe, &mut run, env, &mut total_rows)?;
+        if let (Some(list), Some(h), Some(input)) = (&run.exclude, list_hash, exclude_input) {
+            let listed = list.len() as u64;
+            let matched = list.matched() as u64;
+            if matched < listed {
+                let sample = list.absent_sample(10);
+                warnings.push(format!(
+                    "{} of the {} ids in `{}` are not in source `{}` (first: {})",
+                    listed - matched,
+                    listed,
+                    input,
+                    run.stats.name,
+                    sample.join(", ")
+                ));
+            }
+            run.stats.exclude =
+                Some(process::ExcludeStats { input, blake3: h, listed, matched, absent: listed - matched });
+        }
+        if s.common().deid == params::DeidMode::Tags {
+            run.stats.marks = Some(mark_stats(&run.mark_counts, &table));
+        }
+        env.log(&format!(
+            "source `{}`: {} rows read, {} written, dropped {:?}",
+            run.stats.name, run.stats.rows_read, run.stats.rows_written, run.stats.dropped
+        ));
+        all.push(run.stats);
+    }
+    let contaminated_ids = std::mem::take(&mut pipe.contaminated_ids);
+    let per_set = std::mem::take(&mut pipe.contaminated_per_set);
+    pipe.finish()?;
+
+    let mut total = Total::default();
+    for s in &all {
+        total.rows_read += s.rows_read;
+        total.rows_written += s.rows_written;
+        total.input_bytes += s.inputs.values().sum::<u64>();
+        total.text_bytes_written += s.text_bytes_written;
+        for (k, v) in &s.dropped {
+            *total.dropped.entry(*k).or_insert(0) += v;
+        }
+    }
+    let decontamination = p.decontaminate.as_ref().map(|d| {
+        for (st, n) in set_stats.iter_mut().zip(&per_set) {
+            st.notes_dropped = *n;
+        }
+        DecontamStats {
+            ngram: d.ngram.get(),
+            min_shared: d.min_shared.get(),
+            sets: std::mem::take(&mut set_stats),
+            dropped: total.dropped.get("contaminated").copied().unwrap_or(0),
+            dropped_ids: contaminated_ids,
+        }
+    });
+    for w in &warnings {
+        env.log(&format!("warning: {w}"));
+    }
+    let stats = Stats { sources: all, total, decontamination, warnings };
+    let json = serde_json::to_vec_pretty(&stats).expect("stats serialize");
+    std::fs::write(out_dir.join("stats.json"), json)
+        .map_err(|e| NotesError::new(format!("cannot write stats.json: {e}")))?;
+    env.log(&format!(
+        "corpus: {} notes, {} bytes of text, from {} rows read",
+        stats.total.rows_written, stats.total.text_bytes_written, stats.total.rows_read
+    ));
+    Ok(stats)
+}
+
+/// Reads an exclusion list: one id per line (blank lines ignored), its blake3 checked.
+fn read_id_list(
+    inputs: &BTreeMap<String, PathBuf>,
+    e: &Exclude,
+    ints: bool,
+) -> Result<(IdList, String), NotesError> {
+    let path = input(inputs, &e.ids)?;
+    check_file(path, "a list of ids")?;
+    let bytes = std::fs::read(path).map_err(|err| NotesError::new(format!("{}: cannot be read ({err})", path.display())))?;
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    if let Some(want) = &e.blake3
+        && *want != hash
+    {
+        return Err(NotesError::new(format!(
+            "{}: its blake3 is {hash}, but `exclude.blake3` expects {want}: not the expected id list",
+            path.display()
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|err| {
+        NotesError::new(format!("{}: not valid UTF-8 (byte {})", path.display(), err.utf8_error().valid_up_to() + 1))
+    })?;
+    let mut list = if ints { IdList::Ints(HashMap::new()) } else { IdList::Strings(HashMap::new()) };
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        match &mut list {
+            IdList::Ints(m) => {
+                let v: i64 = t.parse().map_err(|_| {
+                    NotesError::new(format!("{}: line {} is not an integer ROW_ID", path.display(), n + 1))
+                })?;
+                m.insert(v, false);
+            }
+            IdList::Strings(m) => {
+                m.insert(t.to_string(), false);
+            }
+        }
+    }
+    if list.is_empty() {
+        return Err(NotesError::new(format!("{}: lists no ids", path.display())));
+    }
+    Ok((list, hash))
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn limit_sql(limit: Option<u64>) -> String {
+    limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default()
+}
+
+/// Streams a DuckDB query's batches (columns id, category?, text, iserror?) through `process`.
+#[allow(clippy::too_many_arguments)]
+fn run_query(
+    conn: &Connection,
+    sql: &str,
+    file: &Path,
+    const_category: Option<&str>,
+    int_ids: bool,
+    pipe: &mut Pipeline<'_>,
+    run: &mut SourceRun<'_>,
+    env: &dyn Env,
+    total_rows: &mut u64,
+) -> Result<(), NotesError> {
+    run.file_rows = 0;
+    stream(conn, sql, file, &mut |b: &RecordBatch| {
+        if env.cancelled() {
+            return Err(NotesError::new("cancelled"));
+        }
+        let text = read::string_column(b, "text")
+            .ok_or_else(|| NotesError::new(format!("{}: DuckDB returned the text column with another type", file.display())))?;
+        let category = match (const_category, read::string_column(b, "category")) {
+            (Some(c), _) => Category::Const(c),
+            (None, Some(c)) => Category::Column(c),
+            (None, None) => Category::None,
+        };
+        let rows = Rows {
+            file,
+            id: read::string_column(b, "id"),
+            category,
+            text,
+            iserror: read::string_column(b, "iserror"),
+            int_ids,
+        };
+        process(pipe, run, &rows)?;
+        *total_rows += b.num_rows() as u64;
+        env.rows(*total_rows);
+        Ok(())
+    })
+}
+
+fn read_source(
+    s: &Source,
+    inputs: &BTreeMap<String, PathBuf>,
+    conn: &Connection,
+    pipe: &mut Pipeline<'_>,
+    run: &mut SourceRun<'_>,
+    env: &dyn Env,
+    total_rows: &mut u64,
+) -> Result<(), NotesError> {
+    match s {
+        Source::Mimic3(m) => {
+            let path = input(inputs, &m.notes)?;
+            check_file(path, "NOTEEVENTS.csv[.gz]")?;
+            run.stats.inputs.insert(m.notes.clone(), file_size(path));
+            let cols = read_header(path, b',')?;
+            let mut need = vec!["ROW_ID", "CATEGORY", "TEXT"];
+            if m.iserror == params::IsError::Drop {
+                need.push("ISERROR");
+            }
+            require_columns(path, &cols, &need, Some(b','))?;
+            let iserror = if m.iserror == params::IsError::Drop { ", \"ISERROR\" AS iserror" } else { "" };
+            let sql = format!(
+                "SELECT \"ROW_ID\" AS id, \"CATEGORY\" AS category{iserror}, \"TEXT\" AS text FROM {}{}",
+                csv_scan(path, b',', &cols),
+                limit_sql(m.limit)
+            );
+            run_query(conn, &sql, path, None, true, pipe, run, env, total_rows)
+        }
+        Source::Mimic4(m) => {
+            let files = [(m.discharge.as_ref(), "Discharge summary"), (m.radiology.as_ref(), "Radiology")];
+            let mut left = m.limit;
+            for (name, category) in files {
+                let Some(name) = name else { continue };
+                if !run.wants_category(category) || left == Some(0) {
+                    continue;
+                }
+                let path = input(inputs, name)?;
+                check_file(path, "a MIMIC-IV note file (discharge.csv or radiology.csv, optionally .gz)")?;
+                run.stats.inputs.insert(name.clone(), file_size(path));
+                let cols = read_header(path, b',')?;
+                require_columns(path, &cols, &["note_id", "text"], Some(b','))?;
+                let sql = format!(
+                    "SELECT \"note_id\" AS id, \"text\" AS text FROM {}{}",
+                    csv_scan(path, b',', &cols),
+                    limit_sql(left)
+                );
+                let before = run.stats.rows_read;
+                run_query(conn, &sql, path, Some(category), false, pipe, run, env, total_rows)?;
+                if let Some(l) = &mut left {
+                    *l = l.saturating_sub(run.stats.rows_read - before);
+                }
+            }
+            Ok(())
+        }
+        Source::I2b2(m) => {
+            let path = input(inputs, &m.notes)?;
+            let (notes, skipped) = read::read_i2b2(path, m.limit)?;
+            run.stats.inputs.insert(m.notes.clone(), notes.iter().map(|n| n.text.len() as u64).sum());
+            if skipped > 0 {
+                run.stats.files_skipped = Some(skipped);
+            }
+            run.file_rows = 0;
+            for chunk in notes.chunks(2048) {
+                if env.cancelled() {
+                    return Err(NotesError::new("cancelled"));
+                }
+                let ids = StringArray::from_iter_values(chunk.iter().map(|n| n.id.as_str()));
+                let texts = StringArray::from_iter_values(chunk.iter().map(|n| n.text.as_str()));
+                let rows =
+                    Rows { file: path, id: Some(&ids), category: Category::None, text: &texts, iserror: None, int_ids: false };
+                process(pipe, run, &rows)?;
+                *total_rows += chunk.len() as u64;
+                env.rows(*total_rows);
+            }
+            Ok(())
+        }
+        Source::Table(t) => {
+            let path = input(inputs, &t.notes)?;
+            check_file(path, "a table of notes")?;
+            run.stats.inputs.insert(t.notes.clone(), file_size(path));
+            let format = match t.format {
+                TableFormat::Auto => guess_format(path)?,
+                f => f,
+            };
+            let mut need = vec![t.columns.text.as_str()];
+            need.extend(t.columns.id.as_deref());
+            need.extend(t.columns.category.as_deref());
+            let lit = sql_str(&path.to_string_lossy());
+            let scan = match format {
+                TableFormat::Csv | TableFormat::Tsv => {
+                    let delim = match (&t.delimiter, format) {
+                        (Some(d), _) => {
+                            let d = if d == "\\t" { "\t" } else { d.as_str() };
+                            if d.len() != 1 {
+                                return Err(NotesError::new(format!(
+                                    "source `{}`: `delimiter` must be one ASCII character",
+                                    run.stats.name
+                                )));
+                            }
+                            d.as_bytes()[0]
+                        }
+                        (None, TableFormat::Tsv) => b'\t',
+                        _ => b',',
+                    };
+                    let cols = read_header(path, delim)?;
+                    require_columns(path, &cols, &need, Some(delim))?;
+                    csv_scan(path, delim, &cols)
+                }
+                TableFormat::Parquet => format!("read_parquet({lit})"),
+                TableFormat::Jsonl => format!("read_json({lit}, format = 'newline_delimited')"),
+                TableFormat::Auto => unreachable!("resolved above"),
+            };
+            if !matches!(format, TableFormat::Csv | TableFormat::Tsv) {
+                let cols = columns_of(conn, &scan, path)?;
+                require_columns(path, &cols, &need, None)?;
+            }
+            let cast = |c: &str, alias: &str| format!("CAST({} AS VARCHAR) AS {alias}", sql_ident(c));
+            let mut select = vec![cast(&t.columns.text, "text")];
+            select.extend(t.columns.id.as_deref().map(|c| cast(c, "id")));
+            select.extend(t.columns.category.as_deref().map(|c| cast(c, "category")));
+            let sql = format!("SELECT {} FROM {scan}{}", select.join(", "), limit_sql(t.limit));
+            run_query(conn, &sql, path, None, false, pipe, run, env, total_rows)
+        }
+    }
+}
+
+fn guess_format(path: &Path) -> Result<TableFormat, NotesError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    let ext = name.rsplit('.').next().unwrap_or("");
+    Ok(match ext {
+        "csv" => TableFormat::Csv,
+        "tsv" | "tab" => TableFormat::Tsv,
+        "parquet" | "pq" => TableFormat::Parquet,
+        "jsonl" | "ndjson" | "json" => TableFormat::Jsonl,
+        _ => {
+            return Err(NotesError::new(format!(
+                "{}: cannot tell the format from the name; set `format:` (csv, tsv, parquet or jsonl)",
+                path.display()
+            )));
+        }
+    })
+}
+
+/// The DuckDB library version this crate was built with.
+pub fn duckdb_version() -> String {
+    let conn = Connection::open_in_memory().expect("in-memory DuckDB opens");
+    conn.query_row("SELECT version()", [], |r| r.get::<_, String>(0)).expect("version() answers")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,543 @@
+//! Reading: DuckDB for CSV/Parquet/JSON, plain Rust for i2b2 directories and SQuAD JSON.
+//!
+//! Every error names the file (and the line where DuckDB knows it) and never quotes the file's
+//! content: DuckDB's own messages quote the offending row ("Original Line: …"), so they are
+//! classified and rewritten here, never passed on.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use duckdb::arrow::array::{Array, RecordBatch, StringArray};
+use duckdb::{Config, Connection};
+
+use crate::NotesError;
+
+/// An in-memory DuckDB with deliberate limits: `threads` workers, `memory_limit` before spilling
+/// to `temp_dir`, insertion order preserved (the corpus is in file order), no extension
+/// downloads, and a streaming buffer large enough to let DuckDB parse ahead of the Rust side.
+pub fn open_duckdb(threads: usize, memory_limit: &str, temp_dir: &Path) -> Result<Connection, NotesError> {
+    let fail = |e: duckdb::Error| NotesError::new(format!("could not start DuckDB: {}", first_line(&e.to_string())));
+    let config = Config::default()
+        .threads(threads as i64)
+        .and_then(|c| c.max_memory(memory_limit))
+        .and_then(|c| c.with("preserve_insertion_order", "true"))
+        .and_then(|c| c.with("temp_directory", temp_dir.to_string_lossy()))
+        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+        .and_then(|c| c.enable_autoload_extension(false))
+        .map_err(fail)?;
+    let conn = Connection::open_in_memory_with_flags(config).map_err(fail)?;
+    conn.execute_batch(
+        "SET produce_arrow_string_view = false;
+         SET arrow_large_buffer_size = false;
+         SET max_streaming_buffer_size = '64MB';",
+    )
+    .map_err(fail)?;
+    Ok(conn)
+}
+
+/// `s` as a SQL string literal.
+pub fn sql_str(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `s` as a SQL identifier.
+pub fn sql_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// Checks that `path` is a non-empty regular file.
+pub fn check_file(path: &Path, what: &str) -> Result<(), NotesError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| NotesError::new(format!("{}: cannot be read ({})", path.display(), e.kind())))?;
+    if meta.is_dir() {
+        return Err(NotesError::new(format!("{}: is a directory, but {what} is a file", path.display())));
+    }
+    if meta.len() == 0 {
+        return Err(NotesError::new(format!("{}: is empty (expected {what})", path.display())));
+    }
+    Ok(())
+}
+
+fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+}
+
+/// The column names of a delimited file's header, read here (DuckDB then reads the file with
+/// exactly these columns, so a row with another number of fields is an error, not a guess).
+pub fn read_header(path: &Path, delim: u8) -> Result<Vec<String>, NotesError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| NotesError::new(format!("{}: cannot be read ({})", path.display(), e.kind())))?;
+    let mut reader: Box<dyn BufRead> = if is_gzip(path) {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    };
+    // The header ends at the first newline outside quotes; 1 MiB is far more than any header.
+    let mut buf = Vec::new();
+    let mut in_quotes = false;
+    let mut byte = [0u8; 1];
+    loop {
+        match reader.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                return Err(NotesError::new(format!(
+                    "{}: cannot be read{} ({e})",
+                    path.display(),
+                    if is_gzip(path) { " as gzip" } else { "" }
+                )));
+            }
+        }
+        let b = byte[0];
+        if b == b'"' {
+            in_quotes = !in_quotes;
+        }
+        if b == b'\n' && !in_quotes {
+            break;
+        }
+        buf.push(b);
+        if buf.len() > 1 << 20 {
+            return Err(NotesError::new(format!(
+                "{}: the header (line 1) is longer than 1 MiB; is this a CSV file with a header?",
+                path.display()
+            )));
+        }
+    }
+    if buf.is_empty() {
+        return Err(NotesError::new(format!("{}: is empty (no header line)", path.display())));
+    }
+    if buf.ends_with(b"\r") {
+        buf.pop();
+    }
+    let line = String::from_utf8(buf).map_err(|e| {
+        NotesError::new(format!(
+            "{}: line 1 is not valid UTF-8 (byte {}); convert the file to UTF-8",
+            path.display(),
+            e.utf8_error().valid_up_to() + 1
+        ))
+    })?;
+    let line = line.strip_prefix('\u{feff}').unwrap_or(&line);
+    let mut cols = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' => quoted = !quoted,
+            c if !quoted && c as u32 == delim as u32 => cols.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    cols.push(cur);
+    Ok(cols)
+}
+
+/// Checks that `required` columns are in `found`; the error lists what is missing, never the
+/// header's own content (a file without a header would show a row of notes there).
+pub fn require_columns(path: &Path, found: &[String], required: &[&str], delim: Option<u8>) -> Result<(), NotesError> {
+    let missing: Vec<&str> = required.iter().copied().filter(|r| !found.iter().any(|f| f == r)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut msg = format!(
+        "{}: no column {} in its header ({} column{} found; expected {})",
+        path.display(),
+        missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+        found.len(),
+        if found.len() == 1 { "" } else { "s" },
+        required.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+    );
+    if let Some(d) = delim
+        && found.len() == 1
+    {
+        let other = [b'\t', b';', b'|', b','].into_iter().find(|&c| c != d && found[0].contains(c as char));
+        if let Some(o) = other {
+            msg.push_str(&format!(
+                "; the header contains {} but the delimiter is {}: wrong delimiter?",
+                show_delim(o),
+                show_delim(d)
+            ));
+        }
+    }
+    Err(NotesError::new(msg))
+}
+
+fn show_delim(d: u8) -> String {
+    match d {
+        b'\t' => "tabs".into(),
+        c => format!("`{}`", c as char),
+    }
+}
+
+/// `read_csv` of `path` with every setting explicit: `columns` as VARCHAR (all of the header's
+/// columns, so that a row with another count fails), RFC 4180 quoting, strict mode, header
+/// skipped, parallel reading.
+pub fn csv_scan(path: &Path, delim: u8, columns: &[String]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| format!("{}: 'VARCHAR'", sql_str(c))).collect();
+    format!(
+        "read_csv({}, auto_detect = false, header = true, delim = {}, quote = '\"', escape = '\"', \
+         columns = {{{}}}, strict_mode = true, parallel = true, null_padding = false, \
+         ignore_errors = false, encoding = 'utf-8', compression = 'auto')",
+        sql_str(&path.to_string_lossy()),
+        sql_str(&(delim as char).to_string()),
+        cols.join(", ")
+    )
+}
+
+/// Runs `sql` and hands each Arrow batch to `f`, in order. Errors name `file`.
+pub fn stream(
+    conn: &Connection,
+    sql: &str,
+    file: &Path,
+    f: &mut dyn FnMut(&RecordBatch) -> Result<(), NotesError>,
+) -> Result<(), NotesError> {
+    let mut stmt = conn.prepare(sql).map_err(|e| duck_error(file, &e))?;
+    let batches = stmt.stream_arrow([]).map_err(|e| duck_error(file, &e))?;
+    for b in batches {
+        let b = b.map_err(|e| duck_error(file, &e))?;
+        f(&b)?;
+    }
+    Ok(())
+}
+
+/// The names of the columns `scan` (a table function call) yields.
+pub fn columns_of(conn: &Connection, scan: &str, file: &Path) -> Result<Vec<String>, NotesError> {
+    let mut stmt = conn.prepare(&format!("DESCRIBE SELECT * FROM {scan}")).map_err(|e| duck_error(file, &e))?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| duck_error(file, &e))?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(|e| duck_error(file, &e))
+}
+
+/// A column of a DuckDB batch as strings.
+pub fn string_column<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
+    b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>())
+}
+
+/// Rewrites a DuckDB error into a message that names the file and says what is wrong, without
+/// any of the file's content.
+pub fn duck_error(file: &Path, e: &duckdb::Error) -> NotesError {
+    NotesError::new(describe_duck_error(file, &e.to_string()))
+}
+
+pub fn describe_duck_error(file: &Path, msg: &str) -> String {
+    let line = msg
+        .split("CSV Error on Line: ")
+        .nth(1)
+        .map(|r| r.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .filter(|s| !s.is_empty());
+    // Classified on DuckDB's own words only: the quoted row, the option dump and the path go.
+    let path = file.to_string_lossy();
+    let words: String = msg
+        .lines()
+        .filter(|l| !l.starts_with("Original Line:") && !l.trim_start().starts_with("file ="))
+        .map(|l| l.replace(path.as_ref(), ""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let has = |p: &str| words.to_ascii_lowercase().contains(&p.to_ascii_lowercase());
+    let what: String = if has("unterminated quote") {
+        "a quoted value is never closed (unterminated quote)".into()
+    } else if has("invalid unicode") {
+        "it is not valid UTF-8; convert it to UTF-8".into()
+    } else if let Some(rest) = words.split("Expected Number of Columns: ").nth(1) {
+        let expected: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let found: String = rest
+            .split("Found: ")
+            .nth(1)
+            .map(|r| r.chars().take_while(char::is_ascii_digit).collect())
+            .unwrap_or_default();
+        format!(
+            "a row has {found} fields where the header has {expected} (wrong delimiter, or an unescaped quote?)"
+        )
+    } else if has("maximum line size") {
+        "a row is longer than DuckDB's maximum line size (2 MB)".into()
+    } else if has("invalid state") {
+        "it is not valid CSV (a quote inside an unquoted value, or the wrong quote/escape character)".into()
+    } else if has("no files found") || has("no such file") || has("cannot open file") || has("could not open file") {
+        "cannot be opened".into()
+    } else if has("is a directory") {
+        "is a directory, not a file".into()
+    } else if has("malformed json") || has("json") && (has("parse") || has("invalid")) {
+        let at = words
+            .split("at byte ")
+            .nth(1)
+            .map(|r| r.chars().take_while(char::is_ascii_digit).collect::<String>())
+            .filter(|s| !s.is_empty());
+        match at {
+            Some(b) => format!("malformed JSON at byte {b}"),
+            None => "malformed JSON".into(),
+        }
+    } else if has("magic bytes") || has("parquet") {
+        "it is not a readable Parquet file".into()
+    } else if has("gzip") || has("decompress") {
+        "it could not be decompressed".into()
+    } else if has("out of memory") {
+        "DuckDB ran out of memory: raise `memory_limit`".into()
+    } else if has("could not convert") || has("conversion error") {
+        "a value could not be converted".into()
+    } else if has("interrupt") {
+        "reading was interrupted".into()
+    } else {
+        // Only the error class ("Invalid Input Error"), which is DuckDB's own words.
+        let class = msg.split(':').next().unwrap_or("").trim();
+        let class = if class.len() < 40 && class.chars().all(|c| c.is_ascii_alphabetic() || c == ' ') {
+            class
+        } else {
+            "error"
+        };
+        format!("DuckDB could not read it ({class})")
+    };
+    match line {
+        Some(l) => format!("{}: {what} (CSV record {l})", file.display()),
+        None => format!("{}: {what}", file.display()),
+    }
+}
+
+/// One i2b2 note: its id (relative path, or `DATA.PARAGRAPH`) and text.
+pub struct I2b2Note {
+    pub id: String,
+    pub text: String,
+}
+
+/// i2b2/n2c2: a directory of `.txt`/`.xml` notes sorted by relative path, or SQuAD-shaped JSON.
+pub fn read_i2b2(path: &Path, limit: Option<u64>) -> Result<(Vec<I2b2Note>, u64), NotesError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| NotesError::new(format!("{}: cannot be read ({})", path.display(), e.kind())))?;
+    if meta.is_dir() {
+        let mut files = Vec::new();
+        walk(path, path, &mut files)?;
+        // One note per stem (relative path without extension): its .txt where there is one
+        // (the releases that ship both hold the same text twice), else its .xml's <TEXT>.
+        let mut stems: std::collections::BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = Default::default();
+        let mut skipped = 0u64;
+        for (rel, full) in files {
+            let ext = full.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+            let stem = match rel.rsplit_once('.') {
+                Some((s, _)) => s.to_string(),
+                None => rel.clone(),
+            };
+            match ext.as_deref() {
+                Some("txt") => stems.entry(stem).or_default().0 = Some(full),
+                Some("xml") => stems.entry(stem).or_default().1 = Some(full),
+                _ => skipped += 1,
+            }
+        }
+        let mut notes = Vec::new();
+        for (stem, (txt, xml)) in stems {
+            if limit.is_some_and(|l| notes.len() as u64 >= l) {
+                break;
+            }
+            let text = match (txt, xml) {
+                (Some(t), _) => read_utf8(&t)?,
+                (None, Some(x)) => xml_text(&x, &read_utf8(&x)?)?,
+                (None, None) => continue,
+            };
+            notes.push(I2b2Note { id: stem, text });
+        }
+        if notes.is_empty() {
+            return Err(NotesError::new(format!("{}: holds no .txt or .xml notes", path.display())));
+        }
+        Ok((notes, skipped))
+    } else {
+        check_file(path, "an i2b2 directory or SQuAD-shaped JSON")?;
+        let text = read_utf8(path)?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            NotesError::new(format!("{}: malformed JSON (line {}, column {})", path.display(), e.line(), e.column()))
+        })?;
+        let shape = || NotesError::new(format!("{}: not SQuAD-shaped JSON (data[].paragraphs[].context)", path.display()));
+        let data = v.get("data").and_then(|d| d.as_array()).ok_or_else(shape)?;
+        let mut notes = Vec::new();
+        'outer: for (i, d) in data.iter().enumerate() {
+            let paragraphs = d.get("paragraphs").and_then(|p| p.as_array()).ok_or_else(shape)?;
+            for (j, p) in paragraphs.iter().enumerate() {
+                if limit.is_some_and(|l| notes.len() as u64 >= l) {
+                    break 'outer;
+                }
+                // CAMEL: "".join(context): a string, or a list of strings.
+                let text = match p.get("context") {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Array(a)) => {
+                        let mut s = String::new();
+                        for x in a {
+                            s.push_str(x.as_str().ok_or_else(shape)?);
+                        }
+                        s
+                    }
+                    _ => return Err(shape()),
+                };
+                notes.push(I2b2Note { id: format!("{i}.{j}"), text });
+            }
+        }
+        Ok((notes, 0))
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), NotesError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| NotesError::new(format!("{}: cannot be listed ({})", dir.display(), e.kind())))?;
+    for e in entries {
+        let e = e.map_err(|e| NotesError::new(format!("{}: cannot be listed ({})", dir.display(), e.kind())))?;
+        let p = e.path();
+        let meta = std::fs::metadata(&p)
+            .map_err(|err| NotesError::new(format!("{}: cannot be read ({})", p.display(), err.kind())))?;
+        if meta.is_dir() {
+            walk(root, &p, out)?;
+        } else {
+            let rel = p.strip_prefix(root).unwrap_or(&p);
+            let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            out.push((rel, p));
+        }
+    }
+    Ok(())
+}
+
+fn read_utf8(path: &Path) -> Result<String, NotesError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| NotesError::new(format!("{}: cannot be read ({})", path.display(), e.kind())))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        NotesError::new(format!("{}: line {line} is not valid UTF-8 (byte {}); convert it to UTF-8", path.display(), at + 1))
+    })
+}
+
+/// The text of an i2b2/n2c2 XML note: the content of `<TEXT>` (CDATA, or escaped text).
+fn xml_text(path: &Path, xml: &str) -> Result<String, NotesError> {
+    let Some(open) = xml.find("<TEXT>") else {
+        return Err(NotesError::new(format!("{}: no <TEXT> element", path.display())));
+    };
+    let body_start = open + "<TEXT>".len();
+    let Some(close_rel) = xml[body_start..].find("</TEXT>") else {
+        return Err(NotesError::new(format!("{}: <TEXT> is never closed", path.display())));
+    };
+    let body = &xml[body_start..body_start + close_rel];
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while !rest.is_empty() {
+        match rest.find("<![CDATA[") {
+            Some(i) => {
+                unescape_into(&rest[..i], &mut out);
+                let after = &rest[i + 9..];
+                let Some(end) = after.find("]]>") else {
+                    return Err(NotesError::new(format!("{}: a CDATA section in <TEXT> is never closed", path.display())));
+                };
+                out.push_str(&after[..end]);
+                rest = &after[end + 3..];
+            }
+            None => {
+                unescape_into(rest, &mut out);
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn unescape_into(s: &str, out: &mut String) {
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        let semi = after.find(';').filter(|&j| j <= 10);
+        let decoded = semi.and_then(|j| {
+            let ent = &after[1..j];
+            let c = match ent {
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "amp" => Some('&'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => ent
+                    .strip_prefix("#x")
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, j))
+        });
+        match decoded {
+            Some((c, j)) => {
+                out.push(c);
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+}
+
+/// The texts of an evaluation set's `field`, read by DuckDB from JSON (an array of objects, or
+/// lines), CSV or Parquet.
+pub fn read_eval_texts(conn: &Connection, path: &Path, field: &str) -> Result<Vec<String>, NotesError> {
+    check_file(path, "an evaluation set")?;
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    let scan = if name.ends_with(".parquet") || name.ends_with(".pq") {
+        format!("read_parquet({})", sql_str(&path.to_string_lossy()))
+    } else if name.ends_with(".csv") || name.ends_with(".tsv") {
+        let delim = if name.ends_with(".tsv") { b'\t' } else { b',' };
+        let cols = read_header(path, delim)?;
+        require_columns(path, &cols, &[field], Some(delim))?;
+        csv_scan(path, delim, &cols)
+    } else {
+        format!("read_json({}, format = 'auto', maximum_object_size = 1073741824)", sql_str(&path.to_string_lossy()))
+    };
+    let cols = columns_of(conn, &scan, path)?;
+    require_columns(path, &cols, &[field], None)?;
+    let sql = format!("SELECT CAST({} AS VARCHAR) AS t FROM {scan}", sql_ident(field));
+    let mut texts = Vec::new();
+    stream(conn, &sql, path, &mut |b| {
+        let col = string_column(b, "t").ok_or_else(|| NotesError::new("DuckDB returned an unexpected type"))?;
+        for i in 0..col.len() {
+            if col.is_valid(i) {
+                texts.push(col.value(i).to_string());
+            }
+        }
+        Ok(())
+    })?;
+    Ok(texts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duckdb_messages_lose_their_content() {
+        let f = Path::new("/d/NOTEEVENTS.csv");
+        let m = "Invalid Input Error: CSV Error on Line: 12\nOriginal Line: 5,secret patient text\nValue with unterminated quote found.";
+        let d = describe_duck_error(f, m);
+        assert_eq!(d, "/d/NOTEEVENTS.csv: a quoted value is never closed (unterminated quote) (CSV record 12)");
+        let m = "Invalid Input Error: CSV Error on Line: 3\nOriginal Line: a;b;c\nExpected Number of Columns: 11 Found: 3";
+        assert!(describe_duck_error(f, m).contains("a row has 3 fields where the header has 11"));
+        let m = "Conversion Error: Could not convert string 'John Smith' to INT64";
+        assert!(!describe_duck_error(f, m).contains("John"));
+        let m = "Weird Error: something about John Smith";
+        assert_eq!(describe_duck_error(f, m), "/d/NOTEEVENTS.csv: DuckDB could not read it (Weird Error)");
+    }
+
+    #[test]
+    fn headers_and_xml() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.csv");
+        std::fs::write(&p, "\u{feff}\"ROW_ID\",\"TEXT\"\r\n1,\"x\"\n").unwrap();
+        assert_eq!(read_header(&p, b',').unwrap(), ["ROW_ID", "TEXT"]);
+        std::fs::write(&p, "a\tb\n").unwrap();
+        let cols = read_header(&p, b',').unwrap();
+        let e = require_columns(&p, &cols, &["ROW_ID"], Some(b',')).unwrap_err().to_string();
+        assert!(e.contains("wrong delimiter") && e.contains("`ROW_ID`") && !e.contains("a\tb"), "{e}");
+        let x = "<?xml?><root><TEXT><![CDATA[Record date: 2090\n& more]]></TEXT><TAGS/></root>";
+        assert_eq!(xml_text(&p, x).unwrap(), "Record date: 2090\n& more");
+        assert_eq!(xml_text(&p, "<TEXT>a &lt;b&gt; &amp; &#65;</TEXT>").unwrap(), "a <b> & A");
+        assert!(xml_text(&p, "<X/>").is_err());
+    }
+}

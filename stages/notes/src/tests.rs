@@ -1,0 +1,433 @@
+//! The stage end to end on small files, without the engine: `build` into a temporary directory,
+//! corpus.parquet read back with DuckDB.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::*;
+
+#[derive(Default)]
+struct TestEnv {
+    logs: Mutex<Vec<String>>,
+}
+
+impl Env for TestEnv {
+    fn log(&self, line: &str) {
+        self.logs.lock().unwrap().push(line.to_string());
+    }
+    fn rows(&self, _n: u64) {}
+    fn message(&self, _m: &str) {}
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+struct T {
+    dir: tempfile::TempDir,
+    inputs: BTreeMap<String, PathBuf>,
+}
+
+type Row = (String, Option<String>, Option<String>, String);
+
+impl T {
+    fn new() -> T {
+        T { dir: tempfile::tempdir().unwrap(), inputs: BTreeMap::new() }
+    }
+
+    fn file(&mut self, name: &str, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.dir.path().join("in").join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        self.inputs.insert(name.to_string(), p.clone());
+        p
+    }
+
+    fn bind(&mut self, name: &str, p: &Path) {
+        self.inputs.insert(name.to_string(), p.to_path_buf());
+    }
+
+    fn run(&self, yaml: &str) -> Result<(Vec<Row>, Stats, Vec<String>), String> {
+        let p: NotesParams = serde_yaml::from_str(yaml).map_err(|e| format!("params: {e}"))?;
+        let out = self.dir.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let scratch = self.dir.path().join("scratch");
+        let env = TestEnv::default();
+        let stats = build(&p, &self.inputs, &out, &scratch, &env).map_err(|e| e.to_string())?;
+        let logs = env.logs.into_inner().unwrap();
+        for l in &logs {
+            assert!(!l.contains("SECRET"), "note text in a log line: {l}");
+        }
+        Ok((read_corpus(&out.join("corpus.parquet")), stats, logs))
+    }
+
+    fn texts(&self, yaml: &str) -> Vec<String> {
+        self.run(yaml).unwrap().0.into_iter().map(|r| r.3).collect()
+    }
+
+    fn err(&self, yaml: &str) -> String {
+        let e = self.run(yaml).map(|r| r.0.len()).unwrap_err();
+        assert!(!e.contains("SECRET"), "note text in an error: {e}");
+        e
+    }
+}
+
+fn read_corpus(p: &Path) -> Vec<Row> {
+    let conn = Connection::open_in_memory().unwrap();
+    let sql = format!("SELECT source, id, category, text FROM read_parquet({})", read::sql_str(&p.to_string_lossy()));
+    let mut stmt = conn.prepare(&sql).unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(|r| r.unwrap()).collect()
+}
+
+const M3_HEADER: &str = "\"ROW_ID\",\"SUBJECT_ID\",\"HADM_ID\",\"CHARTDATE\",\"CHARTTIME\",\"STORETIME\",\"CATEGORY\",\"DESCRIPTION\",\"CGID\",\"ISERROR\",\"TEXT\"\n";
+
+fn q(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn m3_row(id: u64, cat: &str, iserror: bool, text: &str) -> String {
+    format!(
+        "{id},{},,2151-07-16,,,{},\"Report\",,{},{}\n",
+        id * 7,
+        q(cat),
+        if iserror { "1" } else { "" },
+        q(text)
+    )
+}
+
+fn m3(rows: &[(u64, &str, bool, &str)]) -> String {
+    let mut s = M3_HEADER.to_string();
+    for (id, cat, e, t) in rows {
+        s.push_str(&m3_row(*id, cat, *e, t));
+    }
+    s
+}
+
+const M4_HEADER: &str = "note_id,subject_id,hadm_id,note_type,note_seq,charttime,storetime,text\n";
+
+fn m4(kind: &str, texts: &[&str]) -> String {
+    let mut s = M4_HEADER.to_string();
+    for (i, t) in texts.iter().enumerate() {
+        s.push_str(&format!("100-{kind}-{i},100,200,{kind},{i},2180-01-01 00:00:00,,{}\n", q(t)));
+    }
+    s
+}
+
+#[test]
+fn mimic3_is_camels_semantics() {
+    let mut t = T::new();
+    t.file(
+        "notes",
+        "NOTEEVENTS.csv",
+        m3(&[
+            (1, "Discharge summary", false, "Admission Date: [**2151-7-16**]\nline, with \"quotes\""),
+            (2, "Physician ", false, "dropped by the list"),
+            (3, "Physician ", true, "ISERROR is kept by default; café"),
+            (4, "Radiology", false, ""),
+        ]),
+    );
+    t.file("ids", "ids.txt", "2\n99");
+    let (rows, stats, _) =
+        t.run("sources: [{type: mimic3, notes: notes, exclude: {ids: ids}}]").unwrap();
+    let texts: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "Discharge summary\nAdmission Date: [**2151-7-16**]\nline, with \"quotes\"",
+            "Physician \nISERROR is kept by default; café",
+            "Radiology\n",
+        ]
+    );
+    assert_eq!(rows[0].0, "mimic3");
+    assert_eq!(rows[1].1.as_deref(), Some("3"));
+    assert_eq!(rows[1].2.as_deref(), Some("Physician "));
+    let s = &stats.sources[0];
+    assert_eq!((s.rows_read, s.rows_written, s.dropped["excluded_id"]), (4, 3, 1));
+    let ex = s.exclude.as_ref().unwrap();
+    assert_eq!((ex.listed, ex.matched, ex.absent), (2, 1, 1));
+    assert_eq!(ex.blake3, blake3::hash(b"2\n99").to_hex().to_string());
+    assert_eq!(stats.warnings.len(), 1);
+    assert!(stats.warnings[0].contains("1 of the 2 ids") && stats.warnings[0].contains("99"), "{:?}", stats.warnings);
+}
+
+#[test]
+fn mimic3_options_filter_and_convert() {
+    let mut t = T::new();
+    t.file(
+        "notes",
+        "NOTEEVENTS.csv.gz",
+        gzip(&m3(&[
+            (1, "Discharge summary", false, "Dr. [**Last Name (NamePattern1) 12**] on [**2151-7-16**] at [**Hospital1 18**]"),
+            (2, "Nursing", false, "nursing"),
+            (3, "Discharge summary", true, "an error"),
+            (4, "discharge summary ", false, "[**Known lastname 3**] [****]x"),
+            (5, "Discharge summary", false, "the last"),
+        ])),
+    );
+    let y = r#"
+sources:
+  - {type: mimic3, notes: notes, categories: [Discharge summary], iserror: drop, deid: tags, limit: 4, prefix: ""}
+"#;
+    let (rows, stats, _) = t.run(y).unwrap();
+    let texts: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+    assert_eq!(texts, ["Dr. [Name] on 2151-7-16 at [Company]", "[Name] x"]);
+    let s = &stats.sources[0];
+    assert_eq!(s.rows_read, 4, "limit");
+    assert_eq!((s.dropped["category"], s.dropped["iserror"]), (1, 1));
+    let m = s.marks.as_ref().unwrap();
+    assert_eq!(m.marks, 5);
+    assert_eq!(m.tags, BTreeMap::from([("[Name]".into(), 2), ("[Company]".into(), 1)]));
+    assert_eq!((m.kept_date, m.removed_empty), (1, 1));
+}
+
+fn gzip(s: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(s.as_bytes()).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn unknown_marks_follow_the_policy() {
+    let mut t = T::new();
+    t.file("notes", "NOTEEVENTS.csv", m3(&[(1, "Nursing", false, "ok"), (2, "Nursing", false, "SECRET [**Protected Entity 1**]")]));
+    let e = t.err("sources: [{type: mimic3, notes: notes, deid: tags}]");
+    assert!(e.contains("NOTEEVENTS.csv: data row 2 (id 2)") && e.contains("character 7"), "{e}");
+    let texts = t.texts("sources: [{type: mimic3, notes: notes, deid: tags, prefix: ''}]\nmarks: {unknown: keep}");
+    assert_eq!(texts[1], "SECRET [**Protected Entity 1**]");
+    let (rows, stats, _) = t
+        .run("sources: [{type: mimic3, notes: notes, deid: tags, prefix: ''}]\nmarks: {unknown: 'tag:[PHI]', table: {Entity: '[E]'}}")
+        .unwrap();
+    assert_eq!(rows[1].3, "SECRET [E]");
+    assert_eq!(stats.sources[0].marks.as_ref().unwrap().unknown, 0);
+}
+
+#[test]
+fn mimic4_discharge_then_radiology_and_anon() {
+    let mut t = T::new();
+    t.file("d", "discharge.csv", m4("DS", &["Name: ___ Unit No: ___\nx", "second, \"q\""]));
+    t.file("r", "radiology.csv.gz", gzip(&m4("RR", &["EXAM: CHEST ___"])));
+    let texts = t.texts("sources: [{type: mimic4, discharge: d, radiology: r}]");
+    assert_eq!(
+        texts,
+        ["Discharge summary\nName: ___ Unit No: ___\nx", "Discharge summary\nsecond, \"q\"", "Radiology\nEXAM: CHEST ___"]
+    );
+    let (rows, stats, _) =
+        t.run("sources: [{type: mimic4, discharge: d, radiology: r, anon: tag, categories: [radiology]}]").unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].3, "Radiology\nEXAM: CHEST [ANON]");
+    assert_eq!(rows[0].1.as_deref(), Some("100-RR-0"));
+    assert_eq!(stats.sources[0].anon_replaced, Some(1));
+    let texts = t.texts("sources: [{type: mimic4, discharge: d, radiology: r, limit: 2}]");
+    assert_eq!(texts.len(), 2);
+}
+
+#[test]
+fn i2b2_directory_and_squad_json() {
+    let mut t = T::new();
+    t.file("x", "i2b2/b/2.xml", "<?xml version=\"1.0\"?><deIdi2b2><TEXT><![CDATA[xml note\n&]]></TEXT><TAGS/></deIdi2b2>");
+    t.file("x", "i2b2/a.txt", "txt note");
+    t.file("x", "i2b2/a.xml", "<TEXT>the same note</TEXT>");
+    let dir = t.dir.path().join("in/i2b2");
+    t.file("x", "i2b2/readme.md", "ignored");
+    t.bind("x", &dir);
+    let (rows, stats, _) = t.run("sources: [{type: i2b2, notes: x}]").unwrap();
+    assert_eq!(rows.iter().map(|r| (r.1.clone().unwrap(), r.3.clone())).collect::<Vec<_>>(), [
+        ("a".to_string(), "txt note".to_string()),
+        ("b/2".into(), "xml note\n&".into())
+    ]);
+    assert_eq!(rows[0].2, None);
+    assert_eq!(stats.sources[0].files_skipped, Some(1));
+    t.file("j", "squad.json", r#"{"data": [{"title": "t", "paragraphs": [{"context": "one"}, {"context": ["tw", "o"]}]}]}"#);
+    let (rows, ..) = t.run("sources: [{type: i2b2, notes: j, prefix: '{source}: '}]").unwrap();
+    assert_eq!(rows.iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["i2b2: one", "i2b2: two"]);
+    assert_eq!(rows[1].1.as_deref(), Some("0.1"));
+}
+
+#[test]
+fn tables_of_every_format() {
+    let mut t = T::new();
+    t.file("c", "notes.csv", "note_id,kind,body\n7,Progress,\"multi\nline\"\n8,Consult,plain\n");
+    t.file("s", "notes.tsv", "note_id\tkind\tbody\n7\tProgress\tx y\n");
+    t.file("j", "notes.jsonl", "{\"body\": \"from json\", \"kind\": \"K\", \"note_id\": 1}\n{\"body\": \"second\", \"kind\": \"K\", \"note_id\": 2}\n");
+    let y = |input: &str| {
+        format!(
+            "sources: [{{type: table, name: site, notes: {input}, columns: {{text: body, id: note_id, category: kind}}, prefix: '{{category}}: '}}]"
+        )
+    };
+    let (rows, ..) = t.run(&y("c")).unwrap();
+    assert_eq!(rows[0], ("site".to_string(), Some("7".to_string()), Some("Progress".to_string()), "Progress: multi\nline".to_string()));
+    assert_eq!(rows[1].3, "Consult: plain");
+    assert_eq!(t.texts(&y("s")), ["Progress: x y"]);
+    assert_eq!(t.texts(&y("j")), ["K: from json", "K: second"]);
+    // Parquet: the corpus of the CSV run, read as a table.
+    t.run(&y("c")).unwrap();
+    let pq = t.dir.path().join("corpus-copy.parquet");
+    std::fs::copy(t.dir.path().join("out/corpus.parquet"), &pq).unwrap();
+    t.bind("p", &pq);
+    let texts = t.texts("sources: [{type: table, notes: p, columns: {text: text, category: category}, categories: [consult]}]");
+    assert_eq!(texts, ["Consult: plain"]);
+}
+
+#[test]
+fn optional_drops() {
+    let mut t = T::new();
+    t.file(
+        "notes",
+        "NOTEEVENTS.csv",
+        m3(&[
+            (1, "A", false, "same text"),
+            (2, "A", false, "   "),
+            (3, "A", false, "short"),
+            (4, "A", false, "same text"),
+            (5, "B", false, "same text"),
+        ]),
+    );
+    let (rows, stats, _) =
+        t.run("sources: [{type: mimic3, notes: notes}]\ndrop: {empty: true, min_chars: 6, duplicates: true}").unwrap();
+    assert_eq!(rows.iter().map(|r| r.1.clone().unwrap()).collect::<Vec<_>>(), ["1", "5"], "B's prefix differs");
+    let d = &stats.sources[0].dropped;
+    assert_eq!((d["empty"], d["too_short"], d["duplicate"]), (1, 1, 1));
+    assert_eq!(stats.total.dropped["duplicate"], 1);
+}
+
+#[test]
+fn decontamination_drops_notes_sharing_ngrams() {
+    let mut t = T::new();
+    let eval = "The patient made some progress during therapy and accomplished two of her five goals today";
+    t.file("ev", "eval.json", format!("[{{\"input\": \"{eval}\", \"instruction\": \"x\"}}]"));
+    t.file(
+        "notes",
+        "NOTEEVENTS.csv",
+        m3(&[
+            (1, "A", false, "unrelated note about something else entirely with many words in it ok"),
+            (2, "A", false, &format!("Copied: {}", eval.to_uppercase())),
+        ]),
+    );
+    let (rows, stats, _) = t
+        .run("sources: [{type: mimic3, notes: notes}]\ndecontaminate: {sets: [{input: ev, field: input}]}")
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let d = stats.decontamination.as_ref().unwrap();
+    assert_eq!((d.dropped, d.sets[0].texts, d.sets[0].notes_dropped), (1, 1, 1));
+    assert_eq!(d.sets[0].ngrams, 3, "15 words, 13-grams");
+    assert_eq!(d.dropped_ids, ["mimic3:2"]);
+    let e = t.err("sources: [{type: mimic3, notes: notes}]\ndecontaminate: {sets: [{input: ev, field: prompt}]}");
+    assert!(e.contains("eval.json") && e.contains("`prompt`"), "{e}");
+}
+
+#[test]
+fn the_real_eval_set_reads() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mtsamples_instructions.json");
+    if !p.exists() {
+        eprintln!("skipped: {} is absent", p.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conn = read::open_duckdb(2, "1GB", dir.path()).unwrap();
+    let texts = read::read_eval_texts(&conn, &p, "input").unwrap();
+    assert_eq!(texts.len(), 1048);
+}
+
+#[test]
+fn a_wrong_list_is_an_error() {
+    let mut t = T::new();
+    t.file("notes", "NOTEEVENTS.csv", m3(&[(1, "A", false, "x")]));
+    t.file("ids", "ids.txt", "1\n");
+    let e = t.err(&format!(
+        "sources: [{{type: mimic3, notes: notes, exclude: {{ids: ids, blake3: {}}}}}]",
+        "0".repeat(64)
+    ));
+    assert!(e.contains("ids.txt: its blake3 is") && e.contains("not the expected id list"), "{e}");
+    t.file("ids", "ids.txt", "1\nabc\n");
+    let e = t.err("sources: [{type: mimic3, notes: notes, exclude: {ids: ids}}]");
+    assert!(e.contains("ids.txt: line 2 is not an integer"), "{e}");
+}
+
+#[test]
+fn bad_inputs_name_the_file() {
+    let mut t = T::new();
+    let y = "sources: [{type: mimic3, notes: notes}]";
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "missing column",
+            M3_HEADER.replace(",\"TEXT\"", ",\"NOTE\"").into_bytes(),
+            "no column `TEXT` in its header",
+        ),
+        ("wrong delimiter", M3_HEADER.replace(',', "\t").into_bytes(), "wrong delimiter"),
+        (
+            "non-UTF-8",
+            [M3_HEADER.as_bytes(), &m3_row(1, "A", false, "ok").into_bytes(), b"2,1,,,,,\"A\",\"R\",,,\"SECRET \xff\xfe\"\n"]
+                .concat(),
+            "not valid UTF-8",
+        ),
+        (
+            "unterminated quote",
+            format!("{M3_HEADER}{}3,1,,,,,\"A\",\"R\",,,\"SECRET never closed\n", m3_row(1, "A", false, "ok"))
+                .into_bytes(),
+            "unterminated quote",
+        ),
+        (
+            "wrong field count",
+            format!("{M3_HEADER}{}4,SECRET,x\n", m3_row(1, "A", false, "ok")).into_bytes(),
+            "a row has 3 fields where the header has 11",
+        ),
+        ("empty", Vec::new(), "is empty"),
+        ("ROW_ID", format!("{M3_HEADER}SECRET,1,,,,,\"A\",\"R\",,,\"t\"\n").into_bytes(), "ROW_ID is something else"),
+    ];
+    for (what, content, want) in cases {
+        let p = t.file("notes", "NOTEEVENTS.csv", content);
+        let e = t.err(y);
+        assert!(e.starts_with(&p.display().to_string()), "{what}: {e}");
+        assert!(e.contains(want), "{what}: {e}");
+    }
+    let dir = t.dir.path().join("in/adir");
+    std::fs::create_dir_all(&dir).unwrap();
+    t.bind("notes", &dir);
+    let e = t.err(y);
+    assert!(e.contains("adir: is a directory"), "{e}");
+}
+
+#[test]
+fn parallel_reading_keeps_file_order() {
+    // ~40 MB: several of DuckDB's parallel scan ranges, each with quoted newlines.
+    let mut t = T::new();
+    let mut s = String::with_capacity(41 << 20);
+    s.push_str(M3_HEADER);
+    let body = "Line one, with a comma.\nLine \"two\".\n".repeat(30);
+    let n = 40_000u64;
+    for id in 1..=n {
+        s.push_str(&m3_row(id, "Nursing", false, &body));
+    }
+    t.file("notes", "NOTEEVENTS.csv", s);
+    let (rows, stats, _) = t.run("sources: [{type: mimic3, notes: notes}]\nthreads: 4").unwrap();
+    assert_eq!(stats.total.rows_written, n);
+    let ids: Vec<u64> = rows.iter().map(|r| r.1.as_ref().unwrap().parse().unwrap()).collect();
+    assert!(ids.iter().copied().eq(1..=n), "rows out of order");
+    let expect = format!("Nursing\n{body}");
+    assert!(rows.iter().all(|r| r.3 == expect));
+    // Same bytes with one thread: the output does not depend on `threads`.
+    let a = std::fs::read(t.dir.path().join("out/corpus.parquet")).unwrap();
+    t.run("sources: [{type: mimic3, notes: notes}]\nthreads: 1").unwrap();
+    let b = std::fs::read(t.dir.path().join("out/corpus.parquet")).unwrap();
+    assert!(a == b, "corpus.parquet differs between 4 threads and 1");
+}
+
+#[test]
+fn stage_contract() {
+    let p: NotesParams = serde_yaml::from_str(
+        "sources: [{type: mimic3, notes: n, exclude: {ids: f}}, {type: i2b2, notes: i}]\nthreads: 3",
+    )
+    .unwrap();
+    match Notes::inputs(&p) {
+        InputSpec::Named { required, optional } => {
+            assert_eq!(required, ["f", "i", "n"]);
+            assert!(optional.is_empty());
+        }
+        InputSpec::Any => panic!("named inputs"),
+    }
+    assert_eq!(Notes::outputs(&p), [OutputSpec::new("corpus", "corpus.parquet"), OutputSpec::new("stats", "stats.json")]);
+    assert_eq!(Notes::UNHASHED, ["threads", "memory_limit"]);
+    assert!(duckdb_version().starts_with('v'));
+}
