@@ -4,6 +4,9 @@
 pub mod command;
 pub mod synth;
 
+// Kinds with heavy dependencies live in their own crates (DuckDB for `notes`), so that edits
+// elsewhere never rebuild them.
+
 use camel_engine::Registry;
 
 /// Every kind a pipeline may use.
@@ -11,5 +14,6 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register::<command::Command>();
     r.register::<synth::Synth>();
+    r.register::<camel_notes::Notes>();
     r
 }

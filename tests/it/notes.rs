@@ -78,12 +78,23 @@ stages:
     let ref_out = t.path("ref.parquet");
     let r = reference(
         &py,
-        &["mimic3", "--notes", csv.to_str().unwrap(), "--filter", list.to_str().unwrap(), "--out", ref_out.to_str().unwrap()],
+        &[
+            "mimic3",
+            "--notes",
+            csv.to_str().unwrap(),
+            "--filter",
+            list.to_str().unwrap(),
+            "--out",
+            ref_out.to_str().unwrap(),
+        ],
     );
     assert_eq!(r["rows_read"], 1500);
     assert_eq!(r["rows_written"], 1500 - 404);
     let corpus = t.path(".camel/out/notes/corpus.parquet");
-    let c = reference(&py, &["compare", "--camel", corpus.to_str().unwrap(), "--reference", ref_out.to_str().unwrap()]);
+    let c = reference(
+        &py,
+        &["compare", "--camel", corpus.to_str().unwrap(), "--reference", ref_out.to_str().unwrap()],
+    );
     assert_eq!(c["identical"], true, "{c}");
     let s = stats(&t);
     let src = &s["sources"][0];
@@ -136,7 +147,10 @@ stages:
     );
     assert_eq!(out["rows_written"], 400);
     let corpus = t.path(".camel/out/notes/corpus.parquet");
-    let c = reference(&py, &["compare", "--camel", corpus.to_str().unwrap(), "--reference", ref_out.to_str().unwrap()]);
+    let c = reference(
+        &py,
+        &["compare", "--camel", corpus.to_str().unwrap(), "--reference", ref_out.to_str().unwrap()],
+    );
     assert_eq!(c["identical"], true, "{c}");
 }
 
@@ -172,7 +186,8 @@ stages:
     );
     t.camel(&["run", "p.yaml"]).assert_ok();
     let s = stats(&t);
-    let names: Vec<&str> = s["sources"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        s["sources"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["mimic3", "mimic4", "i2b2", "squad"]);
     let m3 = &s["sources"][0];
     assert_eq!(m3["rows_read"], 300);
@@ -225,13 +240,24 @@ const ROW: &str = "1,2,,2151-01-01,,,\"Nursing\",\"Report\",,,\"SECRET first\nno
 fn bad_inputs_fail_with_the_file_named_and_leave_no_entry() {
     let cases: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
         ("missing.csv", Some(HEADER.replace(",\"TEXT\"", ",\"BODY\"").into_bytes()), "no column `TEXT`"),
-        ("tabs.csv", Some(format!("{}{}", HEADER.replace(',', "\t"), ROW.replace(',', "\t")).into_bytes()), "wrong delimiter"),
+        (
+            "tabs.csv",
+            Some(format!("{}{}", HEADER.replace(',', "\t"), ROW.replace(',', "\t")).into_bytes()),
+            "wrong delimiter",
+        ),
         (
             "latin1.csv",
-            Some([HEADER.as_bytes(), ROW.as_bytes(), b"2,2,,,,,\"Nursing\",\"R\",,,\"SECRET caf\xe9\"\n"].concat()),
+            Some(
+                [HEADER.as_bytes(), ROW.as_bytes(), b"2,2,,,,,\"Nursing\",\"R\",,,\"SECRET caf\xe9\"\n"]
+                    .concat(),
+            ),
             "not valid UTF-8",
         ),
-        ("quote.csv", Some(format!("{HEADER}{ROW}2,2,,,,,\"Nursing\",\"R\",,,\"SECRET never closed\n").into_bytes()), "unterminated quote"),
+        (
+            "quote.csv",
+            Some(format!("{HEADER}{ROW}2,2,,,,,\"Nursing\",\"R\",,,\"SECRET never closed\n").into_bytes()),
+            "unterminated quote",
+        ),
         ("empty.csv", Some(Vec::new()), "is empty"),
         ("adir.csv", None, "is a directory"),
     ];

@@ -239,7 +239,7 @@ mod tests {
     fn note(i: usize) -> Note {
         Note {
             source: Some("mimic3".into()),
-            id: (i % 3 != 0).then(|| i.to_string()),
+            id: (!i.is_multiple_of(3)).then(|| i.to_string()),
             category: Some(format!("cat{}", i % 2)),
             text: format!("note {i}\n\"quoted\", ünïcode"),
         }
@@ -253,7 +253,7 @@ mod tests {
         write(&path, &notes).unwrap();
         let reader = CorpusReader::open_with_batch_size(&path, Columns::All, 1000).unwrap();
         assert_eq!(reader.rows(), 2500);
-        let back: Vec<Note> = reader.map(Result::unwrap).flatten().collect();
+        let back: Vec<Note> = reader.flat_map(Result::unwrap).collect();
         assert_eq!(back, notes);
         let texts = read_all(&path, Columns::TextOnly).unwrap();
         assert!(texts.iter().zip(&notes).all(|(a, b)| a.text == b.text && a.id.is_none()));

@@ -103,6 +103,8 @@ fn main() {
 }
 
 /// Runs `cmd` to completion; returns (wall seconds, peak RSS in MB). Panics if it fails.
+// wait4 reaps the child itself (std's Child has no way to return its rusage).
+#[allow(clippy::zombie_processes)]
 fn measure(cmd: &mut Command) -> (f64, f64) {
     let t = Instant::now();
     let child = cmd.spawn().expect("start the child");
@@ -138,7 +140,8 @@ fn child_camel(args: &[String]) {
         params["threads"] = serde_json::json!(t.parse::<u32>().unwrap());
     }
     let params: camel_notes::params::NotesParams = serde_json::from_value(params).unwrap();
-    let inputs = BTreeMap::from([("notes".to_string(), PathBuf::from(csv)), ("ids".to_string(), PathBuf::from(ids))]);
+    let inputs =
+        BTreeMap::from([("notes".to_string(), PathBuf::from(csv)), ("ids".to_string(), PathBuf::from(ids))]);
     let scratch = out.join("../camel-scratch");
     let stats = camel_notes::build(&params, &inputs, out, &scratch, &Quiet).unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
@@ -163,13 +166,78 @@ fn generate(path: &Path, bytes: u64, cover: &[u64]) -> u64 {
         ("Social Work", "Social Work Note", 5),
     ];
     const WORDS: &[&str] = &[
-        "patient", "was", "admitted", "with", "acute", "on", "chronic", "systolic", "heart", "failure", "and",
-        "treated", "furosemide", "mg", "IV", "BID", "the", "of", "to", "in", "for", "denies", "chest", "pain",
-        "shortness", "breath", "creatinine", "improved", "from", "baseline", "lisinopril", "held", "metoprolol",
-        "restarted", "prior", "discharge", "follow-up", "PCP", "weeks", "blood", "pressure", "120/80", "HR", "88",
-        "O2", "sat", "98%", "RA", "lungs", "clear", "auscultation", "bilaterally", "abdomen", "soft", "non-tender",
-        "extremities", "warm", "edema", "café-au-lait", "señor", "résumé", "x-ray", "showed", "no", "acute",
-        "cardiopulmonary", "process", "pneumonia", "vancomycin", "cefepime", "cultures", "negative",
+        "patient",
+        "was",
+        "admitted",
+        "with",
+        "acute",
+        "on",
+        "chronic",
+        "systolic",
+        "heart",
+        "failure",
+        "and",
+        "treated",
+        "furosemide",
+        "mg",
+        "IV",
+        "BID",
+        "the",
+        "of",
+        "to",
+        "in",
+        "for",
+        "denies",
+        "chest",
+        "pain",
+        "shortness",
+        "breath",
+        "creatinine",
+        "improved",
+        "from",
+        "baseline",
+        "lisinopril",
+        "held",
+        "metoprolol",
+        "restarted",
+        "prior",
+        "discharge",
+        "follow-up",
+        "PCP",
+        "weeks",
+        "blood",
+        "pressure",
+        "120/80",
+        "HR",
+        "88",
+        "O2",
+        "sat",
+        "98%",
+        "RA",
+        "lungs",
+        "clear",
+        "auscultation",
+        "bilaterally",
+        "abdomen",
+        "soft",
+        "non-tender",
+        "extremities",
+        "warm",
+        "edema",
+        "café-au-lait",
+        "señor",
+        "résumé",
+        "x-ray",
+        "showed",
+        "no",
+        "acute",
+        "cardiopulmonary",
+        "process",
+        "pneumonia",
+        "vancomycin",
+        "cefepime",
+        "cultures",
+        "negative",
     ];
     const MARKS: &[&str] = &[
         "[**Known lastname 1234**]",
@@ -217,7 +285,8 @@ fn generate(path: &Path, bytes: u64, cover: &[u64]) -> u64 {
                 pick < acc
             })
             .unwrap_or(&CATEGORIES[0]);
-        let target = (if cat == "Discharge summary" { 4000 + next() % 10000 } else { 300 + next() % 3500 }) as usize;
+        let target =
+            (if cat == "Discharge summary" { 4000 + next() % 10000 } else { 300 + next() % 3500 }) as usize;
         text.clear();
         while text.len() < target {
             let words = 6 + next() % 14;

@@ -30,7 +30,9 @@ use crate::decontam::NgramIndex;
 use crate::marks::MarkTable;
 use crate::params::{Exclude, NotesParams, Source, TableFormat};
 use crate::process::{Category, IdList, Pipeline, Rows, SourceRun, SourceStats, mark_stats, process};
-use crate::read::{check_file, columns_of, csv_scan, read_header, require_columns, sql_ident, sql_str, stream};
+use crate::read::{
+    check_file, columns_of, csv_scan, read_header, require_columns, sql_ident, sql_str, stream,
+};
 
 /// A failure of the notes stage: one message that names the file and place, never note text.
 #[derive(Debug)]
@@ -81,8 +83,7 @@ impl Stage for Notes {
     type Params = NotesParams;
     const KIND: &'static str = "notes";
     const VERSION: u32 = 1;
-    const SUMMARY: &'static str =
-        "MIMIC-III/IV, i2b2 or any table of notes into the filtered CAMEL corpus (corpus.parquet, stats.json)";
+    const SUMMARY: &'static str = "MIMIC-III/IV, i2b2 or any table of notes into the filtered CAMEL corpus (corpus.parquet, stats.json)";
     const UNHASHED: &'static [&'static str] = params::UNHASHED;
 
     fn inputs(p: &NotesParams) -> InputSpec {
@@ -145,7 +146,10 @@ pub struct EvalSetStats {
 }
 
 fn input<'a>(inputs: &'a BTreeMap<String, PathBuf>, name: &str) -> Result<&'a Path, NotesError> {
-    inputs.get(name).map(PathBuf::as_path).ok_or_else(|| NotesError::new(format!("input `{name}` is not bound")))
+    inputs
+        .get(name)
+        .map(PathBuf::as_path)
+        .ok_or_else(|| NotesError::new(format!("input `{name}` is not bound")))
 }
 
 /// Builds corpus.parquet and stats.json in `out_dir`. DuckDB spills to `scratch` if it must.
@@ -172,7 +176,8 @@ pub fn build(
     }
 
     let tmp = scratch.join("duckdb");
-    std::fs::create_dir_all(&tmp).map_err(|e| NotesError::new(format!("cannot create {}: {e}", tmp.display())))?;
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| NotesError::new(format!("cannot create {}: {e}", tmp.display())))?;
     let conn = read::open_duckdb(threads, &p.memory_limit, &tmp)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -212,7 +217,8 @@ pub fn build(
                 notes_dropped: 0,
             });
             if texts.is_empty() {
-                warnings.push(format!("evaluation set `{}` has no texts in field `{}`", set.input, set.field));
+                warnings
+                    .push(format!("evaluation set `{}` has no texts in field `{}`", set.input, set.field));
             }
         }
         index = Some(ix);
@@ -313,7 +319,8 @@ fn read_id_list(
 ) -> Result<(IdList, String), NotesError> {
     let path = input(inputs, &e.ids)?;
     check_file(path, "a list of ids")?;
-    let bytes = std::fs::read(path).map_err(|err| NotesError::new(format!("{}: cannot be read ({err})", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|err| NotesError::new(format!("{}: cannot be read ({err})", path.display())))?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
     if let Some(want) = &e.blake3
         && *want != hash
@@ -324,7 +331,11 @@ fn read_id_list(
         )));
     }
     let text = String::from_utf8(bytes).map_err(|err| {
-        NotesError::new(format!("{}: not valid UTF-8 (byte {})", path.display(), err.utf8_error().valid_up_to() + 1))
+        NotesError::new(format!(
+            "{}: not valid UTF-8 (byte {})",
+            path.display(),
+            err.utf8_error().valid_up_to() + 1
+        ))
     })?;
     let mut list = if ints { IdList::Ints(HashMap::new()) } else { IdList::Strings(HashMap::new()) };
     for (n, line) in text.lines().enumerate() {
@@ -376,8 +387,9 @@ fn run_query(
         if env.cancelled() {
             return Err(NotesError::new("cancelled"));
         }
-        let text = read::string_column(b, "text")
-            .ok_or_else(|| NotesError::new(format!("{}: DuckDB returned the text column with another type", file.display())))?;
+        let text = read::string_column(b, "text").ok_or_else(|| {
+            NotesError::new(format!("{}: DuckDB returned the text column with another type", file.display()))
+        })?;
         let category = match (const_category, read::string_column(b, "category")) {
             (Some(c), _) => Category::Const(c),
             (None, Some(c)) => Category::Column(c),
@@ -466,8 +478,14 @@ fn read_source(
                 }
                 let ids = StringArray::from_iter_values(chunk.iter().map(|n| n.id.as_str()));
                 let texts = StringArray::from_iter_values(chunk.iter().map(|n| n.text.as_str()));
-                let rows =
-                    Rows { file: path, id: Some(&ids), category: Category::None, text: &texts, iserror: None, int_ids: false };
+                let rows = Rows {
+                    file: path,
+                    id: Some(&ids),
+                    category: Category::None,
+                    text: &texts,
+                    iserror: None,
+                    int_ids: false,
+                };
                 process(pipe, run, &rows)?;
                 *total_rows += chunk.len() as u64;
                 env.rows(*total_rows);

@@ -298,7 +298,12 @@ impl MarkTable {
 
     /// Appends `text` with its marks converted to `out`, counting outcomes in `counts`. Returns
     /// whether any mark was found. Under the `error` policy an unknown mark stops the conversion.
-    pub fn convert(&self, text: &str, out: &mut String, counts: &mut MarkCounts) -> Result<bool, UnknownMark> {
+    pub fn convert(
+        &self,
+        text: &str,
+        out: &mut String,
+        counts: &mut MarkCounts,
+    ) -> Result<bool, UnknownMark> {
         let mut found = false;
         let mut last = 0;
         let mut pos = 0;
@@ -310,7 +315,8 @@ impl MarkTable {
         while let Some(rel) = finder.find(&bytes[pos..]) {
             let start = pos + rel;
             let inner_start = start + 3;
-            let line_end = memchr::memchr(b'\n', &bytes[inner_start..]).map_or(bytes.len(), |i| inner_start + i);
+            let line_end =
+                memchr::memchr(b'\n', &bytes[inner_start..]).map_or(bytes.len(), |i| inner_start + i);
             let Some(crel) = closer.find(&bytes[inner_start..line_end]) else {
                 pos = start + 1;
                 continue;
@@ -344,7 +350,10 @@ impl MarkTable {
                     counts.unknown += 1;
                     match (&self.unknown, self.unknown_tag) {
                         (UnknownPolicy::Error, _) => return Err(UnknownMark { offset: start }),
-                        (UnknownPolicy::Tag(_), Some(i)) => &self.tags[i as usize],
+                        (UnknownPolicy::Tag(_), Some(i)) => {
+                            counts.tags[i as usize] += 1;
+                            &self.tags[i as usize]
+                        }
                         _ => &text[start..end],
                     }
                 }
@@ -512,7 +521,10 @@ mod tests {
         // Lazy: the first closing `**]` on the line ends the mark.
         assert_eq!(conv(&t, "[**Hospital1 2**] and [**2-3**]**]").unwrap(), "[Company] and 2-3**]");
         // Text around is untouched, non-ASCII included.
-        assert_eq!(conv(&t, "Dr. [**Last Name (STitle) 4**], né à [**Location (un) 1**].").unwrap(), "Dr. [Name], né à [LOC].");
+        assert_eq!(
+            conv(&t, "Dr. [**Last Name (STitle) 4**], né à [**Location (un) 1**].").unwrap(),
+            "Dr. [Name], né à [LOC]."
+        );
     }
 
     #[test]
@@ -541,13 +553,17 @@ mod tests {
         t.convert(s, &mut out, &mut c).unwrap();
         assert_eq!(out, "[Name] [Name] 2151-7-16 3-4 March  [Reg#]");
         assert_eq!(c.per_tag(&t), BTreeMap::from([("[Name]".to_string(), 2), ("[Reg#]".to_string(), 1)]));
-        assert_eq!((c.kept_date, c.kept_numeric_span, c.kept_month, c.removed_empty, c.unknown), (1, 1, 1, 1, 0));
+        assert_eq!(
+            (c.kept_date, c.kept_numeric_span, c.kept_month, c.removed_empty, c.unknown),
+            (1, 1, 1, 1, 0)
+        );
         assert_eq!(c.total(), 7);
     }
 
     #[test]
     fn the_table_is_overridable() {
-        let extra = vec![("Ward".to_string(), "[WARD]".to_string()), ("protected entity".into(), "[PE]".into())];
+        let extra =
+            vec![("Ward".to_string(), "[WARD]".to_string()), ("protected entity".into(), "[PE]".into())];
         let t = MarkTable::new(&extra, true, UnknownPolicy::Error, Spacing::Plain);
         assert_eq!(tag(&t, "Hospital Ward Name 1"), "[WARD]", "YAML entries come first");
         assert_eq!(tag(&t, "Protected Entity 3"), "[PE]");

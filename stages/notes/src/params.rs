@@ -442,7 +442,11 @@ impl TryFrom<String> for Template {
                         match chars.next() {
                             Some('}') => break,
                             Some(c) => name.push(c),
-                            None => return Err(format!("prefix `{raw}`: `{{` is not closed (write `{{{{` for a brace)")),
+                            None => {
+                                return Err(format!(
+                                    "prefix `{raw}`: `{{` is not closed (write `{{{{` for a brace)"
+                                ));
+                            }
                         }
                     }
                     let piece = match name.as_str() {
@@ -594,10 +598,24 @@ decontaminate: {sets: [{input: ev, field: input}]}
         assert!(parse("sources: [{type: mimic4}]").unwrap_err().contains("neither"));
         assert!(parse("sources: [{type: mimic5, notes: n}]").unwrap_err().contains("unknown variant"));
         assert!(parse("sources: [{type: mimic3, notes: n, limt: 3}]").unwrap_err().contains("unknown field"));
-        assert!(parse("sources: [{type: mimic3, notes: n, prefix: '{cat}'}]").unwrap_err().contains("placeholder"));
-        assert!(parse("sources: [{type: mimic3, notes: n, exclude: {ids: x, blake3: abc}}]").unwrap_err().contains("blake3"));
-        assert!(parse("sources: [{type: mimic3, notes: n}]\nmarks: {unknown: drop}").unwrap_err().contains("policy"));
-        assert!(parse("sources: [{type: mimic3, notes: n}]\nmemory_limit: lots").unwrap_err().contains("memory"));
+        assert!(
+            parse("sources: [{type: mimic3, notes: n, prefix: '{cat}'}]")
+                .unwrap_err()
+                .contains("placeholder")
+        );
+        assert!(
+            parse("sources: [{type: mimic3, notes: n, exclude: {ids: x, blake3: abc}}]")
+                .unwrap_err()
+                .contains("blake3")
+        );
+        assert!(
+            parse("sources: [{type: mimic3, notes: n}]\nmarks: {unknown: drop}")
+                .unwrap_err()
+                .contains("policy")
+        );
+        assert!(
+            parse("sources: [{type: mimic3, notes: n}]\nmemory_limit: lots").unwrap_err().contains("memory")
+        );
         assert!(parse("sources: [{type: mimic3, notes: n}]\ndecontaminate: {ngram: 0, sets: []}").is_err());
         let p = parse("sources: [{type: mimic3, notes: n}]\nmarks: {unknown: 'tag:[PHI]'}").unwrap();
         assert_eq!(p.marks.unknown, UnknownPolicy::Tag("[PHI]".into()));

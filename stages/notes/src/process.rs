@@ -16,7 +16,8 @@ use crate::NotesError;
 use crate::decontam::NgramIndex;
 use crate::marks::{MarkCounts, MarkTable, anon};
 use crate::params::{AnonMode, Common, DeidMode, DropParams, Template};
-use crate::write::{CorpusWriter, schema};
+use crate::write::CorpusWriter;
+use camel_corpus::schema;
 
 /// Why a row was dropped, in the order the checks run (a row counts for the first only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -488,7 +489,14 @@ impl OutBuffer {
     }
 
     /// Appends a row; returns the bytes of its text.
-    fn push(&mut self, source: &str, id: Option<&str>, category: Option<&str>, prefix: &Template, body: &str) -> usize {
+    fn push(
+        &mut self,
+        source: &str,
+        id: Option<&str>,
+        category: Option<&str>,
+        prefix: &Template,
+        body: &str,
+    ) -> usize {
         use std::fmt::Write;
         self.source.append_value(source);
         self.id.append_option(id);

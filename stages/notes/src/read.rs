@@ -16,7 +16,8 @@ use crate::NotesError;
 /// to `temp_dir`, insertion order preserved (the corpus is in file order), no extension
 /// downloads, and a streaming buffer large enough to let DuckDB parse ahead of the Rust side.
 pub fn open_duckdb(threads: usize, memory_limit: &str, temp_dir: &Path) -> Result<Connection, NotesError> {
-    let fail = |e: duckdb::Error| NotesError::new(format!("could not start DuckDB: {}", first_line(&e.to_string())));
+    let fail =
+        |e: duckdb::Error| NotesError::new(format!("could not start DuckDB: {}", first_line(&e.to_string())));
     let config = Config::default()
         .threads(threads as i64)
         .and_then(|c| c.max_memory(memory_limit))
@@ -142,7 +143,12 @@ pub fn read_header(path: &Path, delim: u8) -> Result<Vec<String>, NotesError> {
 
 /// Checks that `required` columns are in `found`; the error lists what is missing, never the
 /// header's own content (a file without a header would show a row of notes there).
-pub fn require_columns(path: &Path, found: &[String], required: &[&str], delim: Option<u8>) -> Result<(), NotesError> {
+pub fn require_columns(
+    path: &Path,
+    found: &[String],
+    required: &[&str],
+    delim: Option<u8>,
+) -> Result<(), NotesError> {
     let missing: Vec<&str> = required.iter().copied().filter(|r| !found.iter().any(|f| f == r)).collect();
     if missing.is_empty() {
         return Ok(());
@@ -210,7 +216,8 @@ pub fn stream(
 
 /// The names of the columns `scan` (a table function call) yields.
 pub fn columns_of(conn: &Connection, scan: &str, file: &Path) -> Result<Vec<String>, NotesError> {
-    let mut stmt = conn.prepare(&format!("DESCRIBE SELECT * FROM {scan}")).map_err(|e| duck_error(file, &e))?;
+    let mut stmt =
+        conn.prepare(&format!("DESCRIBE SELECT * FROM {scan}")).map_err(|e| duck_error(file, &e))?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| duck_error(file, &e))?;
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| duck_error(file, &e))
 }
@@ -259,7 +266,11 @@ pub fn describe_duck_error(file: &Path, msg: &str) -> String {
         "a row is longer than DuckDB's maximum line size (2 MB)".into()
     } else if has("invalid state") {
         "it is not valid CSV (a quote inside an unquoted value, or the wrong quote/escape character)".into()
-    } else if has("no files found") || has("no such file") || has("cannot open file") || has("could not open file") {
+    } else if has("no files found")
+        || has("no such file")
+        || has("cannot open file")
+        || has("could not open file")
+    {
         "cannot be opened".into()
     } else if has("is a directory") {
         "is a directory, not a file".into()
@@ -314,7 +325,8 @@ pub fn read_i2b2(path: &Path, limit: Option<u64>) -> Result<(Vec<I2b2Note>, u64)
         walk(path, path, &mut files)?;
         // One note per stem (relative path without extension): its .txt where there is one
         // (the releases that ship both hold the same text twice), else its .xml's <TEXT>.
-        let mut stems: std::collections::BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = Default::default();
+        let mut stems: std::collections::BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> =
+            Default::default();
         let mut skipped = 0u64;
         for (rel, full) in files {
             let ext = full.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
@@ -348,9 +360,19 @@ pub fn read_i2b2(path: &Path, limit: Option<u64>) -> Result<(Vec<I2b2Note>, u64)
         check_file(path, "an i2b2 directory or SQuAD-shaped JSON")?;
         let text = read_utf8(path)?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            NotesError::new(format!("{}: malformed JSON (line {}, column {})", path.display(), e.line(), e.column()))
+            NotesError::new(format!(
+                "{}: malformed JSON (line {}, column {})",
+                path.display(),
+                e.line(),
+                e.column()
+            ))
         })?;
-        let shape = || NotesError::new(format!("{}: not SQuAD-shaped JSON (data[].paragraphs[].context)", path.display()));
+        let shape = || {
+            NotesError::new(format!(
+                "{}: not SQuAD-shaped JSON (data[].paragraphs[].context)",
+                path.display()
+            ))
+        };
         let data = v.get("data").and_then(|d| d.as_array()).ok_or_else(shape)?;
         let mut notes = Vec::new();
         'outer: for (i, d) in data.iter().enumerate() {
@@ -379,10 +401,11 @@ pub fn read_i2b2(path: &Path, limit: Option<u64>) -> Result<(Vec<I2b2Note>, u64)
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), NotesError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| NotesError::new(format!("{}: cannot be listed ({})", dir.display(), e.kind())))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| NotesError::new(format!("{}: cannot be listed ({})", dir.display(), e.kind())))?;
     for e in entries {
-        let e = e.map_err(|e| NotesError::new(format!("{}: cannot be listed ({})", dir.display(), e.kind())))?;
+        let e =
+            e.map_err(|e| NotesError::new(format!("{}: cannot be listed ({})", dir.display(), e.kind())))?;
         let p = e.path();
         let meta = std::fs::metadata(&p)
             .map_err(|err| NotesError::new(format!("{}: cannot be read ({})", p.display(), err.kind())))?;
@@ -398,12 +421,16 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(),
 }
 
 fn read_utf8(path: &Path) -> Result<String, NotesError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| NotesError::new(format!("{}: cannot be read ({})", path.display(), e.kind())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| NotesError::new(format!("{}: cannot be read ({})", path.display(), e.kind())))?;
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        NotesError::new(format!("{}: line {line} is not valid UTF-8 (byte {}); convert it to UTF-8", path.display(), at + 1))
+        NotesError::new(format!(
+            "{}: line {line} is not valid UTF-8 (byte {}); convert it to UTF-8",
+            path.display(),
+            at + 1
+        ))
     })
 }
 
@@ -425,7 +452,10 @@ fn xml_text(path: &Path, xml: &str) -> Result<String, NotesError> {
                 unescape_into(&rest[..i], &mut out);
                 let after = &rest[i + 9..];
                 let Some(end) = after.find("]]>") else {
-                    return Err(NotesError::new(format!("{}: a CDATA section in <TEXT> is never closed", path.display())));
+                    return Err(NotesError::new(format!(
+                        "{}: a CDATA section in <TEXT> is never closed",
+                        path.display()
+                    )));
                 };
                 out.push_str(&after[..end]);
                 rest = &after[end + 3..];
@@ -489,14 +519,23 @@ pub fn read_eval_texts(conn: &Connection, path: &Path, field: &str) -> Result<Ve
         require_columns(path, &cols, &[field], Some(delim))?;
         csv_scan(path, delim, &cols)
     } else {
-        format!("read_json({}, format = 'auto', maximum_object_size = 1073741824)", sql_str(&path.to_string_lossy()))
+        // A JSON array is one object to DuckDB, so the limit must cover the whole file; DuckDB
+        // reserves a buffer of that size per thread, so it is the file's size, not a fixed maximum.
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let gzipped = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
+        let limit = (size * if gzipped { 20 } else { 1 } + (1 << 20)).max(16 << 20);
+        format!(
+            "read_json({}, format = 'auto', maximum_object_size = {limit})",
+            sql_str(&path.to_string_lossy())
+        )
     };
     let cols = columns_of(conn, &scan, path)?;
     require_columns(path, &cols, &[field], None)?;
     let sql = format!("SELECT CAST({} AS VARCHAR) AS t FROM {scan}", sql_ident(field));
     let mut texts = Vec::new();
     stream(conn, &sql, path, &mut |b| {
-        let col = string_column(b, "t").ok_or_else(|| NotesError::new("DuckDB returned an unexpected type"))?;
+        let col =
+            string_column(b, "t").ok_or_else(|| NotesError::new("DuckDB returned an unexpected type"))?;
         for i in 0..col.len() {
             if col.is_valid(i) {
                 texts.push(col.value(i).to_string());
@@ -516,7 +555,10 @@ mod tests {
         let f = Path::new("/d/NOTEEVENTS.csv");
         let m = "Invalid Input Error: CSV Error on Line: 12\nOriginal Line: 5,secret patient text\nValue with unterminated quote found.";
         let d = describe_duck_error(f, m);
-        assert_eq!(d, "/d/NOTEEVENTS.csv: a quoted value is never closed (unterminated quote) (CSV record 12)");
+        assert_eq!(
+            d,
+            "/d/NOTEEVENTS.csv: a quoted value is never closed (unterminated quote) (CSV record 12)"
+        );
         let m = "Invalid Input Error: CSV Error on Line: 3\nOriginal Line: a;b;c\nExpected Number of Columns: 11 Found: 3";
         assert!(describe_duck_error(f, m).contains("a row has 3 fields where the header has 11"));
         let m = "Conversion Error: Could not convert string 'John Smith' to INT64";

@@ -75,9 +75,15 @@ impl T {
 
 fn read_corpus(p: &Path) -> Vec<Row> {
     let conn = Connection::open_in_memory().unwrap();
-    let sql = format!("SELECT source, id, category, text FROM read_parquet({})", read::sql_str(&p.to_string_lossy()));
+    let sql = format!(
+        "SELECT source, id, category, text FROM read_parquet({})",
+        read::sql_str(&p.to_string_lossy())
+    );
     let mut stmt = conn.prepare(&sql).unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(|r| r.unwrap()).collect()
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
 }
 
 const M3_HEADER: &str = "\"ROW_ID\",\"SUBJECT_ID\",\"HADM_ID\",\"CHARTDATE\",\"CHARTTIME\",\"STORETIME\",\"CATEGORY\",\"DESCRIPTION\",\"CGID\",\"ISERROR\",\"TEXT\"\n";
@@ -128,8 +134,7 @@ fn mimic3_is_camels_semantics() {
         ]),
     );
     t.file("ids", "ids.txt", "2\n99");
-    let (rows, stats, _) =
-        t.run("sources: [{type: mimic3, notes: notes, exclude: {ids: ids}}]").unwrap();
+    let (rows, stats, _) = t.run("sources: [{type: mimic3, notes: notes, exclude: {ids: ids}}]").unwrap();
     let texts: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
     assert_eq!(
         texts,
@@ -148,7 +153,11 @@ fn mimic3_is_camels_semantics() {
     assert_eq!((ex.listed, ex.matched, ex.absent), (2, 1, 1));
     assert_eq!(ex.blake3, blake3::hash(b"2\n99").to_hex().to_string());
     assert_eq!(stats.warnings.len(), 1);
-    assert!(stats.warnings[0].contains("1 of the 2 ids") && stats.warnings[0].contains("99"), "{:?}", stats.warnings);
+    assert!(
+        stats.warnings[0].contains("1 of the 2 ids") && stats.warnings[0].contains("99"),
+        "{:?}",
+        stats.warnings
+    );
 }
 
 #[test]
@@ -158,7 +167,12 @@ fn mimic3_options_filter_and_convert() {
         "notes",
         "NOTEEVENTS.csv.gz",
         gzip(&m3(&[
-            (1, "Discharge summary", false, "Dr. [**Last Name (NamePattern1) 12**] on [**2151-7-16**] at [**Hospital1 18**]"),
+            (
+                1,
+                "Discharge summary",
+                false,
+                "Dr. [**Last Name (NamePattern1) 12**] on [**2151-7-16**] at [**Hospital1 18**]",
+            ),
             (2, "Nursing", false, "nursing"),
             (3, "Discharge summary", true, "an error"),
             (4, "discharge summary ", false, "[**Known lastname 3**] [****]x"),
@@ -191,10 +205,15 @@ fn gzip(s: &str) -> Vec<u8> {
 #[test]
 fn unknown_marks_follow_the_policy() {
     let mut t = T::new();
-    t.file("notes", "NOTEEVENTS.csv", m3(&[(1, "Nursing", false, "ok"), (2, "Nursing", false, "SECRET [**Protected Entity 1**]")]));
+    t.file(
+        "notes",
+        "NOTEEVENTS.csv",
+        m3(&[(1, "Nursing", false, "ok"), (2, "Nursing", false, "SECRET [**Protected Entity 1**]")]),
+    );
     let e = t.err("sources: [{type: mimic3, notes: notes, deid: tags}]");
     assert!(e.contains("NOTEEVENTS.csv: data row 2 (id 2)") && e.contains("character 7"), "{e}");
-    let texts = t.texts("sources: [{type: mimic3, notes: notes, deid: tags, prefix: ''}]\nmarks: {unknown: keep}");
+    let texts =
+        t.texts("sources: [{type: mimic3, notes: notes, deid: tags, prefix: ''}]\nmarks: {unknown: keep}");
     assert_eq!(texts[1], "SECRET [**Protected Entity 1**]");
     let (rows, stats, _) = t
         .run("sources: [{type: mimic3, notes: notes, deid: tags, prefix: ''}]\nmarks: {unknown: 'tag:[PHI]', table: {Entity: '[E]'}}")
@@ -211,10 +230,15 @@ fn mimic4_discharge_then_radiology_and_anon() {
     let texts = t.texts("sources: [{type: mimic4, discharge: d, radiology: r}]");
     assert_eq!(
         texts,
-        ["Discharge summary\nName: ___ Unit No: ___\nx", "Discharge summary\nsecond, \"q\"", "Radiology\nEXAM: CHEST ___"]
+        [
+            "Discharge summary\nName: ___ Unit No: ___\nx",
+            "Discharge summary\nsecond, \"q\"",
+            "Radiology\nEXAM: CHEST ___"
+        ]
     );
-    let (rows, stats, _) =
-        t.run("sources: [{type: mimic4, discharge: d, radiology: r, anon: tag, categories: [radiology]}]").unwrap();
+    let (rows, stats, _) = t
+        .run("sources: [{type: mimic4, discharge: d, radiology: r, anon: tag, categories: [radiology]}]")
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].3, "Radiology\nEXAM: CHEST [ANON]");
     assert_eq!(rows[0].1.as_deref(), Some("100-RR-0"));
@@ -226,20 +250,28 @@ fn mimic4_discharge_then_radiology_and_anon() {
 #[test]
 fn i2b2_directory_and_squad_json() {
     let mut t = T::new();
-    t.file("x", "i2b2/b/2.xml", "<?xml version=\"1.0\"?><deIdi2b2><TEXT><![CDATA[xml note\n&]]></TEXT><TAGS/></deIdi2b2>");
+    t.file(
+        "x",
+        "i2b2/b/2.xml",
+        "<?xml version=\"1.0\"?><deIdi2b2><TEXT><![CDATA[xml note\n&]]></TEXT><TAGS/></deIdi2b2>",
+    );
     t.file("x", "i2b2/a.txt", "txt note");
     t.file("x", "i2b2/a.xml", "<TEXT>the same note</TEXT>");
     let dir = t.dir.path().join("in/i2b2");
     t.file("x", "i2b2/readme.md", "ignored");
     t.bind("x", &dir);
     let (rows, stats, _) = t.run("sources: [{type: i2b2, notes: x}]").unwrap();
-    assert_eq!(rows.iter().map(|r| (r.1.clone().unwrap(), r.3.clone())).collect::<Vec<_>>(), [
-        ("a".to_string(), "txt note".to_string()),
-        ("b/2".into(), "xml note\n&".into())
-    ]);
+    assert_eq!(
+        rows.iter().map(|r| (r.1.clone().unwrap(), r.3.clone())).collect::<Vec<_>>(),
+        [("a".to_string(), "txt note".to_string()), ("b/2".into(), "xml note\n&".into())]
+    );
     assert_eq!(rows[0].2, None);
     assert_eq!(stats.sources[0].files_skipped, Some(1));
-    t.file("j", "squad.json", r#"{"data": [{"title": "t", "paragraphs": [{"context": "one"}, {"context": ["tw", "o"]}]}]}"#);
+    t.file(
+        "j",
+        "squad.json",
+        r#"{"data": [{"title": "t", "paragraphs": [{"context": "one"}, {"context": ["tw", "o"]}]}]}"#,
+    );
     let (rows, ..) = t.run("sources: [{type: i2b2, notes: j, prefix: '{source}: '}]").unwrap();
     assert_eq!(rows.iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["i2b2: one", "i2b2: two"]);
     assert_eq!(rows[1].1.as_deref(), Some("0.1"));
@@ -257,7 +289,15 @@ fn tables_of_every_format() {
         )
     };
     let (rows, ..) = t.run(&y("c")).unwrap();
-    assert_eq!(rows[0], ("site".to_string(), Some("7".to_string()), Some("Progress".to_string()), "Progress: multi\nline".to_string()));
+    assert_eq!(
+        rows[0],
+        (
+            "site".to_string(),
+            Some("7".to_string()),
+            Some("Progress".to_string()),
+            "Progress: multi\nline".to_string()
+        )
+    );
     assert_eq!(rows[1].3, "Consult: plain");
     assert_eq!(t.texts(&y("s")), ["Progress: x y"]);
     assert_eq!(t.texts(&y("j")), ["K: from json", "K: second"]);
@@ -284,9 +324,14 @@ fn optional_drops() {
             (5, "B", false, "same text"),
         ]),
     );
-    let (rows, stats, _) =
-        t.run("sources: [{type: mimic3, notes: notes}]\ndrop: {empty: true, min_chars: 6, duplicates: true}").unwrap();
-    assert_eq!(rows.iter().map(|r| r.1.clone().unwrap()).collect::<Vec<_>>(), ["1", "5"], "B's prefix differs");
+    let (rows, stats, _) = t
+        .run("sources: [{type: mimic3, notes: notes}]\ndrop: {empty: true, min_chars: 6, duplicates: true}")
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.1.clone().unwrap()).collect::<Vec<_>>(),
+        ["1", "5"],
+        "B's prefix differs"
+    );
     let d = &stats.sources[0].dropped;
     assert_eq!((d["empty"], d["too_short"], d["duplicate"]), (1, 1, 1));
     assert_eq!(stats.total.dropped["duplicate"], 1);
@@ -313,7 +358,8 @@ fn decontamination_drops_notes_sharing_ngrams() {
     assert_eq!((d.dropped, d.sets[0].texts, d.sets[0].notes_dropped), (1, 1, 1));
     assert_eq!(d.sets[0].ngrams, 3, "15 words, 13-grams");
     assert_eq!(d.dropped_ids, ["mimic3:2"]);
-    let e = t.err("sources: [{type: mimic3, notes: notes}]\ndecontaminate: {sets: [{input: ev, field: prompt}]}");
+    let e =
+        t.err("sources: [{type: mimic3, notes: notes}]\ndecontaminate: {sets: [{input: ev, field: prompt}]}");
     assert!(e.contains("eval.json") && e.contains("`prompt`"), "{e}");
 }
 
@@ -358,14 +404,21 @@ fn bad_inputs_name_the_file() {
         ("wrong delimiter", M3_HEADER.replace(',', "\t").into_bytes(), "wrong delimiter"),
         (
             "non-UTF-8",
-            [M3_HEADER.as_bytes(), &m3_row(1, "A", false, "ok").into_bytes(), b"2,1,,,,,\"A\",\"R\",,,\"SECRET \xff\xfe\"\n"]
-                .concat(),
+            [
+                M3_HEADER.as_bytes(),
+                &m3_row(1, "A", false, "ok").into_bytes(),
+                b"2,1,,,,,\"A\",\"R\",,,\"SECRET \xff\xfe\"\n",
+            ]
+            .concat(),
             "not valid UTF-8",
         ),
         (
             "unterminated quote",
-            format!("{M3_HEADER}{}3,1,,,,,\"A\",\"R\",,,\"SECRET never closed\n", m3_row(1, "A", false, "ok"))
-                .into_bytes(),
+            format!(
+                "{M3_HEADER}{}3,1,,,,,\"A\",\"R\",,,\"SECRET never closed\n",
+                m3_row(1, "A", false, "ok")
+            )
+            .into_bytes(),
             "unterminated quote",
         ),
         (
@@ -374,7 +427,11 @@ fn bad_inputs_name_the_file() {
             "a row has 3 fields where the header has 11",
         ),
         ("empty", Vec::new(), "is empty"),
-        ("ROW_ID", format!("{M3_HEADER}SECRET,1,,,,,\"A\",\"R\",,,\"t\"\n").into_bytes(), "ROW_ID is something else"),
+        (
+            "ROW_ID",
+            format!("{M3_HEADER}SECRET,1,,,,,\"A\",\"R\",,,\"t\"\n").into_bytes(),
+            "ROW_ID is something else",
+        ),
     ];
     for (what, content, want) in cases {
         let p = t.file("notes", "NOTEEVENTS.csv", content);
@@ -427,7 +484,10 @@ fn stage_contract() {
         }
         InputSpec::Any => panic!("named inputs"),
     }
-    assert_eq!(Notes::outputs(&p), [OutputSpec::new("corpus", "corpus.parquet"), OutputSpec::new("stats", "stats.json")]);
+    assert_eq!(
+        Notes::outputs(&p),
+        [OutputSpec::new("corpus", "corpus.parquet"), OutputSpec::new("stats", "stats.json")]
+    );
     assert_eq!(Notes::UNHASHED, ["threads", "memory_limit"]);
     assert!(duckdb_version().starts_with('v'));
 }

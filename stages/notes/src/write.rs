@@ -7,12 +7,10 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use duckdb::arrow::array::RecordBatch;
-use duckdb::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -20,16 +18,6 @@ use parquet::schema::types::ColumnPath;
 
 use crate::NotesError;
 use crate::params::{Compression, ParquetParams};
-
-/// The corpus's columns.
-pub fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("source", DataType::Utf8, false),
-        Field::new("id", DataType::Utf8, true),
-        Field::new("category", DataType::Utf8, true),
-        Field::new("text", DataType::Utf8, false),
-    ]))
-}
 
 pub struct CorpusWriter {
     tx: Option<SyncSender<RecordBatch>>,
@@ -60,7 +48,7 @@ impl CorpusWriter {
             .set_column_statistics_enabled(text, EnabledStatistics::None)
             .set_created_by("camel notes".to_string())
             .build();
-        let mut writer = ArrowWriter::try_new(file, schema(), Some(props))
+        let mut writer = ArrowWriter::try_new(file, camel_corpus::schema(), Some(props))
             .map_err(|e| NotesError::new(format!("cannot write {}: {e}", path.display())))?;
         let (tx, rx): (SyncSender<RecordBatch>, Receiver<RecordBatch>) = sync_channel(2);
         let out = path.to_path_buf();
