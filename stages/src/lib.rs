@@ -10,6 +10,7 @@ use camel_engine::Registry;
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register::<command::Command>();
+    r.register::<camel_instructions::Instructions>();
     r.register::<synth::Synth>();
     r
 }

@@ -4,5 +4,6 @@
 mod cli;
 mod common;
 mod engine;
+mod instructions;
 mod invalid;
 mod synth;
