@@ -242,6 +242,8 @@ struct NoteResult {
     rejected: Vec<String>,
     /// Why a request failed, if one did (the note's remaining pairs are lost with it).
     failure: Option<String>,
+    /// The failure as a message (no note text, no key), for the stage's error.
+    failure_detail: Option<String>,
     prompt_tokens: u64,
     completion_tokens: u64,
     requests: u64,
@@ -424,6 +426,7 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
     let mut records: Vec<(usize, Pair)> = Vec::new();
     let (mut prompt_tokens, mut completion_tokens, mut requests) = (0, 0, 0);
     let mut failed_notes = 0u64;
+    let mut first_failure: Option<String> = None;
     for (i, ((task, note), r)) in jobs.iter().zip(results).enumerate() {
         let s = stats.entry(*task).or_default();
         for reason in r.rejected {
@@ -433,6 +436,9 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
             s.failed_notes += 1;
             failed_notes += 1;
             *s.failed_requests_by_reason.entry(f).or_insert(0) += 1;
+            if first_failure.is_none() {
+                first_failure = r.failure_detail.map(|d| format!("note {}, {d}", note.key));
+            }
         }
         prompt_tokens += r.prompt_tokens;
         completion_tokens += r.completion_tokens;
@@ -446,7 +452,7 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
     }
     if failed_notes > p.max_failed_notes {
         return Err(StageError::msg(format!(
-            "{failed_notes} note(s) lost a request after every retry ({}); `max_failed_notes` is {}. \
+            "{failed_notes} note(s) lost a request ({}; first: {}); `max_failed_notes` is {}. \
              Every answered request is in the request log, so a rerun sends only the failed ones",
             stats
                 .values()
@@ -454,6 +460,7 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
                 .map(|(k, v)| format!("{v} {k}"))
                 .collect::<Vec<_>>()
                 .join(", "),
+            first_failure.unwrap_or_default(),
             p.max_failed_notes
         )));
     }
@@ -500,7 +507,7 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
     if let Some(c) = &client {
         let s = c.stats();
         ctx.log(&format!(
-            "this run: {} requests sent, {} answered ({} prompt + {} completion tokens, cost ≈ {:.4}), {} from the request log, {} retries, {} failed; {:.1} s",
+            "this run: {} requests sent, {} answered ({} prompt + {} completion tokens, cost ≈ {:.4}), {} from the request log, {} retries, {} failed, {} stopped at max_tokens, {} content-filtered; {:.1} s",
             s.attempts,
             s.responses,
             s.prompt_tokens,
@@ -509,6 +516,8 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
             s.from_log,
             s.retries,
             s.failures,
+            s.finish_length,
+            s.finish_content_filter,
             s.elapsed_s
         ));
     }
@@ -651,6 +660,7 @@ fn take(
         }
         Err(f) => {
             r.failure = Some(format!("{phase}_{}", f.reason()));
+            r.failure_detail = Some(format!("a {phase} request: {f}"));
             None
         }
     }

@@ -36,7 +36,8 @@ pub struct Limits {
     /// Requests per minute (your deployment's RPM quota); none: unlimited.
     #[serde(default)]
     pub requests_per_minute: Option<u32>,
-    /// Tokens per minute (prompt + `max_tokens`, as providers count them before answering).
+    /// Tokens per minute (prompt + `max_tokens`, as providers count them before answering), with
+    /// bursts of at most a sixth of it (Azure enforces the limit over 10-second windows).
     #[serde(default)]
     pub tokens_per_minute: Option<u32>,
     /// Seconds one attempt may take, connection to last byte.
@@ -114,13 +115,27 @@ pub enum Failure {
     #[error("no answer after {attempts} attempts (last: {last})")]
     Exhausted { attempts: u32, last: String },
     /// A 4xx other than 408/409/429: retrying would not help. `code` is the provider's
-    /// `error.code` (e.g. Azure's `content_filter` for a filtered prompt).
-    #[error("rejected by the provider with HTTP {status}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
-    Rejected { status: u16, code: Option<String>, message: Option<String> },
+    /// `error.code` (e.g. Azure's `content_filter` for a filtered prompt). The provider's own
+    /// message is not kept: it can quote the prompt, or part of the key (OpenAI's 401 does).
+    #[error(
+        "rejected by the provider with HTTP {status}{}{}",
+        code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
+        hint(*status)
+    )]
+    Rejected { status: u16, code: Option<String> },
     #[error("cancelled")]
     Cancelled,
     #[error("failed to append to the request log: {0}")]
     Log(String),
+}
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 => ": check `api_key` (the environment variable it reads)",
+        403 => ": the key has no access to this deployment or model",
+        404 => ": check the endpoint, the deployment or model name and `api_version`",
+        _ => "",
+    }
 }
 
 impl Failure {
@@ -232,10 +247,12 @@ impl Client {
             let period = Duration::from_secs_f64(60.0 / f64::from(r));
             RateLimiter::direct(Quota::with_period(period).expect("a positive period"))
         });
-        let tpm = limits
-            .tokens_per_minute
-            .and_then(NonZeroU32::new)
-            .map(|t| (RateLimiter::direct(Quota::per_minute(t)), t));
+        // Tokens per minute, spent at most a sixth at a time: Azure enforces TPM over 10-second
+        // windows. A request larger than that burst counts as the burst.
+        let tpm = limits.tokens_per_minute.and_then(NonZeroU32::new).map(|t| {
+            let burst = NonZeroU32::new(t.get() / 6).unwrap_or(NonZeroU32::MIN);
+            (RateLimiter::direct(Quota::per_minute(t).allow_burst(burst)), burst)
+        });
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -388,9 +405,9 @@ impl Client {
                     self.count_finish(&c);
                     return Ok(Reply { completion: c, from_log: false });
                 }
-                Exchange::Fatal { status, code, message } => {
+                Exchange::Fatal { status, code } => {
                     self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                    let f = Failure::Rejected { status, code, message };
+                    let f = Failure::Rejected { status, code };
                     (self.notify)(format!("request {short}: {f}; not retried"));
                     return Err(f);
                 }
@@ -466,7 +483,7 @@ impl Client {
 enum Exchange {
     Done(Completion),
     Retry { why: String, retry_after: Option<Duration> },
-    Fatal { status: u16, code: Option<String>, message: Option<String> },
+    Fatal { status: u16, code: Option<String> },
 }
 
 async fn exchange(builder: reqwest::RequestBuilder) -> Exchange {
@@ -490,13 +507,9 @@ async fn exchange(builder: reqwest::RequestBuilder) -> Exchange {
         408 | 409 | 429 | 500..=599 => Exchange::Retry { why: format!("HTTP {status}"), retry_after },
         _ => {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let code = v["error"]["code"].as_str().map(str::to_string);
-            // The provider's message is kept only where it is about the configuration (a wrong
-            // key or deployment); elsewhere it could quote the prompt.
-            let message = matches!(status, 401 | 403 | 404)
-                .then(|| v["error"]["message"].as_str().map(|m| m.chars().take(300).collect()))
-                .flatten();
-            Exchange::Fatal { status, code, message }
+            // Only the code: a provider's message can quote the prompt or part of the key.
+            let code = v["error"]["code"].as_str().filter(|c| c.len() <= 64).map(str::to_string);
+            Exchange::Fatal { status, code }
         }
     }
 }

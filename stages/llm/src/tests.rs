@@ -236,6 +236,29 @@ fn requests_per_minute_and_concurrency_are_respected() {
 }
 
 #[test]
+fn tokens_per_minute_are_respected() {
+    let server = Server::start();
+    // max_tokens 64 + about 40 for the body: ~100 tokens a request. 6,000/min = 100/s, bursts of
+    // 1,000: about 10 requests at once, then about one per second.
+    let t = client(&server, None, Limits { tokens_per_minute: Some(6000), concurrency: 16, ..fast_limits() });
+    let client = Arc::new(t.client);
+    let t0 = Instant::now();
+    rt().block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..12 {
+            let c = client.clone();
+            set.spawn(async move { c.chat(&msgs(&format!("t{i}"))).await.unwrap() });
+        }
+        while set.join_next().await.is_some() {}
+    });
+    let el = t0.elapsed();
+    assert!(el >= Duration::from_millis(1500) && el < Duration::from_secs(6), "{el:?}");
+    let mut at: Vec<Duration> = server.requests().iter().map(|r| r.at).collect();
+    at.sort();
+    assert!(at[8] - at[0] < Duration::from_millis(300), "the burst went out at once: {at:?}");
+}
+
+#[test]
 fn concurrency_bounds_requests_in_flight() {
     let server = Server::start();
     server.set_latency(Duration::from_millis(150));
