@@ -287,11 +287,12 @@ fn the_extractive_baseline_needs_no_server() {
             "filler text. ".repeat(400)
         )
     };
-    let notes: Vec<Note> = (0..3)
+    // Three discharge summaries, and a radiology report that `note_categories` leaves out.
+    let notes: Vec<Note> = (0..4)
         .map(|i| Note {
             source: Some("mimic3".into()),
             id: Some(i.to_string()),
-            category: None,
+            category: Some(if i < 3 { "Discharge summary" } else { "Radiology" }.into()),
             text: text(i),
         })
         .chain([Note {
@@ -307,7 +308,7 @@ fn the_extractive_baseline_needs_no_server() {
     t.write(
         "p.yaml",
         &format!(
-            "name: ex\nstages:\n  instructions:\n    kind: instructions\n    inputs:\n      notes: corpus.parquet\n{tok_line}    params:\n      provider: {{type: extractive}}\n      general: {{note_tokens: [500, 3000]}}\n"
+            "name: ex\nstages:\n  instructions:\n    kind: instructions\n    inputs:\n      notes: corpus.parquet\n{tok_line}    params:\n      provider: {{type: extractive}}\n      general: {{note_tokens: [500, 3000], note_categories: [discharge summary]}}\n"
         ),
     );
     run(&t, &["run", "p.yaml"]).assert_ok();
@@ -315,6 +316,7 @@ fn the_extractive_baseline_needs_no_server() {
     assert_eq!(s["baseline"], true);
     assert!(s["note"].as_str().unwrap().contains("BASELINE"));
     assert_eq!(s["general"]["pairs"], 9, "{s}");
+    assert_eq!(s["general"]["notes_selected"]["mimic3"], 3, "{s}");
     assert_eq!(s["deid"]["pairs"], 2, "{s}");
     let recs = records(&t);
     assert!(

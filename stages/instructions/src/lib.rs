@@ -127,6 +127,10 @@ pub struct GeneralParams {
     /// Sources to take notes from (the corpus's `source` column); none: every source.
     #[serde(default)]
     pub sources: Option<Vec<String>>,
+    /// Note types to take (the corpus's `category` column, ignoring case, e.g. `Discharge
+    /// summary`); none: every type.
+    #[serde(default)]
+    pub note_categories: Option<Vec<String>>,
     /// Exclusive bounds on a note's length in tokens.
     #[serde(default = "general_window")]
     pub note_tokens: [u64; 2],
@@ -167,6 +171,7 @@ impl Default for GeneralParams {
         GeneralParams {
             notes_per_source: default_notes(),
             sources: None,
+            note_categories: None,
             note_tokens: general_window(),
             categories: default_categories(),
             categories_per_note: default_k(),
@@ -184,6 +189,9 @@ pub struct DeidParams {
     pub notes_per_source: u64,
     #[serde(default = "deid_sources")]
     pub sources: Option<Vec<String>>,
+    /// Note types to take (the corpus's `category` column, ignoring case); none: every type.
+    #[serde(default)]
+    pub note_categories: Option<Vec<String>>,
     #[serde(default = "deid_window")]
     pub note_tokens: [u64; 2],
     #[serde(default = "deid_k")]
@@ -217,6 +225,7 @@ impl Default for DeidParams {
         DeidParams {
             notes_per_source: default_notes(),
             sources: deid_sources(),
+            note_categories: None,
             note_tokens: deid_window(),
             instructions_per_note: deid_k(),
             question_prompt: deid_question(),

@@ -96,14 +96,19 @@ struct Picker<'a> {
     task: &'static str,
     n: u64,
     sources: Option<&'a [String]>,
+    note_categories: Option<&'a [String]>,
     window: [u64; 2],
     /// Per source, a max-heap of the n lowest ranks.
     heaps: BTreeMap<String, BinaryHeap<Candidate>>,
 }
 
 impl Picker<'_> {
-    fn wants(&self, source: &str) -> bool {
-        self.n > 0 && self.sources.is_none_or(|s| s.iter().any(|x| x == source))
+    fn wants(&self, source: &str, category: &str) -> bool {
+        self.n > 0
+            && self.sources.is_none_or(|s| s.iter().any(|x| x == source))
+            && self
+                .note_categories
+                .is_none_or(|c| c.iter().any(|x| x.trim().eq_ignore_ascii_case(category.trim())))
     }
 
     fn offer(&mut self, c: Candidate) {
@@ -135,6 +140,7 @@ pub fn select(
         task: "general",
         n: p.general.notes_per_source,
         sources: p.general.sources.as_deref(),
+        note_categories: p.general.note_categories.as_deref(),
         window: p.general.note_tokens,
         heaps: BTreeMap::new(),
     };
@@ -142,6 +148,7 @@ pub fn select(
         task: "deid",
         n: p.deid.notes_per_source,
         sources: p.deid.sources.as_deref(),
+        note_categories: p.deid.note_categories.as_deref(),
         window: p.deid.note_tokens,
         heaps: BTreeMap::new(),
     };
@@ -150,13 +157,14 @@ pub fn select(
         ctx.check_cancelled()?;
         for note in batch.map_err(|e| StageError::msg(e.to_string()))? {
             let source = note.source.unwrap_or_default();
+            let category = note.category.unwrap_or_default();
             let key = match &note.id {
                 Some(id) => format!("{source}:{id}"),
                 None => format!("{source}:#{row}"),
             };
             row += 1;
             let pickers = [&mut general, &mut deid];
-            let wanted: Vec<usize> = (0..2).filter(|&i| pickers[i].wants(&source)).collect();
+            let wanted: Vec<usize> = (0..2).filter(|&i| pickers[i].wants(&source, &category)).collect();
             if wanted.is_empty() {
                 continue;
             }

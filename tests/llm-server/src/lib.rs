@@ -100,7 +100,12 @@ pub struct Server {
 impl Server {
     /// Starts a server on an ephemeral loopback port that answers every request with `"OK"`.
     pub fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Server::start_on(0)
+    }
+
+    /// [`Server::start`] on a given loopback port (0: any free port).
+    pub fn start_on(port: u16) -> Server {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind a loopback port");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State {
             started: Instant::now(),
