@@ -4,7 +4,7 @@
 //! One stage does CAMEL's three steps, so a pipeline needs one block of YAML:
 //!
 //! 1. **Select notes** from a corpus (`corpus.parquet`: `source`, `id`, `category`, `text`) by
-//!    LLaMA token length, per source: general tasks from notes with `note_tokens[0] < tokens <
+//!    source, note type (`note_categories`) and LLaMA token length: general tasks from notes with `note_tokens[0] < tokens <
 //!    note_tokens[1]` (default 1024–1536), de-identification tasks from `i2b2` notes under 1024
 //!    tokens. Up to `notes_per_source` notes per source are sampled by a seeded hash of each
 //!    note's identity (stable when the corpus grows).

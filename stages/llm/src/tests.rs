@@ -255,7 +255,7 @@ fn tokens_per_minute_are_respected() {
     assert!(el >= Duration::from_millis(1500) && el < Duration::from_secs(6), "{el:?}");
     let mut at: Vec<Duration> = server.requests().iter().map(|r| r.at).collect();
     at.sort();
-    assert!(at[8] - at[0] < Duration::from_millis(300), "the burst went out at once: {at:?}");
+    assert!(at[8] - at[0] < Duration::from_millis(800), "the burst went out at once: {at:?}");
 }
 
 #[test]
