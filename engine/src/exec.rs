@@ -182,6 +182,8 @@ impl Ctx<'_> {
             out_dir: staging.out_dir(),
             scratch_dir: scratch.clone(),
             work_dir: self.plan.dir.clone(),
+            workspace_dir: self.plan.workspace.clone(),
+            allowed_endpoints: self.plan.allowed_endpoints.clone(),
             progress: Progress::new(name, self.sink.clone()),
             cancel: self.cancel.clone(),
             log: Mutex::new(log),

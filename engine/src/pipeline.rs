@@ -17,10 +17,14 @@ pub(crate) struct RawPipeline {
     pub workspace: Option<String>,
     #[serde(default)]
     pub params: Mapping,
+    /// Hosts that stages may send notes to (LLM endpoints); loopback is always allowed.
+    #[serde(default)]
+    pub allowed_endpoints: Option<Vec<String>>,
     pub stages: IndexMap<String, RawStage>,
 }
 
-pub(crate) const PIPELINE_FIELDS: &[&str] = &["name", "description", "workspace", "params", "stages"];
+pub(crate) const PIPELINE_FIELDS: &[&str] =
+    &["name", "description", "workspace", "params", "allowed_endpoints", "stages"];
 pub(crate) const STAGE_FIELDS: &[&str] = &["kind", "description", "inputs", "params"];
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +77,45 @@ pub(crate) fn set_path(root: &mut Value, path: &[String], value: Value) {
     let map = root.as_mapping_mut().expect("just made a mapping");
     let child = map.entry(Value::String(path[0].clone())).or_insert(Value::Null);
     set_path(child, &path[1..], value);
+}
+
+/// Why an `allowed_endpoints` entry is malformed: an entry is `host`, `host:port`, `*.domain`,
+/// or `http(s)://host[:port]`. Stages that send notes (`camel-llm`'s PHI guard) match hosts
+/// against these entries.
+pub(crate) fn endpoint_problem(s: &str) -> Option<String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Some("the endpoint is empty".into());
+    }
+    let rest = match t.split_once("://") {
+        Some(("http" | "https", r)) => r,
+        Some((scheme, _)) => return Some(format!("`{t}`: `{scheme}://` is not http:// or https://")),
+        None => t,
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) || rest.contains(char::is_whitespace) {
+        return Some(format!("`{t}` is not a host"));
+    }
+    let host = if let Some(r) = rest.strip_prefix('[') {
+        match r.split_once(']') {
+            Some((h, "")) => h,
+            Some((h, p)) if p.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok()) => h,
+            _ => return Some(format!("`{t}` is not a host")),
+        }
+    } else if rest.matches(':').count() == 1 {
+        let (h, p) = rest.split_once(':').expect("one colon");
+        if p.parse::<u16>().is_err() {
+            return Some(format!("`{t}`: the port `{p}` is not a number"));
+        }
+        h
+    } else {
+        rest
+    };
+    let bare = host.strip_prefix("*.").unwrap_or(host);
+    if bare.is_empty() || bare.contains('*') {
+        return Some(format!("`{t}`: a wildcard is written `*.domain`"));
+    }
+    None
 }
 
 /// An interpolation problem at `path` (relative to the value interpolated).
@@ -268,6 +311,18 @@ mod tests {
         assert!(e.message.contains("not allowed"));
         let v = interp("{}", "{secret_env: {K: '${env:CAMEL_TEST_SECRET}'}}", Some(&["secret_env"])).unwrap();
         assert_eq!(v["secret_env"]["K"], Value::from("s3cret"));
+    }
+
+    #[test]
+    fn allowed_endpoints_entries() {
+        for ok in
+            ["x.org", "x.org:8443", "*.openai.azure.com", "https://x.org/", "http://10.0.0.5:8000", "[::1]:9"]
+        {
+            assert_eq!(endpoint_problem(ok), None, "{ok}");
+        }
+        for bad in ["", "ftp://x", "https://x/v1", "x:port", "*", "a*.b", "user@x"] {
+            assert!(endpoint_problem(bad).is_some(), "{bad}");
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@ use serde_yaml::Value;
 
 use crate::error::{EngineError, PipelineError, did_you_mean};
 use crate::pipeline::{
-    InterpError, Interpolator, Override, PIPELINE_FIELDS, RawPipeline, STAGE_FIELDS, set_path,
+    InterpError, Interpolator, Override, PIPELINE_FIELDS, RawPipeline, STAGE_FIELDS, endpoint_problem,
+    set_path,
 };
 use crate::spans::SpanIndex;
 use crate::stage::{BoundStage, InputSpec, Registry};
@@ -24,6 +25,8 @@ pub struct Plan {
     /// The file's directory, absolute: relative paths are resolved against it.
     pub dir: PathBuf,
     pub workspace: PathBuf,
+    /// `allowed_endpoints` as written (validated): where stages may send notes besides loopback.
+    pub allowed_endpoints: Vec<String>,
     /// Stages in file order.
     pub stages: Vec<PlannedStage>,
     /// Indices into `stages`, each after all its upstream stages (ties in file order).
@@ -351,6 +354,16 @@ impl Planner<'_> {
             }
         };
 
+        let allowed_endpoints = raw.allowed_endpoints.clone().unwrap_or_default();
+        for (i, e) in allowed_endpoints.iter().enumerate() {
+            if let Some(problem) = endpoint_problem(e) {
+                self.errors
+                    .push(self.error(&path_of(&["allowed_endpoints", &i.to_string()]), false, problem).help(
+                    "list hosts that may receive notes: `host`, `host:port`, `*.domain` or `https://host`",
+                ));
+            }
+        }
+
         let names: Vec<String> = raw.stages.keys().cloned().collect();
         let mut stages = Vec::new();
         for (name, rs) in &raw.stages {
@@ -636,7 +649,15 @@ impl Planner<'_> {
         if !self.errors.is_empty() {
             return None;
         }
-        Some(Plan { name: raw.name, file: self.file.to_path_buf(), dir, workspace, stages, order })
+        Some(Plan {
+            name: raw.name,
+            file: self.file.to_path_buf(),
+            dir,
+            workspace,
+            allowed_endpoints,
+            stages,
+            order,
+        })
     }
 
     fn interp_error(&mut self, base: &[String], stage: Option<&str>, e: InterpError) {

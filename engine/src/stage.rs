@@ -111,6 +111,8 @@ pub struct StageContext {
     pub(crate) out_dir: PathBuf,
     pub(crate) scratch_dir: PathBuf,
     pub(crate) work_dir: PathBuf,
+    pub(crate) workspace_dir: PathBuf,
+    pub(crate) allowed_endpoints: Vec<String>,
     pub(crate) progress: Progress,
     pub(crate) cancel: Arc<AtomicBool>,
     pub(crate) log: Mutex<File>,
@@ -148,6 +150,17 @@ impl StageContext {
     /// The pipeline file's directory: relative paths in params are relative to it.
     pub fn work_dir(&self) -> &Path {
         &self.work_dir
+    }
+
+    /// The workspace (`.camel/`): state shared by every stage and run lives below it, such as
+    /// the LLM request log (`<workspace>/llm/`).
+    pub fn workspace_dir(&self) -> &Path {
+        &self.workspace_dir
+    }
+
+    /// The pipeline's `allowed_endpoints`: hosts besides loopback that may receive notes.
+    pub fn allowed_endpoints(&self) -> &[String] {
+        &self.allowed_endpoints
     }
 
     pub fn progress(&self) -> &Progress {

@@ -13,6 +13,7 @@ use camel_engine::Registry;
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register::<command::Command>();
+    r.register::<camel_instructions::Instructions>();
     r.register::<synth::Synth>();
     r.register::<camel_notes::Notes>();
     r

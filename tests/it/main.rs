@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod engine;
+mod instructions;
 mod invalid;
 mod notes;
 mod synth;

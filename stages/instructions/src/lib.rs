@@ -1,0 +1,826 @@
+//! `kind: instructions` — clinical instruction/answer pairs written by an LLM from notes, as
+//! CAMEL made its instruction data, or by the offline `extractive` baseline.
+//!
+//! One stage does CAMEL's three steps, so a pipeline needs one block of YAML:
+//!
+//! 1. **Select notes** from a corpus (`corpus.parquet`: `source`, `id`, `category`, `text`) by
+//!    source, note type (`note_categories`) and LLaMA token length: general tasks from notes with `note_tokens[0] < tokens <
+//!    note_tokens[1]` (default 1024–1536), de-identification tasks from `i2b2` notes under 1024
+//!    tokens. Up to `notes_per_source` notes per source are sampled by a seeded hash of each
+//!    note's identity (stable when the corpus grows).
+//! 2. **Ask**: general tasks in two requests per note (k categories → k numbered
+//!    `Category: instruction` lines; then the note and those instructions → k numbered
+//!    `Category: answer` lines), de-identification tasks in 1 + k requests (k `Instruction N:`
+//!    lines, then one answer per instruction). Pairs are kept when both sides parse, the
+//!    categories agree and both start with a capital letter; every rejection is counted by reason.
+//! 3. **Merge**: Alpaca records `{instruction, input: note, output}` from both task sets,
+//!    shuffled with `seed` (42), as `instructions.json`; `stats.json` counts pairs per category
+//!    and per source, rejections by reason, failed requests, token usage and a cost estimate.
+//!
+//! Requests go through [`camel_llm::Client`]: every response is in the workspace's request log
+//! (`<workspace>/llm/requests.jsonl`) before it is used, so a rerun after a kill sends only what
+//! was never answered. `api_key` (`${env:NAME}`) and `limits` are not hashed: neither changes
+//! what a response says.
+
+mod extractive;
+pub mod parse;
+pub mod prompts;
+mod select;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use camel_llm::{
+    AllowedEndpoints, AzureConfig, Client, Limits, Message, OpenAiConfig, Prices, Provider, RequestLog,
+};
+use serde::{Deserialize, Serialize};
+
+pub use select::{Candidate, Lengths};
+
+/// CAMEL's twelve general task categories.
+pub const CATEGORIES: [&str; 12] = [
+    "Coreference Resolution",
+    "Question Answering",
+    "Natural Language Generation",
+    "Text Summarization",
+    "Text Classification",
+    "Temporal Information Extraction",
+    "Relation Extraction",
+    "Named Entity Recognition",
+    "Paraphrasing",
+    "Clinical Concept Normalization",
+    "Keyword Extraction",
+    "Abbreviation Expansion",
+];
+
+pub struct Instructions;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstructionsParams {
+    /// Who writes the pairs: `azure`, `openai` (any OpenAI-compatible server) or `extractive`.
+    pub provider: ProviderParams,
+    /// The API key, as `${env:NAME}`. Never hashed, logged or stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// Concurrency, rate limits, timeout and retries (not hashed).
+    #[serde(default)]
+    pub limits: Limits,
+    /// Per 1,000 tokens, for the cost estimate.
+    #[serde(default)]
+    pub prices: Prices,
+    /// Seeds note sampling, category sampling and the final shuffle.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default = "prompts_system")]
+    pub system_prompt: String,
+    #[serde(default)]
+    pub general: GeneralParams,
+    #[serde(default)]
+    pub deid: DeidParams,
+    /// Notes whose requests may fail (after retries) before the stage fails instead of writing
+    /// its outputs without them.
+    #[serde(default)]
+    pub max_failed_notes: u64,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+fn prompts_system() -> String {
+    prompts::SYSTEM.into()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ProviderParams {
+    Openai(OpenAiConfig),
+    Azure(AzureConfig),
+    /// The offline baseline: pairs copied from the note's own sections.
+    Extractive(ExtractiveParams),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractiveParams {}
+
+impl ProviderParams {
+    fn llm(&self) -> Option<Provider> {
+        match self {
+            ProviderParams::Openai(c) => Some(Provider::Openai(c.clone())),
+            ProviderParams::Azure(c) => Some(Provider::Azure(c.clone())),
+            ProviderParams::Extractive(_) => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneralParams {
+    /// Notes sampled per source (0: no general tasks).
+    #[serde(default = "default_notes")]
+    pub notes_per_source: u64,
+    /// Sources to take notes from (the corpus's `source` column); none: every source.
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
+    /// Note types to take (the corpus's `category` column, ignoring case, e.g. `Discharge
+    /// summary`); none: every type.
+    #[serde(default)]
+    pub note_categories: Option<Vec<String>>,
+    /// Exclusive bounds on a note's length in tokens.
+    #[serde(default = "general_window")]
+    pub note_tokens: [u64; 2],
+    #[serde(default = "default_categories")]
+    pub categories: Vec<String>,
+    /// Categories sampled per note (CAMEL: all 12).
+    #[serde(default = "default_k")]
+    pub categories_per_note: usize,
+    /// Placeholders: `{note}`, `{k}`, `{categories}` (one `- Category` line each).
+    #[serde(default = "general_question")]
+    pub question_prompt: String,
+    /// Placeholders: `{note}`, `{instructions}` (the parsed `N. Category: instruction` lines).
+    #[serde(default = "general_answer")]
+    pub answer_prompt: String,
+}
+
+fn default_notes() -> u64 {
+    100
+}
+fn general_window() -> [u64; 2] {
+    [1024, 1536]
+}
+fn default_categories() -> Vec<String> {
+    CATEGORIES.iter().map(|c| c.to_string()).collect()
+}
+fn default_k() -> usize {
+    12
+}
+fn general_question() -> String {
+    prompts::GENERAL_QUESTION.into()
+}
+fn general_answer() -> String {
+    prompts::GENERAL_ANSWER.into()
+}
+
+impl Default for GeneralParams {
+    fn default() -> Self {
+        GeneralParams {
+            notes_per_source: default_notes(),
+            sources: None,
+            note_categories: None,
+            note_tokens: general_window(),
+            categories: default_categories(),
+            categories_per_note: default_k(),
+            question_prompt: general_question(),
+            answer_prompt: general_answer(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeidParams {
+    /// Notes sampled per source (0: no de-identification tasks).
+    #[serde(default = "default_notes")]
+    pub notes_per_source: u64,
+    #[serde(default = "deid_sources")]
+    pub sources: Option<Vec<String>>,
+    /// Note types to take (the corpus's `category` column, ignoring case); none: every type.
+    #[serde(default)]
+    pub note_categories: Option<Vec<String>>,
+    #[serde(default = "deid_window")]
+    pub note_tokens: [u64; 2],
+    #[serde(default = "deid_k")]
+    pub instructions_per_note: usize,
+    /// Placeholders: `{note}`, `{k}`.
+    #[serde(default = "deid_question")]
+    pub question_prompt: String,
+    /// Placeholders: `{note}`, `{instruction}`.
+    #[serde(default = "deid_answer")]
+    pub answer_prompt: String,
+}
+
+fn deid_sources() -> Option<Vec<String>> {
+    Some(vec!["i2b2".into()])
+}
+fn deid_window() -> [u64; 2] {
+    [0, 1024]
+}
+fn deid_k() -> usize {
+    2
+}
+fn deid_question() -> String {
+    prompts::DEID_QUESTION.into()
+}
+fn deid_answer() -> String {
+    prompts::DEID_ANSWER.into()
+}
+
+impl Default for DeidParams {
+    fn default() -> Self {
+        DeidParams {
+            notes_per_source: default_notes(),
+            sources: deid_sources(),
+            note_categories: None,
+            note_tokens: deid_window(),
+            instructions_per_note: deid_k(),
+            question_prompt: deid_question(),
+            answer_prompt: deid_answer(),
+        }
+    }
+}
+
+type Lines = Arc<Mutex<Vec<String>>>;
+
+/// One kept instruction/answer pair (without its note).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pair {
+    pub category: String,
+    pub instruction: String,
+    pub output: String,
+}
+
+/// What one note's requests produced.
+#[derive(Debug, Default)]
+struct NoteResult {
+    pairs: Vec<Pair>,
+    rejected: Vec<String>,
+    /// Why a request failed, if one did (the note's remaining pairs are lost with it).
+    failure: Option<String>,
+    /// The failure as a message (no note text, no key), for the stage's error.
+    failure_detail: Option<String>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    requests: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Task {
+    General,
+    Deid,
+}
+
+/// One Alpaca record.
+#[derive(Serialize)]
+struct Record<'a> {
+    instruction: &'a str,
+    input: &'a str,
+    output: &'a str,
+}
+
+#[derive(Default, Serialize)]
+struct TaskStats {
+    notes_selected: BTreeMap<String, u64>,
+    pairs: u64,
+    pairs_by_category: BTreeMap<String, u64>,
+    pairs_by_source: BTreeMap<String, u64>,
+    rejected: BTreeMap<String, u64>,
+    failed_notes: u64,
+    failed_requests_by_reason: BTreeMap<String, u64>,
+}
+
+impl Stage for Instructions {
+    type Params = InstructionsParams;
+    const KIND: &'static str = "instructions";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "clinical instruction/answer pairs from notes, written by an LLM (Azure, OpenAI-compatible) or the offline extractive baseline";
+    const UNHASHED: &'static [&'static str] = &["api_key", "limits"];
+
+    fn inputs(_: &Self::Params) -> InputSpec {
+        InputSpec::Named { required: vec!["notes".into()], optional: vec!["tokenizer".into()] }
+    }
+
+    fn outputs(_: &Self::Params) -> Vec<OutputSpec> {
+        vec![OutputSpec::new("instructions", "instructions.json"), OutputSpec::new("stats", "stats.json")]
+    }
+
+    fn run(p: &Self::Params, ctx: &StageContext) -> Result<(), StageError> {
+        run(p, ctx)
+    }
+}
+
+fn validate(p: &InstructionsParams) -> Result<(), StageError> {
+    let bad = |m: String| Err(StageError::msg(m));
+    let g = &p.general;
+    let d = &p.deid;
+    for (name, w) in [("general.note_tokens", g.note_tokens), ("deid.note_tokens", d.note_tokens)] {
+        if w[0] >= w[1] {
+            return bad(format!("`{name}`: the lower bound must be below the upper bound"));
+        }
+    }
+    if g.notes_per_source > 0 {
+        if g.categories.is_empty() || g.categories_per_note == 0 {
+            return bad(
+                "`general.categories` and `general.categories_per_note` must not be empty or 0".into()
+            );
+        }
+        if g.categories_per_note > g.categories.len() {
+            return bad(format!(
+                "`general.categories_per_note` is {} but only {} categories are listed",
+                g.categories_per_note,
+                g.categories.len()
+            ));
+        }
+        prompts::require("general.question_prompt", &g.question_prompt, &["note", "k", "categories"])
+            .map_err(StageError::msg)?;
+        prompts::require("general.answer_prompt", &g.answer_prompt, &["note", "instructions"])
+            .map_err(StageError::msg)?;
+    }
+    if d.notes_per_source > 0 {
+        if d.instructions_per_note == 0 {
+            return bad("`deid.instructions_per_note` must be at least 1".into());
+        }
+        prompts::require("deid.question_prompt", &d.question_prompt, &["note", "k"])
+            .map_err(StageError::msg)?;
+        prompts::require("deid.answer_prompt", &d.answer_prompt, &["note", "instruction"])
+            .map_err(StageError::msg)?;
+    }
+    p.limits.validate().map_err(|e| StageError::msg(e.to_string()))
+}
+
+fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
+    validate(p)?;
+    // Set from the engine's cancel flag by the request loop; lines from the client for the log.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let client_lines: Lines = Arc::new(Mutex::new(Vec::new()));
+    // The client first: a provider the PHI guard refuses must fail before any note is read.
+    let client = match p.provider.llm() {
+        None => None,
+        Some(provider) => {
+            let allowed = AllowedEndpoints::parse(ctx.allowed_endpoints())
+                .map_err(|e| StageError::msg(e.to_string()))?;
+            let log_path = ctx.workspace_dir().join("llm").join("requests.jsonl");
+            let log = RequestLog::open(&log_path)
+                .map_err(StageError::io(format!("open {}", log_path.display())))?;
+            ctx.log(&format!(
+                "provider: {}; request log {} ({} responses{})",
+                provider.describe(),
+                log_path.display(),
+                log.len(),
+                if log.skipped_lines() > 0 {
+                    format!(", {} cut line(s) skipped", log.skipped_lines())
+                } else {
+                    String::new()
+                }
+            ));
+            let api_key = p.api_key.clone().filter(|k| !k.is_empty());
+            let (c2, l2) = (cancelled.clone(), client_lines.clone());
+            Some(Arc::new(
+                Client::new(provider, api_key, p.limits.clone(), log, &allowed)
+                    .map_err(|e| StageError::msg(e.to_string()))?
+                    .with_cancel(move || c2.load(Ordering::Relaxed))
+                    .with_notify(move |line| l2.lock().unwrap().push(line)),
+            ))
+        }
+    };
+
+    // Selection.
+    let lengths = match ctx.inputs().get("tokenizer") {
+        Some(path) => Lengths::tokenizer(path)?,
+        None => {
+            ctx.log("no `tokenizer` input: note lengths are approximated as UTF-8 bytes / 4");
+            Lengths::Approximate
+        }
+    };
+    let corpus = ctx.input("notes")?;
+    ctx.progress().message("selecting notes");
+    let (general, deid) = select::select(corpus, &lengths, p, ctx)?;
+    let count = |c: &[Candidate]| {
+        let mut m = BTreeMap::new();
+        for n in c {
+            *m.entry(n.source.clone()).or_insert(0u64) += 1;
+        }
+        m
+    };
+    let mut stats: BTreeMap<Task, TaskStats> = BTreeMap::new();
+    stats.entry(Task::General).or_default().notes_selected = count(&general);
+    stats.entry(Task::Deid).or_default().notes_selected = count(&deid);
+    ctx.log(&format!(
+        "selected {} notes for general tasks and {} for de-identification ({})",
+        general.len(),
+        deid.len(),
+        lengths.describe()
+    ));
+
+    let jobs: Vec<(Task, Arc<Candidate>)> = general
+        .into_iter()
+        .map(|c| (Task::General, Arc::new(c)))
+        .chain(deid.into_iter().map(|c| (Task::Deid, Arc::new(c))))
+        .collect();
+    ctx.progress().set_total(Some(jobs.len() as u64), "notes");
+
+    let results: Vec<NoteResult> = match &client {
+        None => jobs
+            .iter()
+            .map(|(task, note)| {
+                let pairs = match task {
+                    Task::General => {
+                        extractive::general(&note.text, &p.general.categories, p.general.categories_per_note)
+                    }
+                    Task::Deid => extractive::deid(&note.text, p.deid.instructions_per_note),
+                };
+                ctx.progress().inc(1);
+                NoteResult { pairs, ..Default::default() }
+            })
+            .collect(),
+        Some(client) => ask_all(p, ctx, client.clone(), &jobs, &cancelled, &client_lines)?,
+    };
+
+    // Merge, in a fixed order, then shuffle.
+    let mut records: Vec<(usize, Pair)> = Vec::new();
+    let (mut prompt_tokens, mut completion_tokens, mut requests) = (0, 0, 0);
+    let mut failed_notes = 0u64;
+    let mut first_failure: Option<String> = None;
+    for (i, ((task, note), r)) in jobs.iter().zip(results).enumerate() {
+        let s = stats.entry(*task).or_default();
+        for reason in r.rejected {
+            *s.rejected.entry(reason).or_insert(0) += 1;
+        }
+        if let Some(f) = r.failure {
+            s.failed_notes += 1;
+            failed_notes += 1;
+            *s.failed_requests_by_reason.entry(f).or_insert(0) += 1;
+            if first_failure.is_none() {
+                first_failure = r.failure_detail.map(|d| format!("note {}, {d}", note.key));
+            }
+        }
+        prompt_tokens += r.prompt_tokens;
+        completion_tokens += r.completion_tokens;
+        requests += r.requests;
+        for pair in r.pairs {
+            s.pairs += 1;
+            *s.pairs_by_category.entry(pair.category.clone()).or_insert(0) += 1;
+            *s.pairs_by_source.entry(note.source.clone()).or_insert(0) += 1;
+            records.push((i, pair));
+        }
+    }
+    if failed_notes > p.max_failed_notes {
+        return Err(StageError::msg(format!(
+            "{failed_notes} note(s) lost a request ({}; first: {}); `max_failed_notes` is {}. \
+             Every answered request is in the request log, so a rerun sends only the failed ones",
+            stats
+                .values()
+                .flat_map(|s| s.failed_requests_by_reason.iter())
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            first_failure.unwrap_or_default(),
+            p.max_failed_notes
+        )));
+    }
+    shuffle(&mut records, p.seed);
+    let alpaca: Vec<Record> = records
+        .iter()
+        .map(|(i, pair)| Record {
+            instruction: &pair.instruction,
+            input: &jobs[*i].1.text,
+            output: &pair.output,
+        })
+        .collect();
+    let out = ctx.out_dir().join("instructions.json");
+    write_json(&out, &alpaca)?;
+
+    let baseline = client.is_none();
+    let provider = match &p.provider {
+        ProviderParams::Openai(c) => format!("openai-compatible: model {} at {}", c.model, c.base_url),
+        ProviderParams::Azure(c) => format!("azure: deployment {} at {}", c.deployment, c.endpoint),
+        ProviderParams::Extractive(_) => "extractive".into(),
+    };
+    let summary = serde_json::json!({
+        "provider": provider,
+        "baseline": baseline,
+        "note": if baseline {
+            "BASELINE: pairs copied from each note's own sections (extractive provider), not written by an LLM"
+        } else {
+            "pairs written by an LLM from each note; see docs/instructions.md"
+        },
+        "note_lengths": lengths.describe(),
+        "records": alpaca.len(),
+        "seed": p.seed,
+        "general": stats.get(&Task::General),
+        "deid": stats.get(&Task::Deid),
+        "failed_notes": failed_notes,
+        "usage": {
+            "responses": requests,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost_estimate": p.prices.cost(prompt_tokens, completion_tokens),
+        },
+    });
+    write_json(&ctx.out_dir().join("stats.json"), &summary)?;
+    if let Some(c) = &client {
+        let s = c.stats();
+        ctx.log(&format!(
+            "this run: {} requests sent, {} answered ({} prompt + {} completion tokens, cost ≈ {:.4}), {} from the request log, {} retries, {} failed, {} stopped at max_tokens, {} content-filtered; {:.1} s",
+            s.attempts,
+            s.responses,
+            s.prompt_tokens,
+            s.completion_tokens,
+            p.prices.cost(s.prompt_tokens, s.completion_tokens),
+            s.from_log,
+            s.retries,
+            s.failures,
+            s.finish_length,
+            s.finish_content_filter,
+            s.elapsed_s
+        ));
+    }
+    ctx.log(&format!("{} records written (baseline: {baseline})", alpaca.len()));
+    Ok(())
+}
+
+fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<(), StageError> {
+    let f = std::fs::File::create(path).map_err(StageError::io(format!("create {}", path.display())))?;
+    let mut w = std::io::BufWriter::new(f);
+    serde_json::to_writer_pretty(&mut w, v)
+        .map_err(|e| StageError::msg(format!("failed to write {}: {e}", path.display())))?;
+    std::io::Write::write_all(&mut w, b"\n").map_err(StageError::io(format!("write {}", path.display())))?;
+    std::io::Write::flush(&mut w).map_err(StageError::io(format!("write {}", path.display())))
+}
+
+/// A deterministic Fisher–Yates shuffle (splitmix64): the order depends on `seed` only.
+fn shuffle<T>(v: &mut [T], seed: u64) {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for i in (1..v.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// Runs every note's requests on a tokio runtime, at most a few times `concurrency` notes at once,
+/// reporting progress; results come back in `jobs` order.
+fn ask_all(
+    p: &InstructionsParams,
+    ctx: &StageContext,
+    client: Arc<Client>,
+    jobs: &[(Task, Arc<Candidate>)],
+    cancelled: &AtomicBool,
+    lines: &Lines,
+) -> Result<Vec<NoteResult>, StageError> {
+    let flush = || {
+        for l in lines.lock().unwrap().drain(..) {
+            ctx.log(&l);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(StageError::io("start the async runtime"))?;
+    let p = Arc::new(p.clone());
+    let window = p.limits.concurrency.saturating_mul(4).max(8);
+    let mut results: Vec<Option<NoteResult>> = (0..jobs.len()).map(|_| None).collect();
+    let started = Instant::now();
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        let mut next = 0usize;
+        let mut done = 0usize;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            while next < jobs.len() && set.len() < window && !cancelled.load(Ordering::Relaxed) {
+                let (task, note) = jobs[next].clone();
+                let (client, p) = (client.clone(), p.clone());
+                let i = next;
+                set.spawn(async move {
+                    let r = match task {
+                        Task::General => general_note(&client, &p, &note).await,
+                        Task::Deid => deid_note(&client, &p, &note).await,
+                    };
+                    (i, r)
+                });
+                next += 1;
+            }
+            if set.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = set.join_next() => {
+                    if let Some(Ok((i, r))) = joined {
+                        results[i] = Some(r);
+                        done += 1;
+                        ctx.progress().set_position(done as u64);
+                    }
+                }
+                _ = tick.tick() => {
+                    flush();
+                    if ctx.is_cancelled() {
+                        cancelled.store(true, Ordering::Relaxed);
+                    }
+                    let s = client.stats();
+                    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                    let eta = if rate > 0.0 { (jobs.len() - done) as f64 / rate } else { f64::NAN };
+                    ctx.progress().message(&format!(
+                        "{:.1} req/s · {:.0} tok/s · {} from log · {} retries · {} failed · ETA {}",
+                        s.requests_per_s(),
+                        s.tokens_per_s(),
+                        s.from_log,
+                        s.retries,
+                        s.failures,
+                        if eta.is_finite() { format!("{:.0}s", eta) } else { "?".into() }
+                    ));
+                }
+            }
+        }
+    });
+    flush();
+    if cancelled.load(Ordering::Relaxed) || ctx.is_cancelled() {
+        return Err(StageError::Cancelled);
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.ok_or_else(|| StageError::msg("a note's task panicked (a bug in camel; please report it)"))
+        })
+        .collect()
+}
+
+/// A request's outcome folded into the note's result: the content, or None after recording why.
+fn take(
+    r: &mut NoteResult,
+    reply: Result<camel_llm::Reply, camel_llm::Failure>,
+    phase: &str,
+) -> Option<camel_llm::Completion> {
+    match reply {
+        Ok(rep) => {
+            r.requests += 1;
+            r.prompt_tokens += rep.completion.usage.prompt_tokens;
+            r.completion_tokens += rep.completion.usage.completion_tokens;
+            if rep.completion.finish_reason == camel_llm::FinishReason::ContentFilter {
+                r.rejected.push(format!("{phase}_content_filter"));
+                return None;
+            }
+            Some(rep.completion)
+        }
+        Err(camel_llm::Failure::Rejected { code: Some(c), .. }) if c == "content_filter" => {
+            r.rejected.push(format!("{phase}_content_filter"));
+            None
+        }
+        Err(f) => {
+            r.failure = Some(format!("{phase}_{}", f.reason()));
+            r.failure_detail = Some(format!("a {phase} request: {f}"));
+            None
+        }
+    }
+}
+
+fn messages(system: &str, user: String) -> Vec<Message> {
+    vec![Message::system(system), Message::user(user)]
+}
+
+async fn general_note(client: &Client, p: &InstructionsParams, note: &Candidate) -> NoteResult {
+    let g = &p.general;
+    let mut r = NoteResult::default();
+    let cats = select::sample_categories(&g.categories, g.categories_per_note, p.seed, &note.key);
+    let k = cats.len().to_string();
+    let listed: String = cats.iter().map(|c| format!("- {c}\n")).collect();
+    let q = prompts::render(
+        &g.question_prompt,
+        &[("note", &note.text), ("k", &k), ("categories", listed.trim_end())],
+    );
+    let Some(qc) = take(&mut r, client.chat(&messages(&p.system_prompt, q)).await, "question") else {
+        return r;
+    };
+    // Instructions: keep those whose category is one that was asked for.
+    let mut instructions: Vec<(&str, String)> = Vec::new();
+    let items = parse::items(&qc.content);
+    if items.is_empty() {
+        r.rejected.push("question_unparsed".into());
+        return r;
+    }
+    for item in items {
+        match parse::split_category(&item, &cats) {
+            Some((c, text)) if !text.is_empty() => instructions.push((c, text)),
+            _ => r.rejected.push("instruction_category_unknown".into()),
+        }
+    }
+    if instructions.is_empty() {
+        return r;
+    }
+    let numbered: String = instructions
+        .iter()
+        .enumerate()
+        .map(|(i, (c, t))| format!("{}. {c}: {}\n", i + 1, t.replace('\n', " ")))
+        .collect();
+    let a = prompts::render(&g.answer_prompt, &[("note", &note.text), ("instructions", numbered.trim_end())]);
+    let Some(ac) = take(&mut r, client.chat(&messages(&p.system_prompt, a)).await, "answer") else {
+        return r;
+    };
+    let answers = parse::items(&ac.content);
+    let truncated = ac.finish_reason == camel_llm::FinishReason::Length;
+    let n = instructions.len();
+    for (i, (cat, instruction)) in instructions.into_iter().enumerate() {
+        let Some(answer) = answers.get(i) else {
+            r.rejected.push(if truncated { "answer_truncated" } else { "answer_missing" }.into());
+            continue;
+        };
+        if truncated && i + 1 >= answers.len().min(n) {
+            r.rejected.push("answer_truncated".into());
+            continue;
+        }
+        let Some((acat, output)) = parse::split_category(answer, &cats) else {
+            r.rejected.push("answer_category_unknown".into());
+            continue;
+        };
+        if acat != cat {
+            r.rejected.push("category_mismatch".into());
+            continue;
+        }
+        if !parse::starts_capitalized(&instruction) || !parse::starts_capitalized(&output) {
+            r.rejected.push("not_capitalized".into());
+            continue;
+        }
+        r.pairs.push(Pair { category: cat.to_string(), instruction, output });
+    }
+    r
+}
+
+async fn deid_note(client: &Client, p: &InstructionsParams, note: &Candidate) -> NoteResult {
+    let d = &p.deid;
+    let mut r = NoteResult::default();
+    let k = d.instructions_per_note.to_string();
+    let q = prompts::render(&d.question_prompt, &[("note", &note.text), ("k", &k)]);
+    let Some(qc) = take(&mut r, client.chat(&messages(&p.system_prompt, q)).await, "question") else {
+        return r;
+    };
+    let mut items = parse::items(&qc.content);
+    if items.is_empty() {
+        r.rejected.push("question_unparsed".into());
+        return r;
+    }
+    if items.len() > d.instructions_per_note {
+        for _ in d.instructions_per_note..items.len() {
+            r.rejected.push("instruction_extra".into());
+        }
+        items.truncate(d.instructions_per_note);
+    }
+    for instruction in items {
+        if !parse::starts_capitalized(&instruction) {
+            r.rejected.push("not_capitalized".into());
+            continue;
+        }
+        let a = prompts::render(&d.answer_prompt, &[("note", &note.text), ("instruction", &instruction)]);
+        let Some(ac) = take(&mut r, client.chat(&messages(&p.system_prompt, a)).await, "answer") else {
+            if r.failure.is_some() {
+                return r;
+            }
+            continue;
+        };
+        let output = ac.content.trim().to_string();
+        if ac.finish_reason == camel_llm::FinishReason::Length {
+            r.rejected.push("answer_truncated".into());
+        } else if output.is_empty() {
+            r.rejected.push("answer_empty".into());
+        } else if !parse::starts_capitalized(&output) {
+            r.rejected.push("not_capitalized".into());
+        } else {
+            r.pairs.push(Pair { category: "De-identification".into(), instruction, output });
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_defaults_and_providers() {
+        let parse = |s: &str| serde_yaml::from_str::<InstructionsParams>(s);
+        let p = parse("{provider: {type: extractive}}").unwrap();
+        assert_eq!(p.seed, 42);
+        assert_eq!(p.general.note_tokens, [1024, 1536]);
+        assert_eq!(p.deid.sources, Some(vec!["i2b2".to_string()]));
+        assert_eq!(p.general.categories.len(), 12);
+        let p = parse("{provider: {type: openai, base_url: 'http://127.0.0.1:1/v1', model: m, seed: 3}}")
+            .unwrap();
+        assert!(matches!(p.provider, ProviderParams::Openai(ref c) if c.seed == Some(3)));
+        assert!(parse("{provider: {type: extractive, x: 1}}").is_err());
+        assert!(parse("{provider: {type: gpt}}").is_err());
+        assert!(parse("{provider: {type: azure, endpoint: e, deployment: d, modle: x}}").is_err());
+    }
+
+    #[test]
+    fn shuffle_depends_on_the_seed_only() {
+        let mut a: Vec<u32> = (0..50).collect();
+        let mut b = a.clone();
+        shuffle(&mut a, 42);
+        shuffle(&mut b, 42);
+        assert_eq!(a, b);
+        assert_ne!(a, (0..50).collect::<Vec<_>>());
+        let mut c: Vec<u32> = (0..50).collect();
+        shuffle(&mut c, 7);
+        assert_ne!(a, c);
+    }
+}

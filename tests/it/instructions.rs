@@ -1,0 +1,331 @@
+//! `kind: instructions` through the camel binary, against the local test server
+//! (`camel-llm-server`): the pairs it writes, what it never leaks, resuming after kill -9 without
+//! paying twice, the PHI guard, failures, and the offline extractive baseline.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use camel_corpus::Note;
+use camel_llm_server::{Fault, Server, clinical_responder};
+
+use crate::common::TestContext;
+
+const KEY: &str = "sk-camel-test-KEY-5f3a9c";
+/// Every note contains this; it may appear in instructions.json (the Alpaca `input`) only.
+const MARK: &str = "ZEBRA-PHI-7731";
+
+fn note(source: &str, id: usize, words: usize) -> Note {
+    let body: String = (0..words).map(|i| format!("finding{} ", i % 37)).collect();
+    Note {
+        source: Some(source.into()),
+        id: Some(id.to_string()),
+        category: Some("Discharge summary".into()),
+        text: format!("Patient {MARK} number {id}.\nChief Complaint:\nchest pain\n{body}\n"),
+    }
+}
+
+/// A corpus of `general` mimic3 notes (~400 approximate tokens) and `deid` short i2b2 notes.
+fn corpus(t: &TestContext, general: usize, deid: usize) {
+    let mut notes: Vec<Note> = (0..general).map(|i| note("mimic3", i, 180)).collect();
+    notes.extend((0..deid).map(|i| note("i2b2", 1000 + i, 20)));
+    camel_corpus::write(&t.path("corpus.parquet"), &notes).unwrap();
+}
+
+fn pipeline(t: &TestContext, server: &Server, general_extra: &str, extra: &str) {
+    t.write(
+        "p.yaml",
+        &format!(
+            r#"name: instr
+stages:
+  instructions:
+    kind: instructions
+    inputs:
+      notes: corpus.parquet
+    params:
+      provider:
+        type: openai
+        base_url: {url}/v1
+        model: test-model
+        max_tokens: 512
+        temperature: 0
+      api_key: ${{env:CAMEL_TEST_LLM_KEY}}
+      limits: {{concurrency: 4, timeout_s: 5, backoff_initial_s: 0.05, backoff_max_s: 0.2}}
+      prices: {{prompt_per_1k: 0.5, completion_per_1k: 1.5}}
+      general: {{note_tokens: [100, 2000], notes_per_source: 50{general_extra}}}
+      deid: {{note_tokens: [0, 100]}}
+{extra}"#,
+            url = server.url()
+        ),
+    );
+}
+
+fn run(t: &TestContext, args: &[&str]) -> crate::common::Run {
+    t.command(args).env("CAMEL_TEST_LLM_KEY", KEY).output().unwrap().into()
+}
+
+fn records(t: &TestContext) -> Vec<serde_json::Value> {
+    serde_json::from_str(&t.read(".camel/out/instructions/instructions.json")).unwrap()
+}
+
+fn stats(t: &TestContext) -> serde_json::Value {
+    serde_json::from_str(&t.read(".camel/out/instructions/stats.json")).unwrap()
+}
+
+/// Every file below `dir` (links not followed), as (path, bytes).
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                todo.push(e.path());
+            } else if ft.is_file() {
+                out.push((e.path().display().to_string(), std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The request log's key for a request the server received (see `camel_llm::provider`).
+fn key_of(server: &Server, r: &camel_llm_server::Request) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"camel-llm-request-v1\0");
+    h.update(format!("{}{}", server.url(), r.path).as_bytes());
+    h.update(b"\0");
+    h.update(&r.body);
+    h.finalize().to_hex().to_string()
+}
+
+fn logged_keys(t: &TestContext) -> HashSet<String> {
+    let text = std::fs::read_to_string(t.path(".camel/llm/requests.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn pairs_from_the_test_server_with_no_key_or_note_text_outside_the_output() {
+    let server = Server::start();
+    server.set_responder(clinical_responder);
+    let t = TestContext::new();
+    corpus(&t, 2, 1);
+    pipeline(&t, &server, "", "");
+    let r = run(&t, &["run", "p.yaml"]);
+    r.assert_ok();
+    // 2 general notes × (questions + answers) + 1 de-id note × (questions + 2 answers).
+    assert_eq!(server.request_count(), 7);
+    for q in server.requests() {
+        assert_eq!(q.path, "/v1/chat/completions");
+        assert_eq!(q.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+        assert_eq!(q.json()["model"], "test-model");
+    }
+    let recs = records(&t);
+    assert_eq!(recs.len(), 2 * 12 + 2);
+    for rec in &recs {
+        let keys: Vec<&str> = rec.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["input", "instruction", "output"]);
+        assert!(rec["input"].as_str().unwrap().contains(MARK));
+    }
+    let s = stats(&t);
+    assert_eq!(s["baseline"], false);
+    assert_eq!(s["general"]["pairs"], 24);
+    assert_eq!(s["general"]["pairs_by_category"]["Paraphrasing"], 2);
+    assert_eq!(s["general"]["pairs_by_source"]["mimic3"], 24);
+    assert_eq!(s["deid"]["pairs"], 2);
+    assert_eq!(s["deid"]["notes_selected"]["i2b2"], 1);
+    assert_eq!(s["usage"]["responses"], 7);
+    assert!(s["usage"]["cost_estimate"].as_f64().unwrap() > 0.0);
+
+    // The key is nowhere in the workspace, the output or the messages; the note text is only in
+    // the Alpaca output.
+    for (path, bytes) in files(&t.path(".camel")) {
+        assert!(!contains(&bytes, KEY), "the API key is in {path}");
+        if !path.ends_with("instructions.json") {
+            assert!(!contains(&bytes, MARK), "note text is in {path}");
+        }
+    }
+    for out in [&r.stdout, &r.stderr] {
+        assert!(!out.contains(KEY) && !out.contains(MARK), "{out}");
+    }
+
+    // Cached: nothing sent. Forced: everything from the request log, nothing sent.
+    run(&t, &["run", "p.yaml"]).assert_ok();
+    run(&t, &["run", "p.yaml", "--force", "instructions"]).assert_ok();
+    assert_eq!(server.request_count(), 7);
+    let log = t.read(".camel/logs/instructions.log");
+    assert!(log.contains("0 requests sent") && log.contains("7 from the request log"), "{log}");
+
+    // A new answer prompt: the question-phase responses are reused, only answers are asked.
+    server.clear_requests();
+    pipeline(&t, &server, r#", answer_prompt: "Please answer. {note}\nInstructions:\n{instructions}""#, "");
+    run(&t, &["run", "p.yaml"]).assert_ok();
+    assert_eq!(server.request_count(), 2, "one answer request per general note");
+    assert!(server.requests().iter().all(|q| q.prompt().contains("Please answer.")));
+}
+
+#[test]
+fn a_run_killed_mid_way_resumes_without_sending_a_logged_request_again() {
+    let server = Server::start();
+    server.set_responder(clinical_responder);
+    server.set_latency(Duration::from_millis(150));
+    let t = TestContext::new();
+    corpus(&t, 12, 0);
+    pipeline(&t, &server, "", "");
+    let mut child = t
+        .command(&["run", "p.yaml"])
+        .env("CAMEL_TEST_LLM_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while server.completed() < 8 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the run did not progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Requests in flight at the kill finish on the server but their responses were never logged.
+    std::thread::sleep(Duration::from_millis(300));
+    let first = server.requests();
+    let logged = logged_keys(&t);
+    assert!(logged.len() >= 4 && logged.len() < 24, "{} responses logged before the kill", logged.len());
+
+    server.clear_requests();
+    run(&t, &["run", "p.yaml"]).assert_ok();
+    let second = server.requests();
+    let resent: Vec<String> =
+        second.iter().map(|r| key_of(&server, r)).filter(|k| logged.contains(k)).collect();
+    assert!(resent.is_empty(), "{} logged requests were sent again", resent.len());
+    // Every request is answered exactly once in the log, and the output is complete.
+    assert_eq!(logged_keys(&t).len(), 24);
+    assert_eq!(second.len() + logged.len(), 24);
+    assert!(first.len() >= logged.len());
+    assert_eq!(records(&t).len(), 12 * 12);
+}
+
+#[test]
+fn a_host_not_in_allowed_endpoints_gets_no_notes() {
+    let t = TestContext::new();
+    corpus(&t, 1, 0);
+    t.write(
+        "p.yaml",
+        r#"name: guard
+stages:
+  instructions:
+    kind: instructions
+    inputs: {notes: corpus.parquet}
+    params:
+      provider: {type: azure, endpoint: "https://example-res.openai.azure.com", deployment: gpt35}
+      api_key: ${env:CAMEL_TEST_LLM_KEY}
+"#,
+    );
+    let r = run(&t, &["run", "p.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let all = format!("{}{}", r.stderr, t.read(".camel/logs/instructions.log"));
+    assert!(all.contains("refusing to send notes to https://example-res.openai.azure.com"), "{all}");
+    assert!(all.contains("allowed_endpoints"), "{all}");
+    assert!(!all.contains(KEY) && !all.contains(MARK), "{all}");
+}
+
+#[test]
+fn failures_are_retried_recorded_and_fail_the_stage_past_the_allowance() {
+    let server = Server::start();
+    server.set_responder(clinical_responder);
+    let t = TestContext::new();
+    corpus(&t, 3, 0);
+    // Note 1's question always fails; note 2's question is content-filtered; others see transient faults.
+    server.fault_when(
+        |r| r.prompt().contains("number 1.") && !r.prompt().contains("Instructions:"),
+        Fault::ServerError,
+    );
+    server.fault_when(
+        |r| r.prompt().contains("number 2.") && !r.prompt().contains("Instructions:"),
+        Fault::ContentFilter,
+    );
+    server.push_faults([Fault::RateLimited { retry_after_s: 1 }, Fault::TruncatedJson]);
+    pipeline(&t, &server, "", "      max_failed_notes: 0\n");
+    let r = run(&t, &["run", "p.yaml"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("1 note(s) lost a request (1 question_retries_exhausted; first: note mimic3:1, a question request: no answer after 7 attempts (last: HTTP 500))"),
+        "{}",
+        r.stderr
+    );
+    let log = t.read(".camel/logs/instructions.log");
+    assert!(log.contains("HTTP 429") && log.contains("HTTP 500") && log.contains("truncated"), "{log}");
+
+    // Allowing one failed note: outputs are written and the failure is in the stats.
+    let n = server.request_count();
+    let r = run(&t, &["run", "p.yaml", "--set", "instructions.max_failed_notes=1"]);
+    r.assert_ok();
+    let s = stats(&t);
+    assert_eq!(s["failed_notes"], 1);
+    assert_eq!(s["general"]["failed_requests_by_reason"]["question_retries_exhausted"], 1);
+    assert_eq!(s["general"]["rejected"]["question_content_filter"], 1);
+    assert_eq!(s["general"]["pairs"], 12);
+    // Only note 1's question was sent again (1 + 6 retries); the rest came from the log.
+    assert_eq!(server.request_count() - n, 7);
+}
+
+#[test]
+fn the_extractive_baseline_needs_no_server() {
+    let t = TestContext::new();
+    let text = |i: usize| {
+        format!(
+            "Admission Date:  [**2101-10-20**]\nChief Complaint:\nchest pain {i}\n\nDischarge Medications:\n1. Aspirin 81 mg\n\nDischarge Diagnosis:\nNSTEMI\n{}",
+            "filler text. ".repeat(400)
+        )
+    };
+    // Three discharge summaries, and a radiology report that `note_categories` leaves out.
+    let notes: Vec<Note> = (0..4)
+        .map(|i| Note {
+            source: Some("mimic3".into()),
+            id: Some(i.to_string()),
+            category: Some(if i < 3 { "Discharge summary" } else { "Radiology" }.into()),
+            text: text(i),
+        })
+        .chain([Note {
+            source: Some("i2b2".into()),
+            id: Some("x".into()),
+            category: None,
+            text: "Seen on 3/4/2102, call 617-555-0000.".into(),
+        }])
+        .collect();
+    camel_corpus::write(&t.path("corpus.parquet"), &notes).unwrap();
+    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/llama_tokenizer.json");
+    let tok_line = if tok.exists() { format!("      tokenizer: {}\n", tok.display()) } else { String::new() };
+    t.write(
+        "p.yaml",
+        &format!(
+            "name: ex\nstages:\n  instructions:\n    kind: instructions\n    inputs:\n      notes: corpus.parquet\n{tok_line}    params:\n      provider: {{type: extractive}}\n      general: {{note_tokens: [500, 3000], note_categories: [discharge summary]}}\n"
+        ),
+    );
+    run(&t, &["run", "p.yaml"]).assert_ok();
+    let s = stats(&t);
+    assert_eq!(s["baseline"], true);
+    assert!(s["note"].as_str().unwrap().contains("BASELINE"));
+    assert_eq!(s["general"]["pairs"], 9, "{s}");
+    assert_eq!(s["general"]["notes_selected"]["mimic3"], 3, "{s}");
+    assert_eq!(s["deid"]["pairs"], 2, "{s}");
+    let recs = records(&t);
+    assert!(
+        recs.iter()
+            .any(|r| r["instruction"] == "List the discharge medications."
+                && r["output"] == "1. Aspirin 81 mg")
+    );
+    // Deterministic: a forced rerun writes the same bytes.
+    let before = t.read(".camel/out/instructions/instructions.json");
+    run(&t, &["run", "p.yaml", "--force", "instructions"]).assert_ok();
+    assert_eq!(before, t.read(".camel/out/instructions/instructions.json"));
+}
