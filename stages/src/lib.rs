@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod synth;
+pub mod tokenize;
 
 use camel_engine::Registry;
 
@@ -11,5 +12,6 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register::<command::Command>();
     r.register::<synth::Synth>();
+    r.register::<tokenize::Tokenize>();
     r
 }
