@@ -257,7 +257,7 @@ pub fn tokenize(
     std::fs::write(&tok_out, &tokenizer_json)
         .map_err(StageError::io(format!("write {}", tok_out.display())))?;
     obs.log(&format!(
-        "tokenize: tokenizer {} (blake3 {}), vocabulary {} with {} = {}, bos {}, eos {}, {}",
+        "tokenize: tokenizer {} (blake3 {}), vocabulary {} with {} = {}, bos {}, eos {}, {}, words split: {}",
         tokenizer.display(),
         &tok.blake3[..16],
         tok.vocab_size,
@@ -265,7 +265,8 @@ pub fn tokenize(
         tok.anon,
         tok.bos,
         tok.eos,
-        tok.width.name()
+        tok.width.name(),
+        tok.splits_words()
     ));
 
     let reader =
@@ -467,7 +468,7 @@ fn encode_note(
     text: &str,
 ) -> Result<(Vec<u8>, u64), tokenizers::Error> {
     let (text, replaced) = anonymize(text, &p.anon_marker, &p.anon_token);
-    let enc = tok.tokenizer.encode_fast(text.as_ref(), true)?;
+    let enc = tok.encode(text.as_ref())?;
     let mut bytes = Vec::new();
     tok.width.extend(&mut bytes, enc.get_ids());
     Ok((bytes, replaced))

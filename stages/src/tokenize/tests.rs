@@ -337,3 +337,29 @@ fn llama_anon_is_token_32000_and_ignored() {
     assert_eq!(back.encode("[ANON]", true).unwrap().get_ids(), [1, 32000]);
     assert_eq!(m.tokenizer_blake3, blake3::hash(&std::fs::read(&llama).unwrap()).to_hex().to_string());
 }
+
+#[test]
+fn llama_word_splitting_changes_no_id() {
+    let Some(llama) = llama() else { return };
+    let tok = tok::load(&llama, &TokenizeParams::default()).unwrap();
+    assert!(tok.splits_words(), "the LLaMA tokenizer qualifies for the fast path");
+    let dir = tempfile::tempdir().unwrap();
+    let mut texts = edge_notes();
+    texts.extend(super::testing::synthetic_notes(300_000, 9, dir.path()));
+    texts.extend(
+        [
+            "literal ▁ marks▁▁in ▁▁▁ text▁",
+            "  \n  \n\n   x",
+            "tabs\tand\u{a0}nbsp and\u{2003}em space",
+            "🙂🙂 zero\u{200b}width 㐀 unknown \u{10ffff} chars",
+            "x\r\ny\n",
+        ]
+        .map(String::from),
+    );
+    for (i, t) in texts.iter().enumerate() {
+        let (t, _) = anonymize(t, "___", "[ANON]");
+        let fast = tok.encode(&t).unwrap();
+        let plain = tok.tokenizer.encode_fast(t.as_ref(), true).unwrap();
+        assert_eq!(fast.get_ids(), plain.get_ids(), "note {i}");
+    }
+}

@@ -8,14 +8,22 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use camel_engine::StageError;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::tokenizer::pattern::Pattern;
+use tokenizers::{
+    AddedToken, DecoderWrapper, Encoding, ModelWrapper, NormalizerWrapper, Offsets, PostProcessorWrapper,
+    PreTokenizedString, PreTokenizer, SplitDelimiterBehavior, Tokenizer, TokenizerImpl,
+};
 
 use super::TokenizeParams;
 use super::pack::Width;
 
 /// A tokenizer ready to encode notes.
 pub struct Loaded {
+    /// The input tokenizer with the added token: what `tokenizer.json` holds.
     pub tokenizer: Tokenizer,
+    /// The same tokenizer, split into words where that provably changes no id ([`SpaceRuns`]),
+    /// when it applies.
+    split: Option<SplitTokenizer>,
     /// Ids are below this (the model's vocabulary and the added tokens, [ANON] included).
     pub vocab_size: u64,
     pub bos: u32,
@@ -28,6 +36,19 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Encodes one text with the post-processor (special tokens added).
+    pub fn encode(&self, text: &str) -> tokenizers::Result<Encoding> {
+        match &self.split {
+            Some(t) => t.encode_fast(text, true),
+            None => self.tokenizer.encode_fast(text, true),
+        }
+    }
+
+    /// Whether the word-splitting fast path is used.
+    pub fn splits_words(&self) -> bool {
+        self.split.is_some()
+    }
+
     /// The tokens added on top of the input file (the anonymization token), by content.
     pub fn added_tokens(&self, p: &TokenizeParams) -> BTreeMap<String, u32> {
         [(p.anon_token.clone(), self.anon)].into()
@@ -79,7 +100,99 @@ pub fn load(path: &Path, p: &TokenizeParams) -> Result<Loaded, StageError> {
     })?;
     let max_id = tokenizer.get_vocab(true).into_values().max().map_or(0, u64::from);
     let vocab_size = (tokenizer.get_vocab_size(true) as u64).max(max_id + 1);
-    Ok(Loaded { tokenizer, vocab_size, bos, eos, anon, blake3, width: Width::for_vocab(vocab_size) })
+    let split = split_tokenizer(&tokenizer, &bytes);
+    Ok(Loaded { tokenizer, split, vocab_size, bos, eos, anon, blake3, width: Width::for_vocab(vocab_size) })
+}
+
+type SplitTokenizer =
+    TokenizerImpl<ModelWrapper, NormalizerWrapper, SpaceRuns, PostProcessorWrapper, DecoderWrapper>;
+
+/// SentencePiece-style BPE tokenizers converted to `tokenizer.json` (LLaMA 1 and 2, Mistral) have no
+/// pre-tokenizer: each note (between added tokens) is one "word", merged as a whole, so the BPE
+/// cache never helps and the merge queue spans the whole note. Cutting the normalized text before
+/// each run of `▁` that follows another character, and around `\n`, changes no id when no merge
+/// can cross those cuts: BPE merges (without dropout) only ever join adjacent symbols, so if no
+/// merge joins a piece ending in a non-`▁` character to one starting with `▁`, and no merge
+/// involves `\n` (or its byte-fallback token), the pieces evolve exactly as they do inside the whole
+/// text, in the same rank order. This checks those conditions on the tokenizer's own merges and
+/// returns the split tokenizer only when they hold (the Python reference test compares the ids).
+fn split_tokenizer(tokenizer: &Tokenizer, json: &[u8]) -> Option<SplitTokenizer> {
+    let ModelWrapper::BPE(bpe) = tokenizer.get_model() else { return None };
+    if tokenizer.get_pre_tokenizer().is_some()
+        || bpe.dropout.is_some_and(|d| d > 0.0)
+        || bpe.ignore_merges
+        || bpe.continuing_subword_prefix.is_some()
+        || bpe.end_of_word_suffix.is_some()
+    {
+        return None;
+    }
+    // Unknown characters next to a cut would no longer fuse into one unk token; with a full set of
+    // byte-fallback tokens there are no unknown characters.
+    let vocab = tokenizer.get_vocab(false);
+    let all_bytes = (0..=255u8).all(|b| vocab.contains_key(&format!("<0x{b:02X}>")));
+    if bpe.fuse_unk && bpe.unk_token.is_some() && !(bpe.byte_fallback && all_bytes) {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let merges = v.get("model")?.get("merges")?.as_array()?;
+    let mut newline_safe = true;
+    for m in merges {
+        let (a, b) = match m {
+            serde_json::Value::String(s) => s.split_once(' ')?,
+            serde_json::Value::Array(p) if p.len() == 2 => (p[0].as_str()?, p[1].as_str()?),
+            _ => return None,
+        };
+        if !a.ends_with(SPACE) && b.starts_with(SPACE) {
+            return None;
+        }
+        if [a, b].iter().any(|s| s.contains('\n') || s.contains("<0x0A>")) {
+            newline_safe = false;
+        }
+    }
+    let mut t = SplitTokenizer::new(tokenizer.get_model().clone());
+    t.with_normalizer(tokenizer.get_normalizer().cloned()).ok()?;
+    t.with_pre_tokenizer(Some(SpaceRuns { newline: newline_safe }));
+    t.with_post_processor(tokenizer.get_post_processor().cloned());
+    t.with_decoder(tokenizer.get_decoder().cloned());
+    t.with_added_vocabulary(tokenizer.get_added_vocabulary().clone());
+    t.with_truncation(tokenizer.get_truncation().cloned()).ok()?;
+    t.with_padding(tokenizer.get_padding().cloned());
+    Some(t)
+}
+
+const SPACE: char = '\u{2581}';
+
+/// The pre-tokenizer of [`split_tokenizer`]: cuts before each run of `▁` that follows another
+/// character, and (`newline`) before and after each `\n`.
+#[derive(Clone, Copy, Debug)]
+pub struct SpaceRuns {
+    newline: bool,
+}
+
+impl PreTokenizer for SpaceRuns {
+    fn pre_tokenize(&self, pretokenized: &mut PreTokenizedString) -> tokenizers::Result<()> {
+        pretokenized.split(|_, normalized| normalized.split(*self, SplitDelimiterBehavior::Isolated))
+    }
+}
+
+impl Pattern for SpaceRuns {
+    fn find_matches(&self, inside: &str) -> tokenizers::Result<Vec<(Offsets, bool)>> {
+        let mut out = Vec::new();
+        let (mut start, mut prev) = (0, None::<char>);
+        for (i, c) in inside.char_indices() {
+            let cut = match prev {
+                None => false,
+                Some(p) => (c == SPACE && p != SPACE) || (self.newline && (c == '\n' || p == '\n')),
+            };
+            if cut {
+                out.push(((start, i), false));
+                start = i;
+            }
+            prev = Some(c);
+        }
+        out.push(((start, inside.len()), false));
+        Ok(out)
+    }
 }
 
 /// A parser message without anything it quotes (`"…"` or `` `…` ``): only positions and kinds stay.
@@ -109,12 +222,30 @@ fn scrub(msg: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn space_runs_cut_before_runs_and_around_newlines() {
+        let cuts = |s: &str, newline: bool| -> Vec<String> {
+            SpaceRuns { newline }
+                .find_matches(s)
+                .unwrap()
+                .into_iter()
+                .map(|((a, b), _)| s[a..b].to_string())
+                .collect()
+        };
+        assert_eq!(cuts("▁a▁▁bc▁d▁", false), ["▁a", "▁▁bc", "▁d", "▁"]);
+        assert_eq!(cuts("▁▁x\n\ny▁z", true), ["▁▁x", "\n", "\n", "y", "▁z"]);
+        assert_eq!(cuts("▁▁x\n\ny▁z", false), ["▁▁x\n\ny", "▁z"]);
+        assert_eq!(cuts("", true), [""]);
+    }
+
     #[test]
     fn scrub_drops_quoted_content() {
         assert_eq!(
-            super::scrub("unknown variant `Patient X`, expected `BPE` at line 3 column 9"),
+            scrub("unknown variant `Patient X`, expected `BPE` at line 3 column 9"),
             "unknown variant `…`, expected `…` at line 3 column 9"
         );
-        assert_eq!(super::scrub("invalid type: string \"note text"), "invalid type: string \"…");
+        assert_eq!(scrub("invalid type: string \"note text"), "invalid type: string \"…");
     }
 }
