@@ -134,6 +134,8 @@ stages:
     for stage in ["plain", "shuffled", "clean"] {
         let log = t.read(&format!(".camel/logs/{stage}.log"));
         assert!(log.contains("tokenize:") && !log.contains("Discharge") && !log.contains("mg"), "{log}");
+        // The ids compared above came through the word-splitting fast path.
+        assert!(log.contains("words split: true"), "{log}");
     }
     // A second run is all cached.
     let r = t.camel(&["run", "p.yaml"]);
