@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod synth;
+pub mod tokenize;
 
 // Kinds with heavy dependencies live in their own crates (DuckDB for `notes`), so that edits
 // elsewhere never rebuild them.
@@ -16,5 +17,6 @@ pub fn registry() -> Registry {
     r.register::<camel_instructions::Instructions>();
     r.register::<synth::Synth>();
     r.register::<camel_notes::Notes>();
+    r.register::<tokenize::Tokenize>();
     r
 }

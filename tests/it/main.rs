@@ -3,8 +3,10 @@
 
 mod cli;
 mod common;
+mod demo;
 mod engine;
 mod instructions;
 mod invalid;
 mod notes;
 mod synth;
+mod tokenize;
