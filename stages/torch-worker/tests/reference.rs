@@ -1,0 +1,141 @@
+//! camel's LLaMA against transformers: logits, loss, checkpoints both ways, bad checkpoints.
+//! The reference numbers come from tests/reference/llama_reference.py in the project venv.
+
+mod common;
+
+use std::path::Path;
+
+use camel_torch_worker::checkpoint;
+use camel_torch_worker::model::causal_lm_loss;
+use common::{ids, max_abs_diff, reference};
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+
+fn read(path: &Path) -> std::collections::BTreeMap<String, Tensor> {
+    checkpoint::read_safetensors(path).unwrap()
+}
+
+/// Input ids `[2, 19]` with a few positions ignored in the labels, written for the reference.
+fn batch(dir: &Path, vocab: i64) -> (Tensor, Tensor) {
+    let v = ids(38, vocab, 7);
+    let ignore: Vec<i64> = (0..38).map(|i| i64::from(i % 5 == 3)).collect();
+    std::fs::write(
+        dir.join("ids.json"),
+        json!({"ids": [&v[..19], &v[19..]], "ignore": [&ignore[..19], &ignore[19..]]}).to_string(),
+    )
+    .unwrap();
+    let ids = Tensor::from_slice(&v).view([2, 19]);
+    let mask = Tensor::from_slice(&ignore).view([2, 19]).to_kind(Kind::Bool);
+    let labels = ids.masked_fill(&mask, -100);
+    (ids, labels)
+}
+
+fn check_logits(py: &Path, tmp: &Path, model_dir: &Path, what: &str) {
+    let (ids, labels) = batch(tmp, 96);
+    let out = tmp.join(format!("{what}.safetensors"));
+    reference(
+        py,
+        &[
+            "logits",
+            model_dir.to_str().unwrap(),
+            tmp.join("ids.json").to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+    );
+    let want = read(&out);
+    let model = checkpoint::load(model_dir, Device::Cpu, Kind::Float).unwrap();
+    let logits = tch::no_grad(|| model.forward(&ids));
+    let d = max_abs_diff(&logits, &want["logits"]);
+    assert!(d <= 1e-4, "{what}: logits differ from transformers by {d}");
+    let loss = tch::no_grad(|| causal_lm_loss(&logits, &labels)).double_value(&[]);
+    let want_loss = want["loss"].double_value(&[0]);
+    assert!((loss - want_loss).abs() <= 1e-5, "{what}: loss {loss} vs transformers {want_loss}");
+    println!("{what}: max |Δlogits| = {d:.2e}, loss {loss:.6} vs {want_loss:.6}");
+}
+
+#[test]
+fn logits_and_loss_equal_transformers() {
+    let py = need_python!();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // Untied head, sharded checkpoint.
+    let sharded = t.join("sharded");
+    reference(&py, &["make", sharded.to_str().unwrap(), "--shard-bytes", "40000"]);
+    assert!(sharded.join(checkpoint::INDEX).is_file());
+    check_logits(&py, t, &sharded, "untied-sharded-fp32");
+    // Tied head, one file, stored in bf16 (both sides upcast the same bf16 weights to fp32).
+    let tied = t.join("tied");
+    reference(&py, &["make", tied.to_str().unwrap(), "--tied", "--dtype", "bfloat16", "--seed", "3"]);
+    check_logits(&py, t, &tied, "tied-bf16");
+}
+
+#[test]
+fn a_checkpoint_written_by_camel_loads_in_transformers_with_the_same_logits() {
+    let py = need_python!();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let src = t.join("src");
+    reference(&py, &["make", src.to_str().unwrap(), "--seed", "5"]);
+    let mut model = checkpoint::load(&src, Device::Cpu, Kind::Float).unwrap();
+    // Grown vocabulary (mean rows) and both layouts: sharded fp32 and one-file fp16.
+    model.grow_vocab(96).unwrap();
+    let out = t.join("camel-sharded");
+    checkpoint::save(&model, &out, Kind::Float, 50_000).unwrap();
+    assert!(out.join(checkpoint::INDEX).is_file(), "expected shards");
+    check_logits(&py, t, &out, "camel-written-sharded");
+    let out16 = t.join("camel-fp16");
+    checkpoint::save(&model, &out16, Kind::Half, u64::MAX).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out16.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["dtype"], "float16");
+    check_logits(&py, t, &out16, "camel-written-fp16");
+}
+
+#[test]
+fn random_init_from_a_config_loads_in_transformers() {
+    let py = need_python!();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = camel_torch_worker::config::LlamaConfig::from_value(json!({
+        "vocab_size": 96, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 1, "rope_theta": 500000.0, "tie_word_embeddings": true
+    }))
+    .unwrap();
+    let model = camel_torch_worker::model::Llama::random(cfg, Device::Cpu, Kind::Float, 1).unwrap();
+    let std = model.layers[0].q.std(true).double_value(&[]);
+    assert!((std - 0.02).abs() < 0.002, "init std {std}");
+    let dir = tmp.path().join("random");
+    checkpoint::save(&model, &dir, Kind::Float, u64::MAX).unwrap();
+    check_logits(&py, tmp.path(), &dir, "random-init-mqa-tied");
+}
+
+#[test]
+fn bad_checkpoints_fail_clearly() {
+    let py = need_python!();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("m");
+    reference(&py, &["make", d.to_str().unwrap(), "--shard-bytes", "40000"]);
+    std::fs::remove_file(d.join("model-00003-of-00012.safetensors")).unwrap();
+    let e = format!("{:#}", checkpoint::load(&d, Device::Cpu, Kind::Float).err().unwrap());
+    assert!(e.contains("shard model-00003-of-00012.safetensors") && e.contains("missing"), "{e}");
+
+    let d2 = tmp.path().join("gpt2");
+    std::fs::create_dir_all(&d2).unwrap();
+    std::fs::write(
+        d2.join("config.json"),
+        json!({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 10, "hidden_size": 8,
+               "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2})
+        .to_string(),
+    )
+    .unwrap();
+    let e = format!("{:#}", checkpoint::load(&d2, Device::Cpu, Kind::Float).err().unwrap());
+    assert!(
+        e.contains("unknown architecture") && e.contains("GPT2LMHeadModel") && e.contains("config.json"),
+        "{e}"
+    );
+
+    let d3 = tmp.path().join("empty");
+    std::fs::create_dir_all(&d3).unwrap();
+    std::fs::copy(tmp.path().join("m/config.json"), d3.join("config.json")).unwrap();
+    let e = format!("{:#}", checkpoint::load(&d3, Device::Cpu, Kind::Float).err().unwrap());
+    assert!(e.contains("neither model.safetensors nor model.safetensors.index.json"), "{e}");
+}
