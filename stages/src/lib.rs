@@ -2,7 +2,9 @@
 //! [`registry`] is the one table that names them. Adding a kind: a new module, one line here.
 
 pub mod command;
+pub mod process;
 pub mod synth;
+pub mod train;
 
 use camel_engine::Registry;
 
@@ -11,5 +13,7 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register::<command::Command>();
     r.register::<synth::Synth>();
+    r.register::<train::Pretrain>();
+    r.register::<train::Finetune>();
     r
 }

@@ -6,3 +6,4 @@ mod common;
 mod engine;
 mod invalid;
 mod synth;
+mod train;

@@ -173,6 +173,9 @@ pub struct BatchOrder {
     pub batch: usize,
     pub shuffle: bool,
     pub seed: u64,
+    /// With lengths, batches group similar lengths as HF's `LengthGroupedSampler`: the epoch's
+    /// permutation is cut into mega-batches of 50 batches, each sorted by length, longest first.
+    pub lengths: Option<std::sync::Arc<Vec<usize>>>,
 }
 
 impl BatchOrder {
@@ -187,6 +190,11 @@ impl BatchOrder {
             for i in (1..p.len()).rev() {
                 let j = rng.below(i as u64 + 1) as usize;
                 p.swap(i, j);
+            }
+        }
+        if let Some(lengths) = &self.lengths {
+            for mega in p.chunks_mut(self.batch * 50) {
+                mega.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
             }
         }
         p
@@ -208,7 +216,7 @@ mod tests {
 
     #[test]
     fn order_covers_each_epoch_once() {
-        let o = BatchOrder { n: 7, batch: 3, shuffle: true, seed: 5 };
+        let o = BatchOrder { n: 7, batch: 3, shuffle: true, seed: 5, lengths: None };
         assert_eq!(o.batches_per_epoch(), 3);
         let mut seen: Vec<usize> = (0..3).flat_map(|m| o.micro_batch(m)).collect();
         assert_eq!(o.micro_batch(2).len(), 1);
@@ -217,5 +225,7 @@ mod tests {
         assert_ne!(o.permutation(0), o.permutation(1));
         let plain = BatchOrder { shuffle: false, ..o };
         assert_eq!(plain.micro_batch(4), vec![3, 4, 5]);
+        let grouped = BatchOrder { lengths: Some(vec![1, 9, 3, 7, 5, 2, 8].into()), ..plain };
+        assert_eq!(grouped.micro_batch(0), vec![1, 6, 3]);
     }
 }

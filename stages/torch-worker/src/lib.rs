@@ -11,4 +11,5 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod schedule;
+pub mod sft;
 pub mod train;

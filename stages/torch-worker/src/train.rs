@@ -40,6 +40,10 @@ pub trait Examples {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Example lengths, for length-grouped batches.
+    fn lengths(&self) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// Packed pretraining blocks; labels are the ids with `ignore` ids set to -100.
@@ -305,7 +309,9 @@ pub fn train(
     ensure!(p.epochs > 0.0, "epochs must be positive");
     ensure!(!examples.is_empty(), "the training set is empty");
     model.compute_kind = compute_kind(p, model.device)?;
-    let order = BatchOrder { n: examples.len(), batch: p.batch_size, shuffle: p.shuffle, seed: p.seed };
+    let lengths = if p.group_by_length { examples.lengths().map(std::sync::Arc::new) } else { None };
+    let order =
+        BatchOrder { n: examples.len(), batch: p.batch_size, shuffle: p.shuffle, seed: p.seed, lengths };
     let total = total_steps(order.batches_per_epoch(), p.grad_accum, p.epochs);
     let warmup = warmup_steps(total, p.warmup_ratio);
     let sched = Cosine { total, warmup };
