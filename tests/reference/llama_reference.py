@@ -7,6 +7,9 @@ Rust tests in stages/torch-worker/tests/. Every expected number comes from here.
                                      with positions where the JSON's "ignore" is 1 set to -100)
   train DIR TOKENS_DIR OUT PARAMS_JSON  HF-Trainer-equivalent steps of AdamW + cosine warmup
   generate DIR IDS_JSON MAX_NEW OUT   greedy generate (left-padded batch)
+  sft TOKENIZER_JSON RECORDS_JSON MAX_LENGTH OUT
+      Stanford Alpaca's preprocessing (train.py: PROMPT_DICT, eos appended as text, prompt
+      tokens masked, truncation) with a transformers fast tokenizer and [PAD] added
 """
 
 import json
@@ -168,6 +171,43 @@ def generate(args):
     json.dump({"tokens": g[:, L:].tolist()}, open(out, "w"))
 
 
+PROMPT_DICT = {
+    "prompt_input": (
+        "Below is an instruction that describes a task, paired with an input that provides further context. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+    ),
+    "prompt_no_input": (
+        "Below is an instruction that describes a task. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Response:"
+    ),
+}
+
+
+def sft(args):
+    from transformers import PreTrainedTokenizerFast
+
+    tok_path, records_path, max_length, out = args
+    max_length = int(max_length)
+    tok = PreTrainedTokenizerFast(tokenizer_file=tok_path, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tok.add_special_tokens({"pad_token": "[PAD]"})
+    records = json.load(open(records_path))
+    rows = []
+    for ex in records:
+        if ex.get("input", "") != "":
+            source = PROMPT_DICT["prompt_input"].format_map(ex)
+        else:
+            source = PROMPT_DICT["prompt_no_input"].format_map(ex)
+        full = source + ex["output"] + tok.eos_token
+        ids = tok(full, max_length=max_length, truncation=True).input_ids
+        src_len = len(tok(source, max_length=max_length, truncation=True).input_ids)
+        labels = list(ids)
+        labels[:src_len] = [-100] * min(src_len, len(labels))
+        rows.append({"ids": ids, "labels": labels})
+    json.dump({"examples": rows, "pad_id": tok.pad_token_id, "vocab": len(tok)}, open(out, "w"))
+
+
 if __name__ == "__main__":
     cmd, *rest = sys.argv[1:]
-    {"make": make, "logits": logits, "train": train, "generate": generate}[cmd](rest)
+    {"make": make, "logits": logits, "train": train, "generate": generate, "sft": sft}[cmd](rest)

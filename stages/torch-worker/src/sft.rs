@@ -40,10 +40,28 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
     Ok(records)
 }
 
-/// Fills a template's `{instruction}` and `{input}`.
+/// Fills a template's `{instruction}` and `{input}` in one pass, as Python's `format_map` does
+/// (text inserted for one placeholder is never scanned for another).
 pub fn prompt(p: &TrainParams, r: &Record) -> String {
-    let t = if r.input.trim().is_empty() { &p.prompt_no_input } else { &p.prompt_input };
-    t.replace("{instruction}", &r.instruction).replace("{input}", &r.input)
+    let t = if r.input.is_empty() { &p.prompt_no_input } else { &p.prompt_input };
+    let mut out = String::with_capacity(t.len() + r.instruction.len() + r.input.len());
+    let mut rest = t.as_str();
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(v) = tail.strip_prefix("{instruction}") {
+            out.push_str(&r.instruction);
+            rest = v;
+        } else if let Some(v) = tail.strip_prefix("{input}") {
+            out.push_str(&r.input);
+            rest = v;
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The eos token's text (to append to outputs, as Alpaca appends `tokenizer.eos_token`).

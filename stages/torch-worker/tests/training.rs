@@ -167,3 +167,47 @@ fn activation_checkpointing_gives_the_same_gradients() {
         assert!(d <= 1e-6, "{n}: gradients differ by {d}");
     }
 }
+
+/// Prompts, eos, masking and truncation as Stanford Alpaca's train.py with transformers.
+#[test]
+fn alpaca_preprocessing_equals_the_python_reference() {
+    let py = need_python!();
+    let tok_path = common::root().join("../shared/data/llama_tokenizer.json");
+    if !tok_path.is_file() {
+        println!("skipped: {} is missing", tok_path.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let long = "A very long answer that will be cut off by the maximum length of the example, well past it. "
+        .repeat(4);
+    let records = json!([
+        {"instruction": "List the medications.", "input": "Pt on aspirin 81 mg daily, metoprolol.", "output": "Aspirin; metoprolol."},
+        {"instruction": "What is {input} here?", "input": "", "output": "Nothing — the note is empty.\nÉtat: stable."},
+        {"instruction": "Summarize.", "input": "  leading spaces and a {instruction} brace", "output": long},
+    ]);
+    let rec_path = tmp.path().join("records.json");
+    std::fs::write(&rec_path, records.to_string()).unwrap();
+    let out = tmp.path().join("sft.json");
+    reference(
+        &py,
+        &["sft", tok_path.to_str().unwrap(), rec_path.to_str().unwrap(), "100", out.to_str().unwrap()],
+    );
+    let want: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+
+    let mut tok = tokenizers::Tokenizer::from_file(&tok_path).unwrap();
+    tok.add_special_tokens(&[tokenizers::AddedToken::from("[PAD]", true)]);
+    assert_eq!(tok.token_to_id("[PAD]").map(i64::from), want["pad_id"].as_i64());
+    let p = TrainParams { max_length: 100, ..TrainParams::default() };
+    let recs = camel_torch_worker::sft::read_records(&rec_path).unwrap();
+    let got = camel_torch_worker::sft::tokenize(&tok, &recs, &p, 2).unwrap();
+    for (i, (ids, labels)) in got.iter().enumerate() {
+        let w = &want["examples"][i];
+        let wi: Vec<i64> = serde_json::from_value(w["ids"].clone()).unwrap();
+        let wl: Vec<i64> = serde_json::from_value(w["labels"].clone()).unwrap();
+        assert_eq!(ids, &wi, "record {i}: ids");
+        assert_eq!(labels, &wl, "record {i}: labels");
+    }
+    assert_eq!(got[2].0.len(), 100, "the long record is truncated");
+    assert_eq!(*got[0].0.last().unwrap(), 2, "eos ends a record");
+    assert_eq!(got[0].0[0], 1, "bos starts a record");
+}
