@@ -225,4 +225,27 @@ stages:
     assert!(log.contains("added pad token \"[PAD]\" as id 32000"), "{log}");
     // 6 records / batch 2 = 3 steps per epoch, 2 epochs.
     assert_eq!(t.read(".camel/out/finetune/metrics.jsonl").lines().count(), 6);
+
+    // `camel generate` on the fine-tuned checkpoint.
+    let g = t.camel(&[
+        "generate",
+        ".camel/out/finetune/model",
+        "--alpaca",
+        "--prompt",
+        "Summarize finding 1.",
+        "--prompt",
+        "List the medications.",
+        "--max-new-tokens",
+        "5",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    g.assert_ok();
+    let lines: Vec<serde_json::Value> = g.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{}", g.stdout);
+    assert!(lines.iter().all(|l| (1..=5).contains(&l["tokens"].as_u64().unwrap()) && l["text"].is_string()));
+    let missing = t.camel(&["generate", "nowhere", "--prompt", "x", "--device", "cpu"]);
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains("nowhere is not a directory"), "{}", missing.stderr);
 }

@@ -7,6 +7,7 @@ Rust tests in stages/torch-worker/tests/. Every expected number comes from here.
                                      with positions where the JSON's "ignore" is 1 set to -100)
   train DIR TOKENS_DIR OUT PARAMS_JSON  HF-Trainer-equivalent steps of AdamW + cosine warmup
   generate DIR IDS_JSON MAX_NEW OUT   greedy generate (left-padded batch)
+  bench DIR THREADS BATCH SEQ STEPS GEN_TOKENS   training and greedy-generation tokens/s
   sft TOKENIZER_JSON RECORDS_JSON MAX_LENGTH OUT
       Stanford Alpaca's preprocessing (train.py: PROMPT_DICT, eos appended as text, prompt
       tokens masked, truncation) with a transformers fast tokenizer and [PAD] added
@@ -36,6 +37,7 @@ def opt(args, name, default=None, flag=False):
 
 def make(args):
     tied = opt(args, "--tied", flag=True)
+    bench = opt(args, "--bench", flag=True)
     dtype = opt(args, "--dtype", "float32")
     shard = opt(args, "--shard-bytes")
     seed = int(opt(args, "--seed", "0"))
@@ -55,6 +57,11 @@ def make(args):
         bos_token_id=1,
         eos_token_id=2,
     )
+    if bench:
+        # The benchmark's tiny-but-real config (issue 6): 4 layers, hidden 256, LLaMA's vocabulary.
+        cfg = LlamaConfig(vocab_size=32000, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                          num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=512,
+                          bos_token_id=1, eos_token_id=2)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg)
     # Random norm weights too, so that a wrong RMSNorm cannot hide behind ones.
@@ -171,6 +178,43 @@ def generate(args):
     json.dump({"tokens": g[:, L:].tolist()}, open(out, "w"))
 
 
+def bench(args):
+    """Training tokens/s (HF forward + loss + backward + clip + torch AdamW) and greedy
+    generation tokens/s (HF generate), as JSON on stdout."""
+    import time
+
+    d, threads, batch, seq, steps, gen_tokens = args
+    torch.set_num_threads(int(threads))
+    batch, seq, steps, gen_tokens = int(batch), int(seq), int(steps), int(gen_tokens)
+    m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="sdpa")
+    m.train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, weight_decay=0.0)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, m.config.vocab_size, (batch, seq), generator=g)
+
+    def step():
+        loss = m(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+
+    step()  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    train_tps = steps * batch * seq / (time.perf_counter() - t)
+    m.eval()
+    prompt = ids[:1, :32]
+    with torch.no_grad():
+        m.generate(input_ids=prompt, max_new_tokens=4, do_sample=False, eos_token_id=None, pad_token_id=0)
+        t = time.perf_counter()
+        m.generate(input_ids=prompt, max_new_tokens=gen_tokens, min_new_tokens=gen_tokens, do_sample=False,
+                   eos_token_id=None, pad_token_id=0)
+        gen_tps = gen_tokens / (time.perf_counter() - t)
+    print(json.dumps({"train_tokens_per_s": train_tps, "generate_tokens_per_s": gen_tps}))
+
+
 PROMPT_DICT = {
     "prompt_input": (
         "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -210,4 +254,4 @@ def sft(args):
 
 if __name__ == "__main__":
     cmd, *rest = sys.argv[1:]
-    {"make": make, "logits": logits, "train": train, "generate": generate, "sft": sft}[cmd](rest)
+    {"make": make, "logits": logits, "train": train, "generate": generate, "sft": sft, "bench": bench}[cmd](rest)

@@ -74,9 +74,20 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
 
 /// Writes tensors (any device, any layout) to one safetensors file with `format: pt` metadata.
 pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    write_safetensors_as(path, tensors, None)
+}
+
+/// Like [`write_safetensors`], converting each tensor to `kind` as it is written (one tensor at a
+/// time, so saving a large model in bf16 needs no second copy of it).
+pub fn write_safetensors_as(path: &Path, tensors: &[(String, Tensor)], kind: Option<Kind>) -> Result<()> {
     let mut owned = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let t = t.detach().to_device(Device::Cpu).contiguous();
+        let t = t.detach().to_device(Device::Cpu);
+        let t = match kind {
+            Some(k) => t.to_kind(k),
+            None => t,
+        }
+        .contiguous();
         let numel = t.numel();
         let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
         t.f_copy_data_u8(&mut bytes, numel)?;
@@ -160,13 +171,12 @@ pub fn save(model: &Llama, dir: &Path, dtype: Kind, max_shard_bytes: u64) -> Res
     std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     let mut cfg = model.cfg.clone();
     cfg.set_dtype(kind_name(dtype));
-    let params: Vec<(String, Tensor)> =
-        model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().to_kind(dtype))).collect();
+    let params = model.named_parameters();
     let mut shards: Vec<Vec<(String, Tensor)>> = vec![Vec::new()];
     let mut size = 0u64;
     let mut total = 0u64;
     for (n, t) in params {
-        let bytes = (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+        let bytes = (t.numel() * dtype.elt_size_in_bytes()) as u64;
         if size > 0 && size + bytes > max_shard_bytes {
             shards.push(Vec::new());
             size = 0;
@@ -179,13 +189,13 @@ pub fn save(model: &Llama, dir: &Path, dtype: Kind, max_shard_bytes: u64) -> Res
         let _ = std::fs::remove_file(dir.join(stale));
     }
     if shards.len() == 1 {
-        write_safetensors(&dir.join(SINGLE), &shards[0])?;
+        write_safetensors_as(&dir.join(SINGLE), &shards[0], Some(dtype))?;
     } else {
         let n = shards.len();
         let mut weight_map = serde_json::Map::new();
         for (i, shard) in shards.iter().enumerate() {
             let file = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
-            write_safetensors(&dir.join(&file), shard)?;
+            write_safetensors_as(&dir.join(&file), shard, Some(dtype))?;
             for (name, _) in shard {
                 weight_map.insert(name.clone(), Value::from(file.clone()));
             }

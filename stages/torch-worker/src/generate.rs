@@ -117,3 +117,63 @@ pub fn generate(model: &Llama, prompts: &[Vec<i64>], p: &GenParams) -> Result<Ve
     })?;
     Ok(out)
 }
+
+/// A `camel generate` request: prompts as text, encoded and decoded with the checkpoint's
+/// tokenizer.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenJob {
+    pub model: std::path::PathBuf,
+    pub prompts: Vec<String>,
+    /// A template with `{instruction}` each prompt is put into (e.g. Alpaca's), or none.
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default = "auto")]
+    pub device: String,
+    #[serde(default = "auto")]
+    pub dtype: String,
+    #[serde(default)]
+    pub params: GenParams,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+/// Runs a [`GenJob`]: one JSON line `{index, text, tokens}` per prompt on `out`.
+pub fn run_job(job: &GenJob, out: &mut dyn std::io::Write) -> Result<()> {
+    use anyhow::Context;
+    let device = crate::train::parse_device(&job.device)?;
+    let kind = if job.dtype == "auto" {
+        if device.is_cuda() { Kind::BFloat16 } else { Kind::Float }
+    } else {
+        crate::model::kind_from_name(&job.dtype)?
+    };
+    let model = crate::checkpoint::load(&job.model, device, kind)?;
+    let tok_path = job.model.join("tokenizer.json");
+    let tok = tokenizers::Tokenizer::from_file(&tok_path)
+        .map_err(|e| anyhow::anyhow!("cannot read the tokenizer {}: {e}", tok_path.display()))?;
+    let mut p = job.params.clone();
+    if p.pad_id == 0
+        && let Some(pad) = model.cfg.extra.get("pad_token_id").and_then(serde_json::Value::as_i64)
+    {
+        p.pad_id = pad;
+    }
+    let mut prompts = Vec::new();
+    for text in &job.prompts {
+        let text = match &job.template {
+            Some(t) => t.replace("{instruction}", text),
+            None => text.clone(),
+        };
+        let enc = tok.encode(text, true).map_err(|e| anyhow::anyhow!("tokenization failed: {e}"))?;
+        prompts.push(enc.get_ids().iter().map(|&i| i as i64).collect::<Vec<_>>());
+    }
+    let outs = generate(&model, &prompts, &p)?;
+    for (i, ids) in outs.iter().enumerate() {
+        let u: Vec<u32> = ids.iter().map(|&x| x as u32).collect();
+        let text = tok.decode(&u, true).map_err(|e| anyhow::anyhow!("decoding failed: {e}"))?;
+        let line = serde_json::json!({"index": i, "text": text, "tokens": ids.len()});
+        writeln!(out, "{line}").context("failed to write the output")?;
+    }
+    Ok(())
+}

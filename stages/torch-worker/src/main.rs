@@ -26,8 +26,9 @@ const TORCH_VERSION: &str = env!("CAMEL_TORCH_VERSION");
 const USAGE: &str = "usage: camel-torch-worker <command>
 
 commands:
-  probe            print libtorch/device information as one JSON line and run a smoke check
-  train JOB.json   run a pretrain/finetune job written by camel's training stages";
+  probe              print libtorch/device information as one JSON line and run a smoke check
+  train JOB.json     run a pretrain/finetune job written by camel's training stages
+  generate JOB.json  generate text for prompts (camel generate writes the job)";
 
 fn main() {
     if let Err(err) = run() {
@@ -41,6 +42,12 @@ fn run() -> Result<()> {
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["probe"] => probe(),
         ["train", job] => train(Path::new(job)),
+        ["generate", job] => {
+            let text = std::fs::read_to_string(job).with_context(|| format!("failed to read {job}"))?;
+            let job: camel_torch_worker::generate::GenJob =
+                serde_json::from_str(&text).with_context(|| format!("invalid generation job {job}"))?;
+            camel_torch_worker::generate::run_job(&job, &mut std::io::stdout().lock())
+        }
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             Ok(())

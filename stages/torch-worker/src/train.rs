@@ -360,8 +360,11 @@ pub fn train(
         writeln!(metrics, "{l}")?;
     }
 
-    let t0 = Instant::now();
+    // Throughput is measured from the end of the first step of this process (the first one also
+    // pays for libtorch's warm-up); until then, over that step.
+    let mut t0 = Instant::now();
     let mut tokens_seen = 0i64;
+    let mut warm = false;
     let mut last_loss = None;
     for step in start..stop {
         let lr = p.lr * sched.multiplier(step);
@@ -380,8 +383,12 @@ pub fn train(
         let loss = loss_sum / p.grad_accum as f64;
         ensure!(loss.is_finite(), "the loss became {loss} at step {}", step + 1);
         tokens_seen += step_tokens;
-        let elapsed = t0.elapsed().as_secs_f64();
-        let tps = tokens_seen as f64 / elapsed.max(1e-9);
+        let tps = tokens_seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        if !warm {
+            warm = true;
+            t0 = Instant::now();
+            tokens_seen = 0;
+        }
         last_loss = Some(loss);
         let epoch = ((step + 1) * p.grad_accum as u64) as f64 / order.batches_per_epoch() as f64;
         let line = json!({"step": step + 1, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
@@ -407,7 +414,7 @@ pub fn train(
         let text = std::fs::read_to_string(&metrics_path)?;
         std::fs::write(job.out_dir.join("loss.svg"), crate::plot::loss_svg(&text))?;
     }
-    let tps = tokens_seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+    let tps = if tokens_seen > 0 { tokens_seen as f64 / t0.elapsed().as_secs_f64().max(1e-9) } else { 0.0 };
     Ok(Summary {
         steps: stop,
         total_steps: total,
