@@ -127,6 +127,7 @@ def train(args):
         lr=p["lr"],
         betas=(p["adam_beta1"], p["adam_beta2"]),
         eps=p["adam_eps"],
+        fused=p["optim"] == "adamw_torch_fused",
     )
     sched = get_cosine_schedule_with_warmup(optim, W, T)
     ignore = set(meta["ignore_ids"]) if p["mask_ids"] else set()

@@ -61,6 +61,8 @@ macro_rules! train_params {
                 adam_beta2: f64 = 0.999,
                 adam_eps: f64 = 1e-8,
                 max_grad_norm: f64 = 1.0,
+                /// `adamw_torch_fused` (libtorch's fused kernel, HF Trainer's default) or `adamw_torch`.
+                optim: String = "adamw_torch_fused".into(),
                 /// Stop after this many optimizer steps (the schedule still spans the whole run).
                 max_steps: Option<u64> = None,
                 shuffle: bool = true,

@@ -36,7 +36,7 @@ fn main() {
         let loss = causal_lm_loss(&m.forward(&ids), &ids);
         loss.backward();
         clip_grad_norm(&opt.params, 1.0);
-        opt.step(1e-4);
+        opt.step(1e-4).unwrap();
         opt.zero_grad();
     };
     step();

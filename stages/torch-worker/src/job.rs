@@ -49,6 +49,8 @@ pub struct TrainParams {
     pub adam_beta2: f64,
     pub adam_eps: f64,
     pub max_grad_norm: f64,
+    /// `adamw_torch_fused` (libtorch's fused kernel, HF's default) or `adamw_torch`.
+    pub optim: String,
     /// Stop after this many optimizer steps (the schedule still spans the full run, as HF's
     /// `max_steps` does not: here it only truncates). `None`: the whole run.
     pub max_steps: Option<u64>,
@@ -92,6 +94,7 @@ impl Default for TrainParams {
             adam_beta2: 0.999,
             adam_eps: 1e-8,
             max_grad_norm: 1.0,
+            optim: "adamw_torch_fused".into(),
             max_steps: None,
             shuffle: true,
             mask_ids: true,

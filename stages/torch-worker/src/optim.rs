@@ -1,15 +1,53 @@
-//! AdamW as `torch.optim.AdamW` computes it on the CPU (its single-tensor path, the default there),
-//! operation for operation, with HF Trainer's parameter groups (no weight decay for norm weights)
-//! and `torch.nn.utils.clip_grad_norm_`. Moments are fp32 tensors beside fp32 master weights.
+//! AdamW as `torch.optim.AdamW` computes it, with HF Trainer's parameter groups (no weight decay for
+//! norm weights) and `torch.nn.utils.clip_grad_norm_`. Moments are fp32 tensors beside fp32 master
+//! weights. Two implementations, named as HF Trainer's `optim`:
 //!
-//! tch exposes `addcmul_`/`addcdiv_` without their `value` argument; libtorch's CPU kernels compute
-//! `self + value * a * b` and `self + value * a / b` left to right, so folding `value` into the
-//! first operand gives the same rounding.
+//! * `adamw_torch_fused` (the default, as HF's with torch ≥ 2.8): libtorch's fused kernel
+//!   `_fused_adamw_`, one call per parameter group, through a small C++ shim (src/fused_adamw.cpp).
+//! * `adamw_torch`: torch's single-tensor path, operation for operation. tch exposes
+//!   `addcmul_`/`addcdiv_` without their `value` argument; libtorch's kernels compute
+//!   `self + value * a * b` and `self + value * a / b` left to right, so folding `value` into the
+//!   first operand gives the same rounding.
 
 use anyhow::Result;
 use tch::{Kind, Tensor};
 
+unsafe extern "C" {
+    fn camel_fused_adamw(
+        params: *const *mut torch_sys::C_tensor,
+        grads: *const *mut torch_sys::C_tensor,
+        exp_avgs: *const *mut torch_sys::C_tensor,
+        exp_avg_sqs: *const *mut torch_sys::C_tensor,
+        steps: *const *mut torch_sys::C_tensor,
+        n: std::os::raw::c_int,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        err: *mut std::os::raw::c_char,
+        err_len: std::os::raw::c_int,
+    ) -> std::os::raw::c_int;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Implementation {
+    Fused,
+    SingleTensor,
+}
+
+impl Implementation {
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "adamw_torch_fused" => Ok(Implementation::Fused),
+            "adamw_torch" => Ok(Implementation::SingleTensor),
+            other => anyhow::bail!("unknown optim {other:?} (adamw_torch_fused or adamw_torch)"),
+        }
+    }
+}
+
 pub struct AdamW {
+    pub implementation: Implementation,
     pub params: Vec<(String, Tensor)>,
     pub decay: Vec<bool>,
     pub exp_avg: Vec<Tensor>,
@@ -34,11 +72,83 @@ impl AdamW {
         let decay = params.iter().map(|(n, _)| !no_decay(n)).collect();
         let exp_avg = params.iter().map(|(_, p)| p.zeros_like().to_kind(Kind::Float)).collect();
         let exp_avg_sq = params.iter().map(|(_, p)| p.zeros_like().to_kind(Kind::Float)).collect();
-        AdamW { params, decay, exp_avg, exp_avg_sq, step: 0, beta1, beta2, eps, weight_decay }
+        AdamW {
+            implementation: Implementation::Fused,
+            params,
+            decay,
+            exp_avg,
+            exp_avg_sq,
+            step: 0,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        }
     }
 
     /// One update at learning rate `lr` from the accumulated gradients.
-    pub fn step(&mut self, lr: f64) {
+    pub fn step(&mut self, lr: f64) -> Result<()> {
+        match self.implementation {
+            Implementation::Fused => self.step_fused(lr),
+            Implementation::SingleTensor => {
+                self.step_single_tensor(lr);
+                Ok(())
+            }
+        }
+    }
+
+    fn step_fused(&mut self, lr: f64) -> Result<()> {
+        self.step += 1;
+        for decay in [true, false] {
+            let wd = if decay { self.weight_decay } else { 0.0 };
+            let mut keep = Vec::new();
+            let (mut p, mut g, mut m, mut v, mut s) = (vec![], vec![], vec![], vec![], vec![]);
+            for (i, (_, param)) in self.params.iter().enumerate() {
+                let grad = param.grad();
+                if self.decay[i] != decay || !grad.defined() {
+                    continue;
+                }
+                // torch keeps `step` as a float32 scalar on the parameter's device.
+                let step = Tensor::from(self.step as f32).to_device(param.device());
+                p.push(param.as_ptr() as *mut _);
+                g.push(grad.as_ptr() as *mut _);
+                m.push(self.exp_avg[i].as_ptr() as *mut _);
+                v.push(self.exp_avg_sq[i].as_ptr() as *mut _);
+                s.push(step.as_ptr() as *mut _);
+                keep.push((grad, step));
+            }
+            if p.is_empty() {
+                continue;
+            }
+            let mut err = [0 as std::os::raw::c_char; 512];
+            // SAFETY: every pointer is a live at::Tensor owned by `self` or `keep` for the call.
+            let rc = unsafe {
+                camel_fused_adamw(
+                    p.as_ptr(),
+                    g.as_ptr(),
+                    m.as_ptr(),
+                    v.as_ptr(),
+                    s.as_ptr(),
+                    p.len() as _,
+                    lr,
+                    self.beta1,
+                    self.beta2,
+                    wd,
+                    self.eps,
+                    err.as_mut_ptr(),
+                    err.len() as _,
+                )
+            };
+            if rc != 0 {
+                // SAFETY: the shim NUL-terminates the message.
+                let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+                anyhow::bail!("the fused AdamW kernel failed: {msg}");
+            }
+        }
+        Ok(())
+    }
+
+    fn step_single_tensor(&mut self, lr: f64) {
         self.step += 1;
         let (b1, b2) = (self.beta1, self.beta2);
         let bc1 = 1.0 - b1.powf(self.step as f64);

@@ -336,6 +336,7 @@ pub fn train(
         p.adam_eps,
         p.weight_decay,
     );
+    opt.implementation = crate::optim::Implementation::from_name(&p.optim)?;
     std::fs::create_dir_all(&job.scratch_dir)?;
     let resumed = resume(&job.scratch_dir, &model, &mut opt, p)?;
     let start = resumed.unwrap_or(0);
@@ -378,7 +379,7 @@ pub fn train(
         }
         dist.reduce_gradients(&params);
         let grad_norm = clip_grad_norm(&params, p.max_grad_norm);
-        opt.step(lr);
+        opt.step(lr)?;
         opt.zero_grad();
         let loss = loss_sum / p.grad_accum as f64;
         ensure!(loss.is_finite(), "the loss became {loss} at step {}", step + 1);

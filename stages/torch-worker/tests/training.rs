@@ -60,7 +60,16 @@ fn params() -> TrainParams {
 }
 
 #[test]
-fn three_steps_equal_torch_adamw_with_cosine_warmup() {
+fn three_steps_equal_torch_fused_adamw_with_cosine_warmup() {
+    three_steps_equal_torch("adamw_torch_fused");
+}
+
+#[test]
+fn three_steps_equal_torch_single_tensor_adamw_with_cosine_warmup() {
+    three_steps_equal_torch("adamw_torch");
+}
+
+fn three_steps_equal_torch(optim: &str) {
     let py = need_python!();
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
@@ -68,7 +77,7 @@ fn three_steps_equal_torch_adamw_with_cosine_warmup() {
     reference(&py, &["make", base.to_str().unwrap(), "--seed", "11"]);
     let tokens = t.join("tokens");
     token_dir(&tokens, 12, 16, 3);
-    let p = params();
+    let p = TrainParams { optim: optim.into(), ..params() };
     std::fs::write(t.join("params.json"), serde_json::to_string(&p).unwrap()).unwrap();
     let want_path = t.join("want.safetensors");
     reference(
@@ -130,7 +139,7 @@ fn three_steps_equal_torch_adamw_with_cosine_warmup() {
     let moved =
         max_abs_diff(&got["model.layers.0.mlp.up_proj.weight"], &base_w["model.layers.0.mlp.up_proj.weight"]);
     assert!(moved > 1e-4, "training did not change the weights ({moved})");
-    println!("3 steps: worst max|Δw|/max|w| vs torch {worst:.2e}");
+    println!("{optim}, 3 steps: worst max|Δw|/max|w| vs torch {worst:.2e}");
     let cfg: Value =
         serde_json::from_str(&std::fs::read_to_string(job.out_dir.join("model/config.json")).unwrap())
             .unwrap();
