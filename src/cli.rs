@@ -107,6 +107,9 @@ camel generate ./llama-7b --prompt 'The patient' --sample --temperature 0.7 --to
         top_p: f64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Beam search with this many beams (greedy when 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        num_beams: u16,
         /// auto, cpu, cuda or cuda:N.
         #[arg(long, default_value = "auto")]
         device: String,

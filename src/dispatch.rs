@@ -176,6 +176,7 @@ fn execute(command: Command) -> Result<i32, EngineError> {
             temperature,
             top_p,
             seed,
+            num_beams,
             device,
             json,
         } => {
@@ -185,7 +186,7 @@ fn execute(command: Command) -> Result<i32, EngineError> {
                 "template": alpaca.then_some(camel_stages::train::ALPACA_PROMPT_NO_INPUT),
                 "device": device,
                 "params": {"max_new_tokens": max_new_tokens, "do_sample": sample, "temperature": temperature,
-                           "top_p": top_p, "seed": seed},
+                           "top_p": top_p, "seed": seed, "num_beams": num_beams},
             });
             generate(&job, json)
         }

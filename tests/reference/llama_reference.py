@@ -42,6 +42,7 @@ def make(args):
     shard = opt(args, "--shard-bytes")
     seed = int(opt(args, "--seed", "0"))
     vocab = int(opt(args, "--vocab", "96"))
+    rope = opt(args, "--rope", "default")
     (out,) = args
     cfg = LlamaConfig(
         vocab_size=vocab,
@@ -52,6 +53,12 @@ def make(args):
         num_key_value_heads=2,
         max_position_embeddings=128,
         rope_theta=10000.0,
+        rope_scaling={
+            "default": None,
+            "linear": {"rope_type": "linear", "factor": 4.0},
+            "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                       "original_max_position_embeddings": 16},
+        }[rope],
         rms_norm_eps=1e-5,
         tie_word_embeddings=tied,
         bos_token_id=1,

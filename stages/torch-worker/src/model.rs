@@ -140,12 +140,13 @@ fn inv_freq(cfg: &LlamaConfig, device: Device) -> Tensor {
             let low_wavelen = original_max_position_embeddings / low_freq_factor;
             let high_wavelen = original_max_position_embeddings / high_freq_factor;
             let wavelen = inv.reciprocal() * (2.0 * std::f64::consts::PI);
-            let scaled = wavelen.gt(low_wavelen).where_self(&(&inv / factor), &inv);
+            // tch's `a.where_self(cond, b)` is `where(cond, a, b)`.
+            let scaled = (&inv / factor).where_self(&wavelen.gt(low_wavelen), &inv);
             let smooth = (original_max_position_embeddings / &wavelen - low_freq_factor)
                 / (high_freq_factor - low_freq_factor);
             let smoothed: Tensor = (1.0 - &smooth) * &scaled / factor + &smooth * &scaled;
             let medium = wavelen.ge(high_wavelen).logical_and(&wavelen.le(low_wavelen));
-            medium.where_self(&smoothed, &scaled)
+            smoothed.where_self(&medium, &scaled)
         }
     };
     inv.to_device(device)

@@ -67,6 +67,12 @@ fn logits_and_loss_equal_transformers() {
     let tied = t.join("tied");
     reference(&py, &["make", tied.to_str().unwrap(), "--tied", "--dtype", "bfloat16", "--seed", "3"]);
     check_logits(&py, t, &tied, "tied-bf16");
+    // Rope scaling as LLaMA 3.1 and linear interpolation configs ask.
+    for rope in ["llama3", "linear"] {
+        let d = t.join(rope);
+        reference(&py, &["make", d.to_str().unwrap(), "--rope", rope, "--seed", "4"]);
+        check_logits(&py, t, &d, &format!("rope-{rope}"));
+    }
 }
 
 #[test]
@@ -194,4 +200,51 @@ fn sampling_is_seeded_and_a_tiny_top_p_is_greedy() {
     assert_eq!(a, generate(&model, &prompts, &hot).unwrap(), "same seed, same tokens");
     assert_ne!(a, greedy, "sampling at temperature 5 followed the greedy path");
     assert!(a.iter().all(|r| r.len() == 10));
+}
+
+#[test]
+fn beam_search_equals_transformers_generate() {
+    let py = need_python!();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("m");
+    reference(&py, &["make", d.to_str().unwrap(), "--seed", "13"]);
+    let model = checkpoint::load(&d, Device::Cpu, Kind::Float).unwrap();
+    let prompts: Vec<Vec<i64>> = vec![ids(6, 96, 4), ids(2, 96, 5), ids(9, 96, 6)];
+    use camel_torch_worker::generate::{GenParams, generate};
+    // An eos that the model does produce: the third greedy token of the first prompt, so that
+    // hypotheses finish at different lengths and the early-stop heuristic matters.
+    let greedy =
+        generate(&model, &prompts, &GenParams { max_new_tokens: 3, eos_ids: vec![-1], ..Default::default() })
+            .unwrap();
+    let eos = greedy[0][2];
+    for beams in [2usize, 4] {
+        let spec = tmp.path().join("beam.json");
+        std::fs::write(
+            &spec,
+            json!({"prompts": prompts, "pad_id": 0, "eos_id": eos, "num_beams": beams}).to_string(),
+        )
+        .unwrap();
+        let out = tmp.path().join("beam-out.json");
+        reference(
+            &py,
+            &["generate", d.to_str().unwrap(), spec.to_str().unwrap(), "10", out.to_str().unwrap()],
+        );
+        let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let p = GenParams {
+            max_new_tokens: 10,
+            eos_ids: vec![eos],
+            pad_id: 0,
+            num_beams: beams,
+            ..Default::default()
+        };
+        let got = generate(&model, &prompts, &p).unwrap();
+        for (i, g) in got.iter().enumerate() {
+            let w: Vec<i64> = serde_json::from_value(want["tokens"][i].clone()).unwrap();
+            assert!(g.len() <= w.len(), "{beams} beams, prompt {i}: {g:?} vs transformers {w:?}");
+            assert_eq!(g[..], w[..g.len()], "{beams} beams, prompt {i}");
+            // transformers fills the rest with `pad_token_id or eos` (pad id 0 is falsy there: eos).
+            assert!(w[g.len()..].iter().all(|&t| t == eos), "{beams} beams, prompt {i}: {g:?} vs {w:?}");
+        }
+        println!("{beams} beams (eos {eos}): {got:?}");
+    }
 }
