@@ -89,6 +89,12 @@ impl Dist {
     pub fn is_main(&self) -> bool {
         self.rank == 0
     }
+
+    /// This rank's part of a global micro-batch (every `world`-th example from `rank`), so that a
+    /// global batch is per-device batch × accumulation × world, as HF Trainer's.
+    pub fn shard(&self, global: &[usize]) -> Vec<usize> {
+        global.iter().skip(self.rank).step_by(self.world).copied().collect()
+    }
 }
 
 /// What the loop reports as it goes.
@@ -310,8 +316,13 @@ pub fn train(
     ensure!(!examples.is_empty(), "the training set is empty");
     model.compute_kind = compute_kind(p, model.device)?;
     let lengths = if p.group_by_length { examples.lengths().map(std::sync::Arc::new) } else { None };
-    let order =
-        BatchOrder { n: examples.len(), batch: p.batch_size, shuffle: p.shuffle, seed: p.seed, lengths };
+    let order = BatchOrder {
+        n: examples.len(),
+        batch: p.batch_size * dist.world,
+        shuffle: p.shuffle,
+        seed: p.seed,
+        lengths,
+    };
     let total = total_steps(order.batches_per_epoch(), p.grad_accum, p.epochs);
     let warmup = warmup_steps(total, p.warmup_ratio);
     let sched = Cosine { total, warmup };
@@ -373,7 +384,7 @@ pub fn train(
         let mut step_tokens = 0;
         for micro in 0..p.grad_accum as u64 {
             let m = step * p.grad_accum as u64 + micro;
-            let batch = examples.batch(&order.micro_batch(m));
+            let batch = examples.batch(&dist.shard(&order.micro_batch(m)));
             step_tokens += batch.tokens;
             loss_sum += micro_step(&model, &batch, 1.0 / p.grad_accum as f64, p.activation_checkpointing);
         }
@@ -410,6 +421,11 @@ pub fn train(
         checkpoint::save(&model, &out_model, save_kind, p.max_shard_mb * 1_000_000)?;
         for d in side_dirs {
             checkpoint::copy_side_files(d, &out_model)?;
+        }
+        if !out_model.join("tokenizer.json").is_file() {
+            report(Event::Log(
+                "note: neither the base model nor the token dir has a tokenizer.json, so the checkpoint has none",
+            ));
         }
         std::fs::copy(&metrics_path, job.out_dir.join("metrics.jsonl"))?;
         let text = std::fs::read_to_string(&metrics_path)?;
