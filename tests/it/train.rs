@@ -249,3 +249,29 @@ stages:
     assert_eq!(missing.code, 1);
     assert!(missing.stderr.contains("nowhere is not a directory"), "{}", missing.stderr);
 }
+
+#[test]
+fn a_missing_worker_is_reported_with_how_to_build_it() {
+    let t = TestContext::new();
+    t.write("p.yaml", PRETRAIN);
+    token_dir(&t, "tokens", 4, 32, 97, None);
+    // A camel binary alone in a directory (it does not link libtorch, so it runs anywhere).
+    let lonely = t.path("bin/camel");
+    std::fs::create_dir_all(lonely.parent().unwrap()).unwrap();
+    std::fs::copy(camel_bin(), &lonely).unwrap();
+    let out = std::process::Command::new(&lonely)
+        .args(["run", "p.yaml"])
+        .current_dir(t.dir.path())
+        .env_remove("CAMEL_TORCH_WORKER")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("camel-torch-worker` is not next to") && stderr.contains("scripts/setup"),
+        "{stderr}"
+    );
+    let r = t.command(&["run", "p.yaml"]).env("CAMEL_TORCH_WORKER", "/nonexistent/worker").output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(stderr.contains("CAMEL_TORCH_WORKER=/nonexistent/worker does not name a file"), "{stderr}");
+}
