@@ -4,13 +4,13 @@
 //! metadata it checks, a tied head left out, shards and an index above `max_shard_bytes`), and
 //! copies the tokenizer files beside the weights.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use safetensors::SafeTensors;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor};
 
@@ -77,11 +77,44 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()
     write_safetensors_as(path, tensors, None)
 }
 
-/// Like [`write_safetensors`], converting each tensor to `kind` as it is written (one tensor at a
-/// time, so saving a large model in bf16 needs no second copy of it).
+/// Like [`write_safetensors`], converting each tensor to `kind` as it is written. The file is
+/// streamed one tensor at a time (the header is computed from shapes first), so saving a 7B model
+/// or its optimizer state never holds more than one tensor's bytes in host memory.
 pub fn write_safetensors_as(path: &Path, tensors: &[(String, Tensor)], kind: Option<Kind>) -> Result<()> {
-    let mut owned = Vec::with_capacity(tensors.len());
+    use std::io::Write;
+    let dtype_name = |k: Kind| -> Result<&'static str> {
+        Ok(match dtype_of(k)? {
+            Dtype::F32 => "F32",
+            Dtype::F16 => "F16",
+            Dtype::BF16 => "BF16",
+            Dtype::I64 => "I64",
+            Dtype::F64 => "F64",
+            other => bail!("cannot save dtype {other:?}"),
+        })
+    };
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), json!({"format": "pt"}));
+    let mut offset = 0u64;
     for (name, t) in tensors {
+        let k = kind.unwrap_or(t.kind());
+        let len = (t.numel() * k.elt_size_in_bytes()) as u64;
+        header.insert(
+            name.clone(),
+            json!({"dtype": dtype_name(k)?, "shape": t.size(), "data_offsets": [offset, offset + len]}),
+        );
+        offset += len;
+    }
+    let mut head = serde_json::to_vec(&Value::Object(header))?;
+    // Pad the header with spaces to a multiple of 8 bytes, as the safetensors writer does.
+    while head.len() % 8 != 0 {
+        head.push(b' ');
+    }
+    let tmp = path.with_extension("safetensors.tmp");
+    let file = File::create(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 22, file);
+    w.write_all(&(head.len() as u64).to_le_bytes())?;
+    w.write_all(&head)?;
+    for (_, t) in tensors {
         let t = t.detach().to_device(Device::Cpu);
         let t = match kind {
             Some(k) => t.to_kind(k),
@@ -91,18 +124,9 @@ pub fn write_safetensors_as(path: &Path, tensors: &[(String, Tensor)], kind: Opt
         let numel = t.numel();
         let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
         t.f_copy_data_u8(&mut bytes, numel)?;
-        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-        owned.push((name.clone(), dtype_of(t.kind())?, shape, bytes));
+        w.write_all(&bytes)?;
     }
-    let views: Vec<(String, TensorView)> = owned
-        .iter()
-        .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
-        .collect::<Result<_, safetensors::SafeTensorError>>()
-        .map_err(|e| anyhow::anyhow!("failed to build safetensors views: {e:?}"))?;
-    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, &Some(meta), &tmp)
-        .map_err(|e| anyhow::anyhow!("failed to write {}: {e:?}", tmp.display()))?;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("failed to rename {}", tmp.display()))?;
     Ok(())
 }
