@@ -83,6 +83,40 @@ camel run pipelines/demo.yaml --force count --jobs 2\n  camel run pipelines/full
     Verify { pipeline: PathBuf },
     /// List the stage kinds, or describe one.
     Kinds { kind: Option<String> },
+    /// Generate text with a checkpoint dir (a training stage's `model` output or any HF LLaMA).
+    #[command(
+        after_help = "Examples:\n  camel generate .camel/out/finetune/model --alpaca --prompt 'List the discharge medications.'\n  \
+camel generate ./llama-7b --prompt 'The patient' --sample --temperature 0.7 --top-p 0.9 --max-new-tokens 64"
+    )]
+    Generate {
+        model: PathBuf,
+        /// A prompt (repeatable; several are batched with left padding).
+        #[arg(long, required = true)]
+        prompt: Vec<String>,
+        #[arg(long, default_value_t = 128)]
+        max_new_tokens: usize,
+        /// Put each prompt into the Alpaca instruction template (as fine-tuned models expect).
+        #[arg(long)]
+        alpaca: bool,
+        /// Sample instead of greedy decoding.
+        #[arg(long)]
+        sample: bool,
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Beam search with this many beams (greedy when 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        num_beams: u16,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Print one JSON object per prompt instead of the text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -167,6 +167,29 @@ fn execute(command: Command) -> Result<i32, EngineError> {
             }
             Ok(if bad > 0 { 1 } else { 0 })
         }
+        Command::Generate {
+            model,
+            prompt,
+            max_new_tokens,
+            alpaca,
+            sample,
+            temperature,
+            top_p,
+            seed,
+            num_beams,
+            device,
+            json,
+        } => {
+            let job = serde_json::json!({
+                "model": std::path::absolute(&model).map_err(EngineError::io("resolve the model path"))?,
+                "prompts": prompt,
+                "template": alpaca.then_some(camel_stages::train::ALPACA_PROMPT_NO_INPUT),
+                "device": device,
+                "params": {"max_new_tokens": max_new_tokens, "do_sample": sample, "temperature": temperature,
+                           "top_p": top_p, "seed": seed, "num_beams": num_beams},
+            });
+            generate(&job, json)
+        }
         Command::Kinds { kind } => {
             let reg = camel_stages::registry();
             match kind {
@@ -259,6 +282,44 @@ pub fn human_bytes(n: u64) -> String {
         u += 1;
     }
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// Runs the torch worker's `generate` on a job; the worker reports its own errors on stderr.
+fn generate(job: &serde_json::Value, json: bool) -> Result<i32, EngineError> {
+    let worker = match camel_stages::train::worker_path() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("camel: {e}");
+            return Ok(1);
+        }
+    };
+    let mut file = tempfile_in_tmp()?;
+    file.1.write_all(job.to_string().as_bytes()).map_err(EngineError::io("write the generation job"))?;
+    let out = std::process::Command::new(&worker)
+        .arg("generate")
+        .arg(&file.0)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(EngineError::io(format!("start {}", worker.display())))?;
+    let _ = std::fs::remove_file(&file.0);
+    if !out.status.success() {
+        return Ok(1);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        if json {
+            println!("{line}");
+        } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            println!("{}\n", v["text"].as_str().unwrap_or_default());
+        }
+    }
+    Ok(0)
+}
+
+fn tempfile_in_tmp() -> Result<(std::path::PathBuf, std::fs::File), EngineError> {
+    let path = std::env::temp_dir().join(format!("camel-generate-{}.json", std::process::id()));
+    let f = std::fs::File::create(&path).map_err(EngineError::io(format!("create {}", path.display())))?;
+    Ok((path, f))
 }
 
 fn report_error(e: &EngineError) {

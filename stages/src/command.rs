@@ -14,18 +14,17 @@
 //! | each `secret_env:` entry | as given (not hashed, not recorded; may use `${env:NAME}`) |
 //!
 //! `<NAME>` is the name upper-cased with every other character than letters and digits as `_`.
-//! A line `camel-progress: DONE/TOTAL [UNIT]` on stdout moves the stage's progress bar. Stdout
+//! A line `camel-progress: DONE/TOTAL [UNIT] [MESSAGE]` on stdout moves the stage's progress bar. Stdout
 //! and stderr go to the stage's log. Scripts the command runs are only hashed if they are
 //! declared as inputs: declare them, or an edit to a script will not rerun the stage.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command as Process, Stdio};
-use std::time::Duration;
+use std::process::Command as Process;
 
 use camel_engine::{OutputSpec, Stage, StageContext, StageError};
 use serde::{Deserialize, Serialize};
+
+use crate::process::{ChildOptions, run_child};
 
 pub struct Command;
 
@@ -149,79 +148,8 @@ impl Stage for Command {
         for (k, v) in &p.secret_env {
             cmd.env(k, v);
         }
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(ctx.log_path())
-            .map_err(StageError::io("open the stage log"))?;
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
-        // Its own process group, so that cancelling kills the whole tree the command started; and
-        // killed with camel, so that a `kill -9` of camel leaves no command writing behind it.
-        cmd.process_group(0);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         ctx.log(&format!("$ {}", p.run));
-        let mut child = cmd.spawn().map_err(StageError::io("start bash"))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let log_path = ctx.log_path().to_path_buf();
-        let reader = std::thread::scope(|s| {
-            let h = s.spawn(|| -> std::io::Result<()> {
-                let mut log = std::fs::OpenOptions::new().append(true).open(&log_path)?;
-                for line in BufReader::new(stdout).lines() {
-                    let line = line?;
-                    if let Some(p) = line.strip_prefix("camel-progress:") {
-                        report_progress(ctx, p.trim());
-                    } else {
-                        writeln!(log, "{line}")?;
-                    }
-                }
-                Ok(())
-            });
-            let status = loop {
-                if let Some(st) = child.try_wait().map_err(StageError::io("wait for the command"))? {
-                    break st;
-                }
-                if ctx.is_cancelled() {
-                    // SAFETY: kill(2) on our child's process group.
-                    unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
-                    std::thread::sleep(Duration::from_millis(200));
-                    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                    let _ = child.wait();
-                    return Err(StageError::Cancelled);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            let _ = h.join();
-            Ok(status)
-        });
-        let status = reader?;
-        if status.success() {
-            Ok(())
-        } else if let Some(code) = status.code() {
-            Err(StageError::msg(format!("the command exited with status {code}")))
-        } else {
-            Err(StageError::msg(format!("the command was killed by signal {}", status.signal().unwrap_or(0))))
-        }
-    }
-}
-
-fn report_progress(ctx: &StageContext, spec: &str) {
-    let mut parts = spec.split_whitespace();
-    let Some(frac) = parts.next() else { return };
-    let unit = parts.next().unwrap_or("items");
-    let (pos, total) = match frac.split_once('/') {
-        Some((a, b)) => (a.parse().ok(), b.parse().ok()),
-        None => (frac.parse().ok(), None),
-    };
-    if let Some(pos) = pos {
-        ctx.progress().set_total(total, unit);
-        ctx.progress().set_position(pos);
+        run_child(ctx, cmd, ChildOptions { what: "the command", error_prefix: None })
     }
 }
 

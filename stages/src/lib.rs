@@ -2,11 +2,14 @@
 //! [`registry`] is the one table that names them. Adding a kind: a new module, one line here.
 
 pub mod command;
+pub mod process;
 pub mod synth;
 pub mod tokenize;
+pub mod train;
 
-// Kinds with heavy dependencies live in their own crates (DuckDB for `notes`), so that edits
-// elsewhere never rebuild them.
+// Kinds with heavy dependencies live in their own crates (DuckDB for `notes`, reqwest/tokio for
+// `instructions`), so that edits elsewhere never rebuild them; libtorch lives in a separate process
+// (`stages/torch-worker`), which `train` spawns.
 
 use camel_engine::Registry;
 
@@ -18,5 +21,7 @@ pub fn registry() -> Registry {
     r.register::<synth::Synth>();
     r.register::<camel_notes::Notes>();
     r.register::<tokenize::Tokenize>();
+    r.register::<train::Pretrain>();
+    r.register::<train::Finetune>();
     r
 }

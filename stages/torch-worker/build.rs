@@ -30,11 +30,30 @@ fn main() {
     if target_os == "linux" || target_os == "macos" {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     }
+    compile_shim(lib_dir);
     if target_os == "linux" && lib_dir.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
+}
+
+/// The small C++ piece tch lacks (the fused AdamW kernel), compiled against the torch headers
+/// beside the lib dir with the same ABI flags torch-sys uses.
+fn compile_shim(lib_dir: &Path) {
+    println!("cargo:rerun-if-changed=src/fused_adamw.cpp");
+    let include = lib_dir.parent().expect("libtorch lib dir has a parent").join("include");
+    let abi = std::env::var("DEP_TCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("src/fused_adamw.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("camel_torch_shim");
 }
 
 /// The version of the libtorch we link against. libtorch has no runtime

@@ -10,3 +10,4 @@ mod invalid;
 mod notes;
 mod synth;
 mod tokenize;
+mod train;

@@ -5,8 +5,16 @@
 //! * `probe`: print one JSON line describing the libtorch build and devices,
 //!   after a small smoke check (a 2x2 matmul on the CPU, and on `cuda:0` when
 //!   CUDA is available). Exits non-zero if the smoke check fails.
+//! * `train JOB.json`: run a pretraining or fine-tuning job written by the
+//!   `pretrain`/`finetune` stages; progress lines (`camel-progress: …`) on
+//!   stdout, log lines on stderr, errors as `camel-torch-worker: error: …`.
+
+use std::io::Write;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
+use camel_torch_worker::job::{Job, Task};
+use camel_torch_worker::train::{self, Event};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
@@ -18,7 +26,9 @@ const TORCH_VERSION: &str = env!("CAMEL_TORCH_VERSION");
 const USAGE: &str = "usage: camel-torch-worker <command>
 
 commands:
-  probe    print libtorch/device information as one JSON line and run a smoke check";
+  probe              print libtorch/device information as one JSON line and run a smoke check
+  train JOB.json     run a pretrain/finetune job written by camel's training stages
+  generate JOB.json  generate text for prompts (camel generate writes the job)";
 
 fn main() {
     if let Err(err) = run() {
@@ -31,6 +41,13 @@ fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["probe"] => probe(),
+        ["train", job] => train(Path::new(job)),
+        ["generate", job] => {
+            let text = std::fs::read_to_string(job).with_context(|| format!("failed to read {job}"))?;
+            let job: camel_torch_worker::generate::GenJob =
+                serde_json::from_str(&text).with_context(|| format!("invalid generation job {job}"))?;
+            camel_torch_worker::generate::run_job(&job, &mut std::io::stdout().lock())
+        }
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             Ok(())
@@ -42,6 +59,30 @@ fn run() -> Result<()> {
         [] => bail!("no command given\n\n{USAGE}"),
         [other, ..] => bail!("unknown command or arguments starting at {other:?}\n\n{USAGE}"),
     }
+}
+
+fn train(job_path: &Path) -> Result<()> {
+    let job = Job::from_file(job_path)?;
+    if job.params.threads > 0 {
+        tch::set_num_threads(job.params.threads as i32);
+    }
+    let mut report = |e: Event| match e {
+        Event::Log(line) => eprintln!("{line}"),
+        Event::Step { step, total, loss, tokens_per_s } => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "camel-progress: {step}/{total} steps loss {loss:.4} · {tokens_per_s:.0} tok/s"
+            );
+            let _ = out.flush();
+        }
+    };
+    let summary = match job.task {
+        Task::Pretrain => train::run_pretrain(&job, &mut report)?,
+        Task::Finetune => camel_torch_worker::sft::run_finetune(&job, &mut report)?,
+    };
+    eprintln!("{}", serde_json::to_string(&summary)?);
+    Ok(())
 }
 
 fn probe() -> Result<()> {

@@ -1,0 +1,16 @@
+//! The libtorch side of camel: the LLaMA model, Hugging Face checkpoints, the training loop and
+//! generation. The `camel-torch-worker` binary (src/main.rs) runs jobs that the `pretrain` and
+//! `finetune` stages of camel-stages hand it; the integration tests call this library directly
+//! and compare it with transformers.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod generate;
+pub mod job;
+pub mod model;
+pub mod optim;
+pub mod plot;
+pub mod schedule;
+pub mod sft;
+pub mod train;

@@ -1,0 +1,222 @@
+//! Instruction fine-tuning data, as Stanford Alpaca's `train.py` (which CAMEL used) prepares it:
+//! prompt = the template with `{instruction}` (and `{input}` when the record has one), target =
+//! output + eos; the example is tokenized with the tokenizer's post-processor (bos first),
+//! truncated at `max_length`, and the prompt's tokens are -100 in the labels. Batches are right
+//! padded with the pad token. A tokenizer without a pad token gets `pad_token` added, and the
+//! model's new rows are the mean of the old ones (Alpaca's `smart_tokenizer_and_embedding_resize`).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use rayon::prelude::*;
+use serde::Deserialize;
+use serde_json::Value;
+use tch::Tensor;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::job::{Job, Task, TrainParams};
+use crate::train::{self, Batch, Dist, Event, Examples, Summary};
+
+#[derive(Debug, Deserialize)]
+pub struct Record {
+    pub instruction: String,
+    #[serde(default)]
+    pub input: String,
+    pub output: String,
+}
+
+/// Tokenized examples: ids and labels of equal length.
+pub struct Sft {
+    pub examples: Vec<(Vec<i64>, Vec<i64>)>,
+    pub pad_id: i64,
+}
+
+pub fn read_records(path: &Path) -> Result<Vec<Record>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let records: Vec<Record> = serde_json::from_str(&text).with_context(|| {
+        format!("{} is not a JSON list of {{instruction, input, output}} records", path.display())
+    })?;
+    ensure!(!records.is_empty(), "{} holds no record", path.display());
+    Ok(records)
+}
+
+/// Fills a template's `{instruction}` and `{input}` in one pass, as Python's `format_map` does
+/// (text inserted for one placeholder is never scanned for another).
+pub fn prompt(p: &TrainParams, r: &Record) -> String {
+    let t = if r.input.is_empty() { &p.prompt_no_input } else { &p.prompt_input };
+    let mut out = String::with_capacity(t.len() + r.instruction.len() + r.input.len());
+    let mut rest = t.as_str();
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(v) = tail.strip_prefix("{instruction}") {
+            out.push_str(&r.instruction);
+            rest = v;
+        } else if let Some(v) = tail.strip_prefix("{input}") {
+            out.push_str(&r.input);
+            rest = v;
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The eos token's text (to append to outputs, as Alpaca appends `tokenizer.eos_token`).
+fn eos_text(tok: &Tokenizer, eos_id: i64) -> Result<String> {
+    tok.id_to_token(eos_id as u32).with_context(|| format!("the tokenizer has no token for eos id {eos_id}"))
+}
+
+/// Tokenizes every record: (ids, labels with the prompt masked), truncated at `max_length`.
+pub fn tokenize(
+    tok: &Tokenizer,
+    records: &[Record],
+    p: &TrainParams,
+    eos_id: i64,
+) -> Result<Vec<(Vec<i64>, Vec<i64>)>> {
+    let eos = eos_text(tok, eos_id)?;
+    records
+        .par_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let source = prompt(p, r);
+            let full = format!("{source}{}{eos}", r.output);
+            let enc = |s: &str| -> Result<Vec<i64>> {
+                let e = tok
+                    .encode(s, true)
+                    .map_err(|e| anyhow::anyhow!("record {i}: tokenization failed: {e}"))?;
+                Ok(e.get_ids().iter().map(|&x| x as i64).collect())
+            };
+            let mut ids = enc(&full)?;
+            let source_len = enc(&source)?.len();
+            ids.truncate(p.max_length);
+            let labels =
+                ids.iter().enumerate().map(|(j, &id)| if j < source_len { -100 } else { id }).collect();
+            Ok((ids, labels))
+        })
+        .collect()
+}
+
+impl Examples for Sft {
+    fn len(&self) -> usize {
+        self.examples.len()
+    }
+
+    fn batch(&self, indices: &[usize]) -> Batch {
+        let t = indices.iter().map(|&i| self.examples[i].0.len()).max().unwrap_or(1);
+        let mut ids = Vec::with_capacity(indices.len() * t);
+        let mut labels = Vec::with_capacity(indices.len() * t);
+        let mut tokens = 0;
+        for &i in indices {
+            let (x, y) = &self.examples[i];
+            tokens += x.len() as i64;
+            ids.extend_from_slice(x);
+            ids.extend(std::iter::repeat_n(self.pad_id, t - x.len()));
+            labels.extend_from_slice(y);
+            labels.extend(std::iter::repeat_n(-100, t - y.len()));
+        }
+        let b = indices.len() as i64;
+        Batch {
+            ids: Tensor::from_slice(&ids).view([b, t as i64]),
+            labels: Tensor::from_slice(&labels).view([b, t as i64]),
+            tokens,
+        }
+    }
+
+    fn lengths(&self) -> Option<Vec<usize>> {
+        Some(self.examples.iter().map(|(x, _)| x.len()).collect())
+    }
+}
+
+/// The pad token named in `tokenizer_config.json` / `special_tokens_map.json`, if any.
+fn configured_pad(model_dir: &Path) -> Option<String> {
+    for f in ["tokenizer_config.json", "special_tokens_map.json"] {
+        let Ok(text) = std::fs::read_to_string(model_dir.join(f)) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+        match &v["pad_token"] {
+            Value::String(s) => return Some(s.clone()),
+            Value::Object(o) => {
+                if let Some(s) = o.get("content").and_then(Value::as_str) {
+                    return Some(s.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Runs a fine-tuning job end to end.
+pub fn run_finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
+    ensure!(job.task == Task::Finetune, "not a fine-tuning job");
+    let p = &job.params;
+    let model_dir = job.model.as_ref().context("a fine-tuning job needs a `model` checkpoint dir")?;
+    let data = job.data.as_ref().context("a fine-tuning job needs `data` (Alpaca-style JSON)")?;
+    let tok_path = model_dir.join("tokenizer.json");
+    ensure!(
+        tok_path.is_file(),
+        "the model {} has no tokenizer.json (fine-tuning needs it)",
+        model_dir.display()
+    );
+    let mut tok = Tokenizer::from_file(&tok_path)
+        .map_err(|e| anyhow::anyhow!("{} is not a tokenizer: {e}", tok_path.display()))?;
+    let records = read_records(data)?;
+
+    let device = train::parse_device(&p.device)?;
+    let (mut model, stored_kind) = train::initial_model(job, device)?;
+    let eos_id = *model.cfg.eos_token_ids().first().context("the model config has no eos_token_id")?;
+
+    // The pad token: configured, or an added token of that name, or added now.
+    let pad_name = configured_pad(model_dir).unwrap_or_else(|| p.pad_token.clone());
+    let pad_id = match tok.token_to_id(&pad_name) {
+        Some(id) => id as i64,
+        None => {
+            tok.add_special_tokens([AddedToken::from(pad_name.clone(), true)])
+                .map_err(|e| anyhow::anyhow!("adding the pad token {pad_name:?}: {e}"))?;
+            let id = tok.token_to_id(&pad_name).context("adding the pad token failed")? as i64;
+            report(Event::Log(&format!("added pad token {pad_name:?} as id {id}")));
+            id
+        }
+    };
+    let tok_vocab = tok.get_vocab_size(true) as i64;
+    if tok_vocab > model.cfg.vocab_size {
+        report(Event::Log(&format!(
+            "growing the vocabulary from {} to {tok_vocab} (mean init)",
+            model.cfg.vocab_size
+        )));
+        model.grow_vocab(tok_vocab)?;
+    }
+    ensure!(pad_id < model.cfg.vocab_size, "pad id {pad_id} is beyond the model's vocabulary");
+    model.cfg.extra.insert("pad_token_id".into(), Value::from(pad_id));
+
+    let examples = tokenize(&tok, &records, p, eos_id)?;
+    let kept = examples.iter().filter(|(_, y)| y.iter().any(|&l| l != -100)).count();
+    if kept < examples.len() {
+        report(Event::Log(&format!(
+            "{} of {} records have no response token left after truncation at {} tokens",
+            examples.len() - kept,
+            examples.len(),
+            p.max_length
+        )));
+    }
+    if kept == 0 {
+        bail!("every record's response is cut off by max_length {}", p.max_length);
+    }
+    let save_kind = train::save_kind(p, stored_kind)?;
+    let sft = Sft { examples, pad_id };
+    // The tokenizer (with the pad token) goes beside the weights, over the base model's copy.
+    let tok_dir = job.scratch_dir.join("tokenizer");
+    std::fs::create_dir_all(&tok_dir)?;
+    tok.save(tok_dir.join("tokenizer.json"), false)
+        .map_err(|e| anyhow::anyhow!("failed to save the tokenizer: {e}"))?;
+    if let Ok(text) = std::fs::read_to_string(model_dir.join("tokenizer_config.json"))
+        && let Ok(mut v) = serde_json::from_str::<Value>(&text)
+    {
+        v["pad_token"] = Value::from(pad_name.clone());
+        std::fs::write(tok_dir.join("tokenizer_config.json"), serde_json::to_string_pretty(&v)?)?;
+    }
+    let summary = train::train(job, model, save_kind, &sft, &[model_dir, &tok_dir], Dist::SINGLE, report)?;
+    Ok(summary)
+}

@@ -1,0 +1,472 @@
+//! The training loop shared by continued pretraining and instruction fine-tuning, with HF
+//! Trainer's semantics: micro-batches of `batch_size`, `grad_accum` of them per optimizer step
+//! (each micro-batch's token-mean loss divided by `grad_accum`), gradient-norm clipping, AdamW,
+//! the cosine schedule with warmup, checkpoints in the scratch directory every
+//! `checkpoint_every` steps, and a resume that ends at the same weights as an uninterrupted run.
+//!
+//! Ready for data parallelism (issue 8): [`Dist`] says which rank this process is and reduces
+//! gradients after the backward passes of a step; with one process it does nothing.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+
+use crate::checkpoint;
+use crate::config::LlamaConfig;
+use crate::data::{BatchOrder, TokenData};
+use crate::job::{Job, Task, TrainParams};
+use crate::model::{self, Llama, causal_lm_loss};
+use crate::optim::{AdamW, clip_grad_norm};
+use crate::schedule::{Cosine, total_steps, warmup_steps};
+
+/// One micro-batch on the CPU: ids and labels `[batch, len]` (labels -100 where ignored).
+pub struct Batch {
+    pub ids: Tensor,
+    pub labels: Tensor,
+    /// Tokens that count for throughput (not padding).
+    pub tokens: i64,
+}
+
+/// A training set: examples addressed by index.
+pub trait Examples {
+    fn len(&self) -> usize;
+    fn batch(&self, indices: &[usize]) -> Batch;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Example lengths, for length-grouped batches.
+    fn lengths(&self) -> Option<Vec<usize>> {
+        None
+    }
+}
+
+/// Packed pretraining blocks; labels are the ids with `ignore` ids set to -100.
+pub struct Blocks {
+    pub data: TokenData,
+    pub ignore: Vec<i64>,
+}
+
+impl Examples for Blocks {
+    fn len(&self) -> usize {
+        self.data.blocks()
+    }
+
+    fn batch(&self, indices: &[usize]) -> Batch {
+        let t = self.data.meta.block_size as i64;
+        let ids: Vec<i64> = indices.iter().flat_map(|&i| self.data.block(i)).collect();
+        let labels: Vec<i64> =
+            ids.iter().map(|id| if self.ignore.contains(id) { -100 } else { *id }).collect();
+        let b = indices.len() as i64;
+        Batch {
+            ids: Tensor::from_slice(&ids).view([b, t]),
+            labels: Tensor::from_slice(&labels).view([b, t]),
+            tokens: b * t,
+        }
+    }
+}
+
+/// This process's place in a data-parallel group. Single-process for now.
+#[derive(Clone, Copy, Debug)]
+pub struct Dist {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Dist {
+    pub const SINGLE: Dist = Dist { rank: 0, world: 1 };
+
+    /// Averages gradients across ranks (a no-op for one process).
+    pub fn reduce_gradients(&self, _params: &[(String, Tensor)]) {
+        debug_assert_eq!(self.world, 1, "multi-process training is issue 8");
+    }
+
+    pub fn is_main(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// This rank's part of a global micro-batch (every `world`-th example from `rank`), so that a
+    /// global batch is per-device batch × accumulation × world, as HF Trainer's.
+    pub fn shard(&self, global: &[usize]) -> Vec<usize> {
+        global.iter().skip(self.rank).step_by(self.world).copied().collect()
+    }
+}
+
+/// What the loop reports as it goes.
+pub enum Event<'a> {
+    Log(&'a str),
+    Step { step: u64, total: u64, loss: f64, tokens_per_s: f64 },
+}
+
+pub fn parse_device(s: &str) -> Result<Device> {
+    Ok(match s {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" => {
+            ensure!(
+                tch::Cuda::is_available(),
+                "device `cuda` was asked for but libtorch sees no CUDA device"
+            );
+            Device::Cuda(0)
+        }
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => {
+                ensure!(
+                    (n as i64) < tch::Cuda::device_count(),
+                    "device {other} does not exist ({} CUDA devices)",
+                    tch::Cuda::device_count()
+                );
+                Device::Cuda(n)
+            }
+            None => bail!("unknown device {other:?} (auto, cpu, cuda or cuda:N)"),
+        },
+    })
+}
+
+pub fn compute_kind(p: &TrainParams, device: Device) -> Result<Kind> {
+    if p.dtype == "auto" {
+        return Ok(if device.is_cuda() { Kind::BFloat16 } else { Kind::Float });
+    }
+    model::kind_from_name(&p.dtype)
+}
+
+/// The model a job starts from: its checkpoint (fp32 master weights) or a random init.
+pub fn initial_model(job: &Job, device: Device) -> Result<(Llama, Kind)> {
+    match (&job.model, &job.params.config) {
+        (Some(dir), None) => {
+            let m = checkpoint::load(dir, device, Kind::Float)?;
+            let stored = m.cfg.extra.get("dtype").or_else(|| m.cfg.extra.get("torch_dtype"));
+            let kind = stored.and_then(|v| v.as_str()).and_then(|s| model::kind_from_name(s).ok());
+            Ok((m, kind.unwrap_or(Kind::Float)))
+        }
+        (None, Some(cfg)) => {
+            let cfg = LlamaConfig::from_value(cfg.clone())?;
+            Ok((Llama::random(cfg, device, Kind::Float, job.params.seed)?, Kind::Float))
+        }
+        (Some(_), Some(_)) => bail!("give either a `model` input or a `config` param, not both"),
+        (None, None) => {
+            bail!("no model: give a `model` input (a Hugging Face checkpoint dir) or a `config` param")
+        }
+    }
+}
+
+/// Grows the model's vocabulary to the token file's when the difference is made only of the
+/// file's added tokens (`[ANON]`); anything else means another tokenizer and is an error.
+pub fn fit_vocab_to_tokens(model: &mut Llama, data: &TokenData) -> Result<()> {
+    let (have, want) = (model.cfg.vocab_size, data.meta.vocab_size);
+    if want > have {
+        let added: Vec<i64> = data.meta.added_tokens.values().copied().collect();
+        let missing: Vec<i64> = (have..want).filter(|id| !added.contains(id)).collect();
+        ensure!(
+            missing.is_empty(),
+            "the token file {} has a vocabulary of {want} but the model has {have}, and ids {:?}… are not \
+             tokens the tokenizer added: were the notes tokenized with another model's tokenizer?",
+            data.dir.display(),
+            &missing[..missing.len().min(5)]
+        );
+        model.grow_vocab(want)?;
+    }
+    let max = data.max_id();
+    ensure!(
+        max < model.cfg.vocab_size,
+        "the token file {} holds id {max}, beyond the model's vocabulary of {}",
+        data.dir.display(),
+        model.cfg.vocab_size
+    );
+    Ok(())
+}
+
+/// One micro-batch forward and backward; returns the (unscaled) loss.
+pub fn micro_step(model: &Llama, batch: &Batch, scale: f64, activation_checkpointing: bool) -> f64 {
+    let ids = batch.ids.to_device(model.device);
+    let labels = batch.labels.to_device(model.device);
+    if !activation_checkpointing {
+        let loss = causal_lm_loss(&model.forward(&ids), &labels);
+        (&loss * scale).backward();
+        return loss.double_value(&[]);
+    }
+    // Per-layer recomputation: the forward keeps only each layer's input; the backward recomputes
+    // one layer at a time and pushes the incoming gradient through it (the gradient of
+    // sum(out · g) with respect to out is g).
+    let (b, t) = (ids.size()[0], ids.size()[1]);
+    let rope = model.rope(&model.default_positions(b, t, 0));
+    let emb = model.embed(&ids);
+    let mut inputs = Vec::with_capacity(model.layers.len());
+    let mut x = emb.detach();
+    tch::no_grad(|| {
+        for i in 0..model.layers.len() {
+            inputs.push(x.shallow_clone());
+            x = model.layer(i, &x, &rope, &model::Attn::Causal, None);
+        }
+    });
+    let top = x.detach().set_requires_grad(true);
+    let loss = causal_lm_loss(&model.head(&top), &labels);
+    (&loss * scale).backward();
+    let mut g = top.grad();
+    for i in (0..model.layers.len()).rev() {
+        let xi = inputs[i].detach().set_requires_grad(true);
+        let out = model.layer(i, &xi, &rope, &model::Attn::Causal, None);
+        (out * &g).sum(Kind::Float).backward();
+        g = xi.grad();
+    }
+    (emb * g).sum(Kind::Float).backward();
+    loss.double_value(&[])
+}
+
+#[derive(Serialize, Deserialize)]
+struct CkptState {
+    step: u64,
+    params: serde_json::Value,
+}
+
+fn ckpt_dir(scratch: &Path) -> PathBuf {
+    scratch.join("checkpoints")
+}
+
+/// The newest complete checkpoint (a directory `step-N`, renamed into place when complete).
+fn latest_checkpoint(scratch: &Path) -> Option<(u64, PathBuf)> {
+    std::fs::read_dir(ckpt_dir(scratch))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let step = name.strip_prefix("step-")?.parse::<u64>().ok()?;
+            Some((step, e.path()))
+        })
+        .max_by_key(|(s, _)| *s)
+}
+
+fn save_checkpoint(
+    scratch: &Path,
+    step: u64,
+    model: &Llama,
+    opt: &AdamW,
+    params: &TrainParams,
+) -> Result<()> {
+    let root = ckpt_dir(scratch);
+    let tmp = root.join(format!(".tmp-step-{step}"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    checkpoint::write_safetensors(&tmp.join("model.safetensors"), &model.named_parameters())?;
+    checkpoint::write_safetensors(&tmp.join("optimizer.safetensors"), &opt.state_tensors())?;
+    let state = CkptState { step, params: serde_json::to_value(params)? };
+    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(&state)?)?;
+    let dst = root.join(format!("step-{step}"));
+    std::fs::rename(&tmp, &dst).with_context(|| format!("failed to commit checkpoint {}", dst.display()))?;
+    // Older checkpoints are no longer needed once a newer one is complete.
+    for e in std::fs::read_dir(&root)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("step-") && name != format!("step-{step}") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    Ok(())
+}
+
+/// Restores model and optimizer from the newest checkpoint; the step to continue at.
+fn resume(scratch: &Path, model: &Llama, opt: &mut AdamW, params: &TrainParams) -> Result<Option<u64>> {
+    let Some((step, dir)) = latest_checkpoint(scratch) else { return Ok(None) };
+    let state: CkptState = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json"))?)?;
+    if state.params != serde_json::to_value(params)? {
+        bail!("checkpoint {} was written with other params; delete it to start over", dir.display());
+    }
+    let weights = checkpoint::read_safetensors(&dir.join("model.safetensors"))?;
+    tch::no_grad(|| -> Result<()> {
+        for (name, p) in model.named_parameters() {
+            let t = weights.get(&name).with_context(|| format!("checkpoint lacks `{name}`"))?;
+            ensure!(t.size() == p.size(), "checkpoint tensor `{name}` has the wrong shape");
+            p.shallow_clone().copy_(t);
+        }
+        Ok(())
+    })?;
+    let optim = checkpoint::read_safetensors(&dir.join("optimizer.safetensors"))?;
+    opt.load_state(&optim, step)?;
+    Ok(Some(step))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub steps: u64,
+    pub total_steps: u64,
+    pub warmup_steps: u64,
+    pub resumed_from: Option<u64>,
+    pub final_loss: Option<f64>,
+    pub tokens_per_s: f64,
+}
+
+/// Trains `model` on `examples` as `job` says, writes the checkpoint to `out_dir/model` and
+/// `metrics.jsonl`; `side_dirs` give tokenizer files to copy beside the weights (later ones win).
+pub fn train(
+    job: &Job,
+    mut model: Llama,
+    save_kind: Kind,
+    examples: &dyn Examples,
+    side_dirs: &[&Path],
+    dist: Dist,
+    report: &mut dyn FnMut(Event),
+) -> Result<Summary> {
+    let p = &job.params;
+    ensure!(p.batch_size > 0 && p.grad_accum > 0, "batch_size and grad_accum must be at least 1");
+    ensure!(p.epochs > 0.0, "epochs must be positive");
+    ensure!(!examples.is_empty(), "the training set is empty");
+    model.compute_kind = compute_kind(p, model.device)?;
+    let lengths = if p.group_by_length { examples.lengths().map(std::sync::Arc::new) } else { None };
+    let order = BatchOrder {
+        n: examples.len(),
+        batch: p.batch_size * dist.world,
+        shuffle: p.shuffle,
+        seed: p.seed,
+        lengths,
+    };
+    let total = total_steps(order.batches_per_epoch(), p.grad_accum, p.epochs);
+    let warmup = warmup_steps(total, p.warmup_ratio);
+    let sched = Cosine { total, warmup };
+    let stop = p.max_steps.map_or(total, |m| m.min(total));
+    report(Event::Log(&format!(
+        "{} examples, {} micro-batches per epoch, {total} optimizer steps ({warmup} warmup){}; {} parameters on {:?} \
+         computing in {:?}",
+        examples.len(),
+        order.batches_per_epoch(),
+        if stop < total { format!(", stopping after {stop}") } else { String::new() },
+        model.num_parameters(),
+        model.device,
+        model.compute_kind
+    )));
+
+    let params = model.named_parameters();
+    let mut opt = AdamW::new(
+        model.named_parameters(),
+        model::is_no_decay,
+        p.adam_beta1,
+        p.adam_beta2,
+        p.adam_eps,
+        p.weight_decay,
+    );
+    opt.implementation = crate::optim::Implementation::from_name(&p.optim)?;
+    std::fs::create_dir_all(&job.scratch_dir)?;
+    let resumed = resume(&job.scratch_dir, &model, &mut opt, p)?;
+    let start = resumed.unwrap_or(0);
+    if let Some(s) = resumed {
+        report(Event::Log(&format!("resuming from the checkpoint at step {s}")));
+    }
+    // metrics.jsonl lives in scratch while training, cut back to the resumed step.
+    let metrics_path = job.scratch_dir.join("metrics.jsonl");
+    let kept: Vec<String> = std::fs::read_to_string(&metrics_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= start)
+        })
+        .map(str::to_string)
+        .collect();
+    let mut metrics = std::fs::File::create(&metrics_path)?;
+    for l in &kept {
+        writeln!(metrics, "{l}")?;
+    }
+
+    // Throughput is measured from the end of the first step of this process (the first one also
+    // pays for libtorch's warm-up); until then, over that step.
+    let mut t0 = Instant::now();
+    let mut tokens_seen = 0i64;
+    let mut warm = false;
+    let mut last_loss = None;
+    for step in start..stop {
+        let lr = p.lr * sched.multiplier(step);
+        let mut loss_sum = 0.0;
+        let mut step_tokens = 0;
+        for micro in 0..p.grad_accum as u64 {
+            let m = step * p.grad_accum as u64 + micro;
+            let batch = examples.batch(&dist.shard(&order.micro_batch(m)));
+            step_tokens += batch.tokens;
+            loss_sum += micro_step(&model, &batch, 1.0 / p.grad_accum as f64, p.activation_checkpointing);
+        }
+        dist.reduce_gradients(&params);
+        let grad_norm = clip_grad_norm(&params, p.max_grad_norm);
+        opt.step(lr)?;
+        opt.zero_grad();
+        let loss = loss_sum / p.grad_accum as f64;
+        ensure!(loss.is_finite(), "the loss became {loss} at step {}", step + 1);
+        tokens_seen += step_tokens;
+        let tps = tokens_seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        if !warm {
+            warm = true;
+            t0 = Instant::now();
+            tokens_seen = 0;
+        }
+        last_loss = Some(loss);
+        let epoch = ((step + 1) * p.grad_accum as u64) as f64 / order.batches_per_epoch() as f64;
+        let line = json!({"step": step + 1, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                          "tokens": step_tokens, "tokens_per_s": tps});
+        writeln!(metrics, "{line}")?;
+        report(Event::Step { step: step + 1, total: stop, loss, tokens_per_s: tps });
+        let done = step + 1 == stop;
+        if dist.is_main() && p.checkpoint_every > 0 && (step + 1) % p.checkpoint_every == 0 && !done {
+            metrics.flush()?;
+            save_checkpoint(&job.scratch_dir, step + 1, &model, &opt, p)?;
+        }
+    }
+    metrics.flush()?;
+    drop(metrics);
+
+    if dist.is_main() {
+        let out_model = job.out_dir.join("model");
+        checkpoint::save(&model, &out_model, save_kind, p.max_shard_mb * 1_000_000)?;
+        for d in side_dirs {
+            checkpoint::copy_side_files(d, &out_model)?;
+        }
+        if !out_model.join("tokenizer.json").is_file() {
+            report(Event::Log(
+                "note: neither the base model nor the token dir has a tokenizer.json, so the checkpoint has none",
+            ));
+        }
+        std::fs::copy(&metrics_path, job.out_dir.join("metrics.jsonl"))?;
+        let text = std::fs::read_to_string(&metrics_path)?;
+        std::fs::write(job.out_dir.join("loss.svg"), crate::plot::loss_svg(&text))?;
+    }
+    let tps = if tokens_seen > 0 { tokens_seen as f64 / t0.elapsed().as_secs_f64().max(1e-9) } else { 0.0 };
+    Ok(Summary {
+        steps: stop,
+        total_steps: total,
+        warmup_steps: warmup,
+        resumed_from: resumed,
+        final_loss: last_loss,
+        tokens_per_s: tps,
+    })
+}
+
+/// Runs a pretraining job end to end.
+pub fn run_pretrain(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
+    ensure!(job.task == Task::Pretrain, "not a pretraining job");
+    let tokens_dir =
+        job.tokens.as_ref().context("a pretraining job needs `tokens` (the tokenize stage's output)")?;
+    let data = TokenData::open(tokens_dir)?;
+    let device = parse_device(&job.params.device)?;
+    let (mut model, stored_kind) = initial_model(job, device)?;
+    fit_vocab_to_tokens(&mut model, &data)?;
+    let save_kind = save_kind(&job.params, stored_kind)?;
+    let ignore = if job.params.mask_ids { data.meta.ignore_ids.clone() } else { Vec::new() };
+    let mut sides: Vec<&Path> = Vec::new();
+    if let Some(m) = &job.model {
+        sides.push(m);
+    }
+    sides.push(tokens_dir);
+    let examples = Blocks { data, ignore };
+    train(job, model, save_kind, &examples, &sides, Dist::SINGLE, report)
+}
+
+pub fn save_kind(p: &TrainParams, stored: Kind) -> Result<Kind> {
+    if p.save_dtype == "auto" { Ok(stored) } else { model::kind_from_name(&p.save_dtype) }
+}
+
+/// Tensors by name, for comparing runs in tests.
+pub fn state_of(model: &Llama) -> BTreeMap<String, Tensor> {
+    model.named_parameters().into_iter().map(|(n, t)| (n, t.detach().copy())).collect()
+}

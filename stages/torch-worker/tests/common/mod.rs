@@ -1,0 +1,68 @@
+//! Shared helpers of the worker's tests: the project venv's Python as the reference.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The venv's Python if it has torch and transformers; `None` otherwise.
+pub fn python() -> Option<PathBuf> {
+    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PY.get_or_init(|| {
+        let py = root().join(".venv/bin/python");
+        let ok = Command::new(&py)
+            .args(["-c", "import torch, transformers, safetensors"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok { Some(py) } else { None }
+    })
+    .clone()
+}
+
+/// Skips the calling test (returns from it) when the reference venv is missing.
+#[macro_export]
+macro_rules! need_python {
+    () => {
+        match common::python() {
+            Some(p) => p,
+            None => {
+                println!("skipped: .venv/bin/python lacks torch/transformers (run scripts/setup)");
+                return;
+            }
+        }
+    };
+}
+
+/// Runs `tests/reference/llama_reference.py ARGS`, panicking with its stderr on failure.
+pub fn reference(py: &Path, args: &[&str]) {
+    let script = root().join("tests/reference/llama_reference.py");
+    let out = Command::new(py)
+        .arg(&script)
+        .args(args)
+        .env("TOKENIZERS_PARALLELISM", "false")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("run the Python reference");
+    assert!(
+        out.status.success(),
+        "reference {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn max_abs_diff(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
+    assert_eq!(a.size(), b.size(), "shapes differ");
+    (a.to_kind(tch::Kind::Double) - b.to_kind(tch::Kind::Double)).abs().max().double_value(&[])
+}
+
+/// A deterministic pseudo-random id sequence.
+pub fn ids(n: usize, vocab: i64, seed: u64) -> Vec<i64> {
+    let mut r = camel_torch_worker::data::SplitMix64::new(seed);
+    (0..n).map(|_| r.below(vocab as u64) as i64).collect()
+}

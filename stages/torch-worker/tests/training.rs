@@ -1,0 +1,222 @@
+//! The training loop against torch: 3 optimizer steps of AdamW + cosine warmup + clipping +
+//! accumulation on the same data as the Python reference (HF Trainer's semantics), with the
+//! vocabulary grown by an added `[ANON]` token whose id is masked in the labels.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use camel_torch_worker::checkpoint;
+use camel_torch_worker::data::{TokenMeta, write_token_dir};
+use camel_torch_worker::job::{Job, Task, TrainParams};
+use camel_torch_worker::train;
+use common::{ids, max_abs_diff, reference};
+use serde_json::{Value, json};
+use tch::{Device, Kind, Tensor};
+
+const ANON: i64 = 96;
+
+pub fn token_dir(dir: &Path, blocks: usize, block_size: usize, seed: u64) {
+    let mut v = ids(blocks * block_size, 97, seed);
+    // Make sure [ANON] occurs.
+    for i in (3..v.len()).step_by(11) {
+        v[i] = ANON;
+    }
+    let meta = TokenMeta {
+        format: "camel-tokens-v1".into(),
+        dtype: "u16".into(),
+        vocab_size: 97,
+        block_size,
+        blocks,
+        tokens_total: v.len() as u64,
+        tokens_dropped: 0,
+        bos_id: Some(1),
+        eos_id: Some(2),
+        added_tokens: [("[ANON]".to_string(), ANON)].into(),
+        ignore_ids: vec![ANON],
+        layout: Some("camel".into()),
+        shuffle: Some(false),
+        seed: Some(0),
+        tokenizer_blake3: None,
+    };
+    write_token_dir(dir, &meta, &v, None).unwrap();
+}
+
+fn params() -> TrainParams {
+    TrainParams {
+        epochs: 1.0,
+        batch_size: 2,
+        grad_accum: 2,
+        lr: 1e-2,
+        weight_decay: 0.1,
+        warmup_ratio: 0.34,
+        max_grad_norm: 0.5,
+        shuffle: false,
+        mask_ids: true,
+        device: "cpu".into(),
+        ..TrainParams::default()
+    }
+}
+
+#[test]
+fn three_steps_equal_torch_fused_adamw_with_cosine_warmup() {
+    three_steps_equal_torch("adamw_torch_fused");
+}
+
+#[test]
+fn three_steps_equal_torch_single_tensor_adamw_with_cosine_warmup() {
+    three_steps_equal_torch("adamw_torch");
+}
+
+fn three_steps_equal_torch(optim: &str) {
+    let py = need_python!();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let base = t.join("base");
+    reference(&py, &["make", base.to_str().unwrap(), "--seed", "11"]);
+    let tokens = t.join("tokens");
+    token_dir(&tokens, 12, 16, 3);
+    let p = TrainParams { optim: optim.into(), ..params() };
+    std::fs::write(t.join("params.json"), serde_json::to_string(&p).unwrap()).unwrap();
+    let want_path = t.join("want.safetensors");
+    reference(
+        &py,
+        &[
+            "train",
+            base.to_str().unwrap(),
+            tokens.to_str().unwrap(),
+            want_path.to_str().unwrap(),
+            t.join("params.json").to_str().unwrap(),
+        ],
+    );
+    let want = checkpoint::read_safetensors(&want_path).unwrap();
+    let log: Value =
+        serde_json::from_str(&std::fs::read_to_string(t.join("want.safetensors.json")).unwrap()).unwrap();
+    assert_eq!((log["total_steps"].as_u64(), log["warmup_steps"].as_u64()), (Some(3), Some(2)));
+
+    let job = Job {
+        task: Task::Pretrain,
+        tokens: Some(tokens.clone()),
+        data: None,
+        model: Some(base.clone()),
+        out_dir: t.join("out"),
+        scratch_dir: t.join("scratch"),
+        params: p,
+    };
+    std::fs::create_dir_all(&job.out_dir).unwrap();
+    let summary = train::run_pretrain(&job, &mut |_| {}).unwrap();
+    assert_eq!((summary.total_steps, summary.warmup_steps), (3, 2));
+
+    // Per-step loss, lr and gradient norm.
+    let metrics: Vec<Value> = std::fs::read_to_string(job.out_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(metrics.len(), 3);
+    for (m, w) in metrics.iter().zip(log["log"].as_array().unwrap()) {
+        for k in ["loss", "lr", "grad_norm"] {
+            let (a, b) = (m[k].as_f64().unwrap(), w[k].as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-8), "step {}: {k} {a} vs torch {b}", m["step"]);
+        }
+    }
+    assert_eq!(metrics[0]["lr"].as_f64(), Some(0.0), "the first step runs at lr 0");
+
+    // Every weight within 1e-5 relative (allclose with rtol 1e-5 and, for weights that pass near
+    // zero, atol 1e-7: a twentieth of 1e-5 of the typical |w| of 0.02).
+    let got = checkpoint::read_safetensors(&job.out_dir.join("model/model.safetensors")).unwrap();
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    let mut worst = 0f64;
+    for (name, w) in &want {
+        let g = &got[name];
+        assert_eq!(g.size(), w.size(), "{name}");
+        let excess = ((g - w).abs() - w.abs() * 1e-5 - 1e-7).max().double_value(&[]);
+        assert!(excess <= 0.0, "{name}: differs from torch beyond rtol 1e-5 / atol 1e-7 (by {excess:e})");
+        worst = worst.max(max_abs_diff(g, w) / w.abs().max().double_value(&[]));
+    }
+    let base_w = checkpoint::read_safetensors(&base.join("model.safetensors")).unwrap();
+    let moved =
+        max_abs_diff(&got["model.layers.0.mlp.up_proj.weight"], &base_w["model.layers.0.mlp.up_proj.weight"]);
+    assert!(moved > 1e-4, "training did not change the weights ({moved})");
+    println!("{optim}, 3 steps: worst max|Δw|/max|w| vs torch {worst:.2e}");
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(job.out_dir.join("model/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["vocab_size"], 97);
+}
+
+/// Per-layer recomputation gives the gradients of the plain backward pass.
+#[test]
+fn activation_checkpointing_gives_the_same_gradients() {
+    let cfg = camel_torch_worker::config::LlamaConfig::from_value(json!({
+        "vocab_size": 50, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": true
+    }))
+    .unwrap();
+    let model = camel_torch_worker::model::Llama::random(cfg, Device::Cpu, Kind::Float, 4).unwrap();
+    let v = ids(2 * 12, 50, 9);
+    let batch = train::Batch {
+        ids: Tensor::from_slice(&v).view([2, 12]),
+        labels: Tensor::from_slice(&v).view([2, 12]),
+        tokens: 24,
+    };
+    let grads = |ckpt: bool| -> (f64, BTreeMap<String, Tensor>) {
+        for (_, p) in model.named_parameters() {
+            p.shallow_clone().zero_grad();
+        }
+        let loss = train::micro_step(&model, &batch, 0.5, ckpt);
+        (loss, model.named_parameters().into_iter().map(|(n, p)| (n, p.grad().copy())).collect())
+    };
+    let (l1, g1) = grads(false);
+    let (l2, g2) = grads(true);
+    assert_eq!(l1, l2);
+    for (n, a) in &g1 {
+        let d = max_abs_diff(a, &g2[n]);
+        assert!(d <= 1e-6, "{n}: gradients differ by {d}");
+    }
+}
+
+/// Prompts, eos, masking and truncation as Stanford Alpaca's train.py with transformers.
+#[test]
+fn alpaca_preprocessing_equals_the_python_reference() {
+    let py = need_python!();
+    let tok_path = common::root().join("../shared/data/llama_tokenizer.json");
+    if !tok_path.is_file() {
+        println!("skipped: {} is missing", tok_path.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let long = "A very long answer that will be cut off by the maximum length of the example, well past it. "
+        .repeat(4);
+    let records = json!([
+        {"instruction": "List the medications.", "input": "Pt on aspirin 81 mg daily, metoprolol.", "output": "Aspirin; metoprolol."},
+        {"instruction": "What is {input} here?", "input": "", "output": "Nothing — the note is empty.\nÉtat: stable."},
+        {"instruction": "Summarize.", "input": "  leading spaces and a {instruction} brace", "output": long},
+    ]);
+    let rec_path = tmp.path().join("records.json");
+    std::fs::write(&rec_path, records.to_string()).unwrap();
+    let out = tmp.path().join("sft.json");
+    reference(
+        &py,
+        &["sft", tok_path.to_str().unwrap(), rec_path.to_str().unwrap(), "100", out.to_str().unwrap()],
+    );
+    let want: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+
+    let mut tok = tokenizers::Tokenizer::from_file(&tok_path).unwrap();
+    tok.add_special_tokens([tokenizers::AddedToken::from("[PAD]", true)]).unwrap();
+    assert_eq!(tok.token_to_id("[PAD]").map(i64::from), want["pad_id"].as_i64());
+    let p = TrainParams { max_length: 100, ..TrainParams::default() };
+    let recs = camel_torch_worker::sft::read_records(&rec_path).unwrap();
+    let got = camel_torch_worker::sft::tokenize(&tok, &recs, &p, 2).unwrap();
+    for (i, (ids, labels)) in got.iter().enumerate() {
+        let w = &want["examples"][i];
+        let wi: Vec<i64> = serde_json::from_value(w["ids"].clone()).unwrap();
+        let wl: Vec<i64> = serde_json::from_value(w["labels"].clone()).unwrap();
+        assert_eq!(ids, &wi, "record {i}: ids");
+        assert_eq!(labels, &wl, "record {i}: labels");
+    }
+    assert_eq!(got[2].0.len(), 100, "the long record is truncated");
+    assert_eq!(*got[0].0.last().unwrap(), 2, "eos ends a record");
+    assert_eq!(got[0].0[0], 1, "bos starts a record");
+}

@@ -1,0 +1,277 @@
+//! The `pretrain` and `finetune` stages end to end through the real `camel` binary and the
+//! libtorch worker next to it: outputs, a resume after `kill -9` that ends at the weights of an
+//! uninterrupted run, fine-tuning on Alpaca records, and errors raised before any training.
+//! (Numerical equality with transformers is tested in stages/torch-worker/tests/.)
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{TestContext, camel_bin};
+
+/// The worker beside the camel binary, or `None` (test skipped) when it was not built.
+fn worker() -> Option<PathBuf> {
+    let w = Path::new(camel_bin()).with_file_name("camel-torch-worker");
+    if w.is_file() {
+        Some(w)
+    } else {
+        println!("skipped: {} is missing (build the workspace with scripts/setup)", w.display());
+        None
+    }
+}
+
+/// A `camel-tokens-v1` directory of `blocks` × `block` u16 ids below `vocab` (a SplitMix64 stream).
+fn token_dir(t: &TestContext, rel: &str, blocks: usize, block: usize, vocab: u64, tokenizer: Option<&Path>) {
+    let dir = t.path(rel);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut s = 7u64;
+    let mut bytes = Vec::new();
+    for _ in 0..blocks * block {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let id = ((z ^ (z >> 31)) % vocab) as u16;
+        bytes.extend_from_slice(&id.to_le_bytes());
+    }
+    std::fs::write(dir.join("tokens.bin"), bytes).unwrap();
+    let meta = serde_json::json!({
+        "format": "camel-tokens-v1", "dtype": "u16", "vocab_size": vocab, "block_size": block, "blocks": blocks,
+        "tokens_total": blocks * block, "tokens_dropped": 0, "bos_id": 1, "eos_id": 2, "added_tokens": {},
+        "ignore_ids": [], "layout": "camel", "shuffle": false, "seed": 0, "tokenizer_blake3": "test"
+    });
+    std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+    if let Some(tok) = tokenizer {
+        std::fs::copy(tok, dir.join("tokenizer.json")).unwrap();
+    }
+}
+
+const PRETRAIN: &str = r#"
+name: pretrain-test
+stages:
+  pretrain:
+    kind: pretrain
+    inputs: {tokens: tokens}
+    params:
+      config: {vocab_size: 97, hidden_size: 48, intermediate_size: 96, num_hidden_layers: 2,
+               num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64}
+      epochs: 2
+      batch_size: 2
+      grad_accum: 2
+      lr: 3e-3
+      warmup_ratio: 0.1
+      checkpoint_every: 5
+      device: cpu
+      threads: 1
+"#;
+
+fn metrics(t: &TestContext) -> Vec<serde_json::Value> {
+    t.read(".camel/out/pretrain/metrics.jsonl").lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn pretrain_writes_a_checkpoint_metrics_and_a_curve() {
+    if worker().is_none() {
+        return;
+    }
+    let t = TestContext::new();
+    t.write("p.yaml", PRETRAIN);
+    token_dir(&t, "tokens", 40, 32, 97, None);
+    let r = t.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    let out = t.path(".camel/out/pretrain");
+    for f in ["model/config.json", "model/model.safetensors", "metrics.jsonl", "loss.svg"] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let m = metrics(&t);
+    // 40 blocks / batch 2 = 20 micro-batches per epoch, 10 steps per epoch, 2 epochs.
+    assert_eq!(m.len(), 20);
+    assert_eq!(m[0]["lr"], 0.0);
+    let (first, last) = (m[0]["loss"].as_f64().unwrap(), m[19]["loss"].as_f64().unwrap());
+    assert!(last < first, "the loss did not fall: {first} -> {last}");
+    assert!(m.iter().all(|x| x["tokens_per_s"].as_f64().unwrap() > 0.0));
+    let log = t.read(".camel/logs/pretrain.log");
+    assert!(log.contains("20 optimizer steps (2 warmup)"), "{log}");
+    // Scratch checkpoints are gone once the stage commits.
+    assert!(std::fs::read_dir(t.path(".camel/scratch")).map_or(true, |mut d| d.next().is_none()));
+    // A second run is a cache hit.
+    let again = t.camel(&["run", "p.yaml"]);
+    assert_eq!(again.cached(), ["pretrain"]);
+}
+
+fn checkpoint_exists(ws: &Path) -> bool {
+    let Ok(keys) = std::fs::read_dir(ws.join("scratch")) else { return false };
+    keys.flatten().any(|k| {
+        std::fs::read_dir(k.path().join("checkpoints")).is_ok_and(|mut d| {
+            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("step-")))
+        })
+    })
+}
+
+#[test]
+fn a_kill_9_during_training_resumes_to_the_weights_of_an_uninterrupted_run() {
+    if worker().is_none() {
+        return;
+    }
+    let pipeline = PRETRAIN.replace("epochs: 2", "epochs: 6");
+    let whole = TestContext::new();
+    whole.write("p.yaml", &pipeline);
+    token_dir(&whole, "tokens", 40, 32, 97, None);
+    whole.camel(&["run", "p.yaml"]).assert_ok();
+
+    let t = TestContext::new();
+    t.write("p.yaml", &pipeline);
+    token_dir(&t, "tokens", 40, 32, 97, None);
+    let mut child =
+        t.command(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    while !checkpoint_exists(&t.path(".camel")) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before a checkpoint was seen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL; the worker follows through PDEATHSIG
+    child.wait().unwrap();
+    assert!(!t.path(".camel/out/pretrain").exists(), "the killed run committed its outputs");
+
+    let r = t.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    let log = t.read(".camel/logs/pretrain.log");
+    assert!(log.contains("resuming from the checkpoint at step"), "{log}");
+    let weights =
+        |c: &TestContext| std::fs::read(c.path(".camel/out/pretrain/model/model.safetensors")).unwrap();
+    assert!(weights(&t) == weights(&whole), "the resumed run ended at other weights");
+    let strip = |v: Vec<serde_json::Value>| -> Vec<(u64, f64, f64)> {
+        v.iter()
+            .map(|m| (m["step"].as_u64().unwrap(), m["loss"].as_f64().unwrap(), m["lr"].as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(strip(metrics(&t)), strip(metrics(&whole)));
+}
+
+#[test]
+fn a_token_file_beyond_the_models_vocabulary_fails_before_training() {
+    if worker().is_none() {
+        return;
+    }
+    let t = TestContext::new();
+    t.write("p.yaml", PRETRAIN);
+    token_dir(&t, "tokens", 8, 32, 200, None);
+    let r = t.camel(&["run", "p.yaml"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("vocabulary of 200 but the model has 97")
+            && r.stderr.contains("another model's tokenizer"),
+        "{}",
+        r.stderr
+    );
+    assert!(!t.read(".camel/logs/pretrain.log").contains("steps loss"));
+}
+
+#[test]
+fn finetune_after_pretrain_with_the_llama_tokenizer() {
+    if worker().is_none() {
+        return;
+    }
+    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/llama_tokenizer.json");
+    if !tok.is_file() {
+        println!("skipped: {} is missing", tok.display());
+        return;
+    }
+    let t = TestContext::new();
+    token_dir(&t, "tokens", 8, 32, 32000, Some(&tok));
+    let records: Vec<serde_json::Value> = (0..6)
+        .map(|i| {
+            serde_json::json!({"instruction": format!("Summarize finding {i}."),
+                               "input": if i % 2 == 0 { "Chest x-ray: no acute process." } else { "" },
+                               "output": format!("Finding {i} is unremarkable.")})
+        })
+        .collect();
+    t.write("alpaca.json", &serde_json::to_string(&records).unwrap());
+    t.write(
+        "p.yaml",
+        r#"
+name: sft-test
+stages:
+  pretrain:
+    kind: pretrain
+    inputs: {tokens: tokens}
+    params:
+      config: {vocab_size: 32000, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+               num_attention_heads: 4, num_key_value_heads: 2}
+      batch_size: 4
+      device: cpu
+  finetune:
+    kind: finetune
+    inputs: {model: pretrain.model, data: alpaca.json}
+    params:
+      epochs: 2
+      batch_size: 2
+      lr: 1e-3
+      max_length: 64
+      group_by_length: true
+      device: cpu
+"#,
+    );
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    let dir = t.path(".camel/out/finetune/model");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&t.read(".camel/out/finetune/model/config.json")).unwrap();
+    assert_eq!(cfg["vocab_size"], 32001, "[PAD] was added");
+    assert_eq!(cfg["pad_token_id"], 32000);
+    let tokenizer = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
+    assert!(tokenizer.contains("\"[PAD]\""));
+    let log = t.read(".camel/logs/finetune.log");
+    assert!(log.contains("added pad token \"[PAD]\" as id 32000"), "{log}");
+    // 6 records / batch 2 = 3 steps per epoch, 2 epochs.
+    assert_eq!(t.read(".camel/out/finetune/metrics.jsonl").lines().count(), 6);
+
+    // `camel generate` on the fine-tuned checkpoint.
+    let g = t.camel(&[
+        "generate",
+        ".camel/out/finetune/model",
+        "--alpaca",
+        "--prompt",
+        "Summarize finding 1.",
+        "--prompt",
+        "List the medications.",
+        "--max-new-tokens",
+        "5",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    g.assert_ok();
+    let lines: Vec<serde_json::Value> = g.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{}", g.stdout);
+    assert!(lines.iter().all(|l| (1..=5).contains(&l["tokens"].as_u64().unwrap()) && l["text"].is_string()));
+    let missing = t.camel(&["generate", "nowhere", "--prompt", "x", "--device", "cpu"]);
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains("nowhere is not a directory"), "{}", missing.stderr);
+}
+
+#[test]
+fn a_missing_worker_is_reported_with_how_to_build_it() {
+    let t = TestContext::new();
+    t.write("p.yaml", PRETRAIN);
+    token_dir(&t, "tokens", 4, 32, 97, None);
+    // A camel binary alone in a directory (it does not link libtorch, so it runs anywhere).
+    let lonely = t.path("bin/camel");
+    std::fs::create_dir_all(lonely.parent().unwrap()).unwrap();
+    std::fs::copy(camel_bin(), &lonely).unwrap();
+    let out = std::process::Command::new(&lonely)
+        .args(["run", "p.yaml"])
+        .current_dir(t.dir.path())
+        .env_remove("CAMEL_TORCH_WORKER")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("camel-torch-worker` is not next to") && stderr.contains("scripts/setup"),
+        "{stderr}"
+    );
+    let r = t.command(&["run", "p.yaml"]).env("CAMEL_TORCH_WORKER", "/nonexistent/worker").output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(stderr.contains("CAMEL_TORCH_WORKER=/nonexistent/worker does not name a file"), "{stderr}");
+}

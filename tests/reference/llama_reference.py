@@ -1,0 +1,265 @@
+"""transformers/torch reference for camel's LLaMA (issue 6), run from the project venv by the
+Rust tests in stages/torch-worker/tests/. Every expected number comes from here.
+
+  make DIR [--tied] [--dtype float32|bfloat16|float16] [--shard-bytes N] [--seed S] [--vocab V]
+      a tiny random LlamaForCausalLM with grouped-query attention, saved with save_pretrained
+  logits DIR IDS_JSON OUT            logits (fp32) and the causal-LM loss of ids (labels: ids,
+                                     with positions where the JSON's "ignore" is 1 set to -100)
+  train DIR TOKENS_DIR OUT PARAMS_JSON  HF-Trainer-equivalent steps of AdamW + cosine warmup
+  generate DIR IDS_JSON MAX_NEW OUT   greedy generate (left-padded batch)
+  bench DIR THREADS BATCH SEQ STEPS GEN_TOKENS   training and greedy-generation tokens/s
+  sft TOKENIZER_JSON RECORDS_JSON MAX_LENGTH OUT
+      Stanford Alpaca's preprocessing (train.py: PROMPT_DICT, eos appended as text, prompt
+      tokens masked, truncation) with a transformers fast tokenizer and [PAD] added
+"""
+
+import json
+import math
+import sys
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, get_cosine_schedule_with_warmup
+
+
+def opt(args, name, default=None, flag=False):
+    if name in args:
+        i = args.index(name)
+        if flag:
+            args.pop(i)
+            return True
+        v = args[i + 1]
+        del args[i : i + 2]
+        return v
+    return False if flag else default
+
+
+def make(args):
+    tied = opt(args, "--tied", flag=True)
+    bench = opt(args, "--bench", flag=True)
+    dtype = opt(args, "--dtype", "float32")
+    shard = opt(args, "--shard-bytes")
+    seed = int(opt(args, "--seed", "0"))
+    vocab = int(opt(args, "--vocab", "96"))
+    rope = opt(args, "--rope", "default")
+    (out,) = args
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rope_theta=10000.0,
+        rope_scaling={
+            "default": None,
+            "linear": {"rope_type": "linear", "factor": 4.0},
+            "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                       "original_max_position_embeddings": 16},
+        }[rope],
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=tied,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    if bench:
+        # The benchmark's tiny-but-real config (issue 6): 4 layers, hidden 256, LLaMA's vocabulary.
+        cfg = LlamaConfig(vocab_size=32000, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                          num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=512,
+                          bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg)
+    # Random norm weights too, so that a wrong RMSNorm cannot hide behind ones.
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "norm" in n:
+                p.uniform_(0.5, 1.5)
+    model = model.to(getattr(torch, dtype))
+    kw = {"max_shard_size": int(shard)} if shard else {}
+    model.save_pretrained(out, **kw)
+
+
+def load(d):
+    m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="sdpa")
+    m.eval()
+    return m
+
+
+def logits(args):
+    d, ids_json, out = args
+    spec = json.load(open(ids_json))
+    ids = torch.tensor(spec["ids"], dtype=torch.long)
+    labels = ids.clone()
+    if "ignore" in spec:
+        labels[torch.tensor(spec["ignore"], dtype=torch.bool)] = -100
+    m = load(d)
+    with torch.no_grad():
+        o = m(input_ids=ids, labels=labels)
+    save_file({"logits": o.logits.float().contiguous(), "loss": o.loss.float().reshape(1)}, out)
+
+
+def read_tokens(d):
+    meta = json.load(open(f"{d}/meta.json"))
+    dt = {"u16": np.uint16, "u32": np.uint32}[meta["dtype"]]
+    a = np.fromfile(f"{d}/tokens.bin", dtype=dt).astype(np.int64)
+    return meta, torch.from_numpy(a.reshape(meta["blocks"], meta["block_size"]))
+
+
+def train(args):
+    d, tokens, out, params_json = args
+    p = json.load(open(params_json))
+    torch.manual_seed(0)
+    meta, blocks = read_tokens(tokens)
+    m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="sdpa")
+    m.train()
+    old = m.config.vocab_size
+    if meta["vocab_size"] > old:
+        # Alpaca's smart_tokenizer_and_embedding_resize: new rows = mean of the old ones.
+        m.resize_token_embeddings(meta["vocab_size"], mean_resizing=False)
+        n = meta["vocab_size"] - old
+        with torch.no_grad():
+            for w in {id(x): x for x in [m.get_input_embeddings().weight, m.get_output_embeddings().weight]}.values():
+                w[-n:] = w[:-n].mean(dim=0, keepdim=True)
+    B, A = p["batch_size"], p["grad_accum"]
+    n_batches = math.ceil(len(blocks) / B)
+    T = math.ceil(p["epochs"] * max(n_batches // A, 1))
+    W = math.ceil(T * p["warmup_ratio"])
+    # HF Trainer's parameter groups: no weight decay for norm weights (and biases).
+    decay = [q for n, q in m.named_parameters() if "norm" not in n and "bias" not in n]
+    no_decay = [q for n, q in m.named_parameters() if not ("norm" not in n and "bias" not in n)]
+    optim = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": p["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=p["lr"],
+        betas=(p["adam_beta1"], p["adam_beta2"]),
+        eps=p["adam_eps"],
+        fused=p["optim"] == "adamw_torch_fused",
+    )
+    sched = get_cosine_schedule_with_warmup(optim, W, T)
+    ignore = set(meta["ignore_ids"]) if p["mask_ids"] else set()
+    log = []
+    steps = min(T, p.get("max_steps") or T)
+    for s in range(steps):
+        lr = optim.param_groups[0]["lr"]
+        tot = 0.0
+        for a in range(A):
+            mb = s * A + a
+            ids = blocks[mb * B : (mb + 1) * B]
+            labels = ids.clone()
+            for i in ignore:
+                labels[ids == i] = -100
+            loss = m(input_ids=ids, labels=labels).loss
+            (loss / A).backward()
+            tot += loss.item()
+        gn = torch.nn.utils.clip_grad_norm_(m.parameters(), p["max_grad_norm"]).item()
+        optim.step()
+        sched.step()
+        optim.zero_grad()
+        log.append({"step": s + 1, "loss": tot / A, "lr": lr, "grad_norm": gn})
+    state = {k: v.detach().float().contiguous() for k, v in m.state_dict().items()}
+    if m.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    save_file(state, out)
+    json.dump({"log": log, "total_steps": T, "warmup_steps": W}, open(out + ".json", "w"))
+
+
+def generate(args):
+    d, ids_json, max_new, out = args
+    spec = json.load(open(ids_json))
+    m = load(d)
+    pad = spec.get("pad_id", 0)
+    rows = spec["prompts"]
+    L = max(len(r) for r in rows)
+    ids = torch.tensor([[pad] * (L - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (L - len(r)) + [1] * len(r) for r in rows])
+    with torch.no_grad():
+        g = m.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=int(max_new),
+            do_sample=False,
+            num_beams=int(spec.get("num_beams", 1)),
+            eos_token_id=spec.get("eos_id"),
+            pad_token_id=pad,
+        )
+    json.dump({"tokens": g[:, L:].tolist()}, open(out, "w"))
+
+
+def bench(args):
+    """Training tokens/s (HF forward + loss + backward + clip + torch AdamW) and greedy
+    generation tokens/s (HF generate), as JSON on stdout."""
+    import time
+
+    d, threads, batch, seq, steps, gen_tokens = args
+    torch.set_num_threads(int(threads))
+    batch, seq, steps, gen_tokens = int(batch), int(seq), int(steps), int(gen_tokens)
+    m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="sdpa")
+    m.train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, weight_decay=0.0)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, m.config.vocab_size, (batch, seq), generator=g)
+
+    def step():
+        loss = m(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+
+    step()  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    train_tps = steps * batch * seq / (time.perf_counter() - t)
+    m.eval()
+    prompt = ids[:1, :32]
+    with torch.no_grad():
+        m.generate(input_ids=prompt, max_new_tokens=4, do_sample=False, eos_token_id=None, pad_token_id=0)
+        t = time.perf_counter()
+        m.generate(input_ids=prompt, max_new_tokens=gen_tokens, min_new_tokens=gen_tokens, do_sample=False,
+                   eos_token_id=None, pad_token_id=0)
+        gen_tps = gen_tokens / (time.perf_counter() - t)
+    print(json.dumps({"train_tokens_per_s": train_tps, "generate_tokens_per_s": gen_tps}))
+
+
+PROMPT_DICT = {
+    "prompt_input": (
+        "Below is an instruction that describes a task, paired with an input that provides further context. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+    ),
+    "prompt_no_input": (
+        "Below is an instruction that describes a task. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Response:"
+    ),
+}
+
+
+def sft(args):
+    from transformers import PreTrainedTokenizerFast
+
+    tok_path, records_path, max_length, out = args
+    max_length = int(max_length)
+    tok = PreTrainedTokenizerFast(tokenizer_file=tok_path, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tok.add_special_tokens({"pad_token": "[PAD]"})
+    records = json.load(open(records_path))
+    rows = []
+    for ex in records:
+        if ex.get("input", "") != "":
+            source = PROMPT_DICT["prompt_input"].format_map(ex)
+        else:
+            source = PROMPT_DICT["prompt_no_input"].format_map(ex)
+        full = source + ex["output"] + tok.eos_token
+        ids = tok(full, max_length=max_length, truncation=True).input_ids
+        src_len = len(tok(source, max_length=max_length, truncation=True).input_ids)
+        labels = list(ids)
+        labels[:src_len] = [-100] * min(src_len, len(labels))
+        rows.append({"ids": ids, "labels": labels})
+    json.dump({"examples": rows, "pad_id": tok.pad_token_id, "vocab": len(tok)}, open(out, "w"))
+
+
+if __name__ == "__main__":
+    cmd, *rest = sys.argv[1:]
+    {"make": make, "logits": logits, "train": train, "generate": generate, "sft": sft, "bench": bench}[cmd](rest)
