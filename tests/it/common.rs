@@ -50,6 +50,34 @@ impl From<Output> for Run {
     }
 }
 
+/// The project's root (where Cargo.toml is).
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The project venv's Python (`scripts/setup` creates it), or `None` with a visible skip message.
+pub fn venv_python() -> Option<PathBuf> {
+    let p = project_root().join(".venv/bin/python");
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("SKIP: {} is absent (scripts/setup creates it)", p.display());
+        None
+    }
+}
+
+/// A file of the shared test data beside the project (`../shared/data/NAME`), absolute, or `None`
+/// with a visible skip message where it is absent.
+pub fn shared_data(name: &str) -> Option<PathBuf> {
+    let p = project_root().join("../shared/data").join(name);
+    if p.exists() {
+        Some(std::fs::canonicalize(p).unwrap())
+    } else {
+        eprintln!("SKIP: {} is absent (shared test data)", p.display());
+        None
+    }
+}
+
 pub fn camel_bin() -> &'static str {
     env!("CARGO_BIN_EXE_camel")
 }
@@ -85,6 +113,11 @@ impl TestContext {
     }
 
     /// `camel status --json`, parsed.
+    /// Entries in the workspace's cache (0 when there is no cache yet).
+    pub fn cache_entries(&self) -> usize {
+        std::fs::read_dir(self.path(".camel/cache")).map(|d| d.count()).unwrap_or(0)
+    }
+
     pub fn status(&self, pipeline: &str) -> Vec<serde_json::Value> {
         let r = self.camel(&["status", pipeline, "--json"]);
         r.assert_ok();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use camel_corpus::Note;
 use camel_llm_server::{Fault, Server, clinical_responder};
 
-use crate::common::TestContext;
+use crate::common::{TestContext, shared_data};
 
 const KEY: &str = "sk-camel-test-KEY-5f3a9c";
 /// Every note contains this; it may appear in instructions.json (the Alpaca `input`) only.
@@ -303,8 +303,10 @@ fn the_extractive_baseline_needs_no_server() {
         }])
         .collect();
     camel_corpus::write(&t.path("corpus.parquet"), &notes).unwrap();
-    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/llama_tokenizer.json");
-    let tok_line = if tok.exists() { format!("      tokenizer: {}\n", tok.display()) } else { String::new() };
+    let tok_line = match shared_data("llama_tokenizer.json") {
+        Some(tok) => format!("      tokenizer: {}\n", tok.display()),
+        None => String::new(),
+    };
     t.write(
         "p.yaml",
         &format!(

@@ -1,39 +1,15 @@
 //! `kind: notes` through the camel binary: parity with CAMEL's pandas preprocessing on `synth`
 //! data, and bad inputs (exit 1, the file named, no note text, no cache entry).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::common::TestContext;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> Option<PathBuf> {
-    let p = root().join(".venv/bin/python");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: {} is absent (scripts/setup creates it)", p.display());
-        None
-    }
-}
-
-fn filter_list() -> Option<PathBuf> {
-    let p = root().join("../shared/data/mimiciii_filter_index.txt");
-    if p.exists() {
-        Some(std::fs::canonicalize(p).unwrap())
-    } else {
-        eprintln!("skipped: {} is absent", p.display());
-        None
-    }
-}
+use crate::common::{TestContext, project_root, shared_data, venv_python};
 
 /// Runs the pandas reference with `args`; returns its stdout (one JSON object).
 fn reference(py: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::new(py)
-        .arg(root().join("tests/reference/notes_reference.py"))
+        .arg(project_root().join("tests/reference/notes_reference.py"))
         .args(args)
         .output()
         .expect("run the pandas reference");
@@ -46,13 +22,9 @@ fn stats(t: &TestContext) -> serde_json::Value {
     serde_json::from_str(&t.read(".camel/out/notes/stats.json")).unwrap()
 }
 
-fn cache_entries(t: &TestContext) -> usize {
-    std::fs::read_dir(t.path(".camel/cache")).map(|d| d.count()).unwrap_or(0)
-}
-
 #[test]
 fn mimic3_matches_camels_pandas_code_and_drops_exactly_the_404_rows() {
-    let (Some(py), Some(list)) = (python(), filter_list()) else { return };
+    let (Some(py), Some(list)) = (venv_python(), shared_data("mimiciii_filter_index.txt")) else { return };
     let t = TestContext::new();
     t.write(
         "p.yaml",
@@ -112,7 +84,7 @@ stages:
 
 #[test]
 fn mimic4_matches_camels_pandas_code() {
-    let Some(py) = python() else { return };
+    let Some(py) = venv_python() else { return };
     let t = TestContext::new();
     t.write(
         "p.yaml",
@@ -269,7 +241,7 @@ fn bad_inputs_fail_with_the_file_named_and_leave_no_entry() {
         assert!(r.stderr.contains(want), "{name}: {}", r.stderr);
         let log = std::fs::read_to_string(t.path(".camel/logs/notes.log")).unwrap_or_default();
         assert!(!r.stderr.contains("SECRET") && !log.contains("SECRET"), "{name}: note text leaked");
-        assert_eq!(cache_entries(&t), 0, "{name}: a cache entry was written");
+        assert_eq!(t.cache_entries(), 0, "{name}: a cache entry was written");
         assert!(!t.path(".camel/out/notes").exists(), "{name}");
     }
 }
@@ -294,7 +266,7 @@ stages:
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("missing input `notes`"), "{}", r.stderr);
     assert!(r.stderr.contains("unknown input `note`"), "{}", r.stderr);
-    assert!(!t.path(".camel/cache").exists() || cache_entries(&t) == 0);
+    assert!(!t.path(".camel/cache").exists() || t.cache_entries() == 0);
     t.write("p.yaml", &t.read("p.yaml").replace("{note: n.csv}", "{notes: n.csv}"));
     t.camel(&["run", "p.yaml"]).assert_ok();
     assert_eq!(stats(&t)["total"]["rows_written"], 1);

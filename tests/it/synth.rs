@@ -1,10 +1,10 @@
 //! `kind: synth` through the camel binary, with the files cross-checked by Python's standard
 //! library (`csv`, `json`, `xml.etree`): what reads them later must read them the same way.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::common::{TestContext, snapshot_outputs};
+use crate::common::{TestContext, shared_data, snapshot_outputs};
 
 /// The system Python 3 (standard library only), or `None` with a visible skip message.
 fn python3(test: &str) -> Option<&'static str> {
@@ -205,19 +205,9 @@ fn the_same_params_give_the_same_bytes_in_another_workspace() {
     assert_eq!(key(&t1), key(&t2));
 }
 
-fn filter_list() -> Option<PathBuf> {
-    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mimiciii_filter_index.txt"));
-    if p.exists() {
-        Some(std::fs::canonicalize(p).unwrap())
-    } else {
-        eprintln!("SKIP cover_ids_with_camels_filter_list: {} not found", p.display());
-        None
-    }
-}
-
 #[test]
 fn cover_ids_with_camels_filter_list() {
-    let Some(list) = filter_list() else { return };
+    let Some(list) = shared_data("mimiciii_filter_index.txt") else { return };
     let t = TestContext::new();
     t.write(
         "p.yaml",

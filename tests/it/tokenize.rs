@@ -2,45 +2,17 @@
 //! plus CAMEL's packing (`tests/reference/tokenize_reference.py`), with and without shuffling and
 //! in both layouts; bad tokenizers (a clear error, nothing cached); the example pipeline.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use camel_stages::tokenize::testing::{edge_notes, synthetic_notes, write_corpus};
 
-use crate::common::TestContext;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> Option<PathBuf> {
-    let p = root().join(".venv/bin/python");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: {} is absent (scripts/setup creates it)", p.display());
-        None
-    }
-}
-
-fn llama() -> Option<PathBuf> {
-    let p = root().join("../shared/data/llama_tokenizer.json");
-    if p.exists() {
-        Some(std::fs::canonicalize(p).unwrap())
-    } else {
-        eprintln!("SKIP: {} is absent (the shared LLaMA tokenizer)", p.display());
-        None
-    }
-}
-
-fn cache_entries(t: &TestContext) -> usize {
-    std::fs::read_dir(t.path(".camel/cache")).map(|d| d.count()).unwrap_or(0)
-}
+use crate::common::{TestContext, project_root, shared_data, venv_python};
 
 /// Runs the reference; returns its JSON summary.
 fn reference(py: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::new(py)
-        .arg(root().join("tests/reference/tokenize_reference.py"))
+        .arg(project_root().join("tests/reference/tokenize_reference.py"))
         .args(args)
         .output()
         .expect("run the tokenizers reference");
@@ -55,7 +27,7 @@ fn meta(t: &TestContext, stage: &str) -> serde_json::Value {
 
 #[test]
 fn llama_blocks_are_identical_to_the_python_tokenizers_reference() {
-    let (Some(py), Some(llama)) = (python(), llama()) else { return };
+    let (Some(py), Some(llama)) = (venv_python(), shared_data("llama_tokenizer.json")) else { return };
     let t = TestContext::new();
     let mut texts = edge_notes();
     texts.extend(synthetic_notes(400_000, 3, t.dir.path()));
@@ -160,7 +132,7 @@ fn a_file_that_is_not_a_tokenizer_fails_the_stage_and_caches_nothing() {
         r.stderr
     );
     assert!(!r.stderr.contains("Jane") && !r.stdout.contains("Jane"), "no note text: {}", r.stderr);
-    assert_eq!(cache_entries(&t), 0, "no cache entry for a failed stage");
+    assert_eq!(t.cache_entries(), 0, "no cache entry for a failed stage");
 
     // A directory (a model directory instead of its tokenizer.json).
     std::fs::create_dir_all(t.path("model")).unwrap();
@@ -169,7 +141,7 @@ fn a_file_that_is_not_a_tokenizer_fails_the_stage_and_caches_nothing() {
     let r = t.camel(&["run", "p.yaml"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("is a directory") && r.stderr.contains("tokenizer.json"), "{}", r.stderr);
-    assert_eq!(cache_entries(&t), 0);
+    assert_eq!(t.cache_entries(), 0);
 }
 
 #[test]
@@ -184,7 +156,7 @@ fn a_tokenizer_path_that_does_not_exist_is_a_pipeline_error() {
     // Inputs are checked before anything runs (exit 2, the line pointed at).
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("tok/nope.json does not exist"), "{}", r.stderr);
-    assert_eq!(cache_entries(&t), 0);
+    assert_eq!(t.cache_entries(), 0);
     // Without its tokenizer input, the kind says what it needs.
     t.write(
         "p.yaml",
@@ -197,15 +169,15 @@ fn a_tokenizer_path_that_does_not_exist_is_a_pipeline_error() {
 
 #[test]
 fn the_example_pipeline_runs_synth_to_blocks() {
-    let (Some(py), Some(llama)) = (python(), llama()) else { return };
+    let (Some(py), Some(llama)) = (venv_python(), shared_data("llama_tokenizer.json")) else { return };
     let t = TestContext::new();
     t.write(
         "examples/tokenize.yaml",
-        &std::fs::read_to_string(root().join("examples/tokenize.yaml")).unwrap(),
+        &std::fs::read_to_string(project_root().join("examples/tokenize.yaml")).unwrap(),
     );
     t.write(
         "examples/tokenize/csv_to_corpus.py",
-        &std::fs::read_to_string(root().join("examples/tokenize/csv_to_corpus.py")).unwrap(),
+        &std::fs::read_to_string(project_root().join("examples/tokenize/csv_to_corpus.py")).unwrap(),
     );
     let set_py = format!("params.python={}", py.display());
     let set_tok = format!("params.tokenizer={}", llama.display());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{TestContext, camel_bin};
+use crate::common::{TestContext, camel_bin, shared_data};
 
 /// The worker beside the camel binary, or `None` (test skipped) when it was not built.
 fn worker() -> Option<PathBuf> {
@@ -173,11 +173,7 @@ fn finetune_after_pretrain_with_the_llama_tokenizer() {
     if worker().is_none() {
         return;
     }
-    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/llama_tokenizer.json");
-    if !tok.is_file() {
-        println!("skipped: {} is missing", tok.display());
-        return;
-    }
+    let Some(tok) = shared_data("llama_tokenizer.json") else { return };
     let t = TestContext::new();
     token_dir(&t, "tokens", 8, 32, 32000, Some(&tok));
     let records: Vec<serde_json::Value> = (0..6)
