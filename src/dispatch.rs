@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use camel_engine::{EngineError, Override, Plan, StageState};
+use camel_stages::train::launch::{Leader, follow as follow_leader};
+use camel_stages::train::{ExternalRank, worker_path};
 use clap::Parser;
 
 use crate::cli::{Cli, Command, DagFormat};
@@ -43,6 +45,19 @@ fn execute(command: Command) -> Result<i32, EngineError> {
     match command {
         Command::Run { pipeline, force, until, only, set, jobs, wait } => {
             let plan = load(&pipeline, &set)?;
+            // Started by torchrun/srun as one rank of a group: rank 0 runs the pipeline, the
+            // others follow its training jobs (stages/src/train/launch.rs).
+            let external = ExternalRank::from_env().map_err(EngineError::Usage)?;
+            if let Some(ext) = external.as_ref().filter(|e| !e.is_leader()) {
+                return follow(&plan, ext);
+            }
+            let leader = match &external {
+                Some(ext) => Some(
+                    Leader::start(&plan.workspace, ext)
+                        .map_err(EngineError::io("write the job list for the other ranks"))?,
+                ),
+                None => None,
+            };
             let cancel = Arc::new(AtomicBool::new(false));
             let c = cancel.clone();
             let _ = ctrlc::set_handler(move || {
@@ -56,6 +71,9 @@ fn execute(command: Command) -> Result<i32, EngineError> {
             let opts = camel_engine::RunOptions { force, until, only, jobs: jobs as usize, wait };
             let result = camel_engine::run(&plan, &opts, reporter.sink(), cancel);
             reporter.finish();
+            if let Some(leader) = leader {
+                leader.end(result.is_ok());
+            }
             result.map(|()| 0)
         }
         Command::Status { pipeline, json, set } => {
@@ -222,6 +240,24 @@ fn execute(command: Command) -> Result<i32, EngineError> {
         }
     }
 }
+
+/// A rank other than 0 of an external launch: run this rank of each training job rank 0 publishes.
+fn follow(plan: &Plan, ext: &ExternalRank) -> Result<i32, EngineError> {
+    let worker = worker_path().map_err(|e| EngineError::Usage(e.to_string()))?;
+    let wait = std::env::var(FOLLOW_WAIT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(std::time::Duration::from_secs(24 * 3600), std::time::Duration::from_secs);
+    match follow_leader(&plan.workspace, ext, &worker, wait) {
+        Ok(()) => Ok(0),
+        Err(message) => {
+            Err(EngineError::StageFailed { stage: format!("rank {}", ext.rank), message, log: None })
+        }
+    }
+}
+
+/// How long a follower waits for rank 0 to publish its next job (seconds; default a day).
+const FOLLOW_WAIT_ENV: &str = "CAMEL_FOLLOW_WAIT_S";
 
 fn render_dag(plan: &Plan, format: DagFormat) -> String {
     let mut s = String::new();

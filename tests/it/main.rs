@@ -7,6 +7,7 @@ mod demo;
 mod engine;
 mod instructions;
 mod invalid;
+mod launch;
 mod notes;
 mod synth;
 mod tokenize;

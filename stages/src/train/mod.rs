@@ -12,13 +12,14 @@
 //! (step, epoch, loss, lr, grad_norm, tokens, tokens_per_s) and `loss.svg`.
 
 use std::path::PathBuf;
-use std::process::Command as Process;
 
 use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::process::{ChildOptions, run_child};
+pub mod launch;
+
+pub use launch::{DistributedParams, ExternalRank, Strategy};
 
 pub const WORKER_ENV: &str = "CAMEL_TORCH_WORKER";
 const WORKER_NAME: &str = "camel-torch-worker";
@@ -80,6 +81,10 @@ macro_rules! train_params {
                 threads: usize = 0,
                 /// Shard the saved weights above this many MB.
                 max_shard_mb: u64 = 5000,
+                /// Data-parallel training over several processes (see docs/training.md,
+                /// "Distributed"): `{nproc_per_node: 8, strategy: fsdp}`.
+                #[serde(skip_serializing_if = "Option::is_none")]
+                distributed: Option<DistributedParams> = None,
                 $($extra)*
             }
         }
@@ -153,7 +158,7 @@ impl Stage for Pretrain {
             "model": model,
             "params": p,
         });
-        run_worker(ctx, job)
+        run_worker(ctx, job, p.distributed.as_ref())
     }
 }
 
@@ -190,7 +195,7 @@ impl Stage for Finetune {
             "model": ctx.input("model")?,
             "params": p,
         });
-        run_worker(ctx, job)
+        run_worker(ctx, job, p.distributed.as_ref())
     }
 }
 
@@ -227,7 +232,14 @@ pub fn worker_path() -> Result<PathBuf, StageError> {
     }
 }
 
-fn run_worker(ctx: &StageContext, mut job: Value) -> Result<(), StageError> {
+fn run_worker(
+    ctx: &StageContext,
+    mut job: Value,
+    dist: Option<&DistributedParams>,
+) -> Result<(), StageError> {
+    if let Some(d) = dist {
+        d.validate()?;
+    }
     let worker = worker_path()?;
     job["out_dir"] = json!(ctx.out_dir());
     job["scratch_dir"] = json!(ctx.scratch_dir());
@@ -235,10 +247,7 @@ fn run_worker(ctx: &StageContext, mut job: Value) -> Result<(), StageError> {
     std::fs::create_dir_all(ctx.scratch_dir()).map_err(StageError::io("create the scratch dir"))?;
     std::fs::write(&job_path, serde_json::to_string_pretty(&job).expect("job serializes"))
         .map_err(StageError::io(format!("write {}", job_path.display())))?;
-    ctx.log(&format!("$ {} train {}", worker.display(), job_path.display()));
-    let mut cmd = Process::new(&worker);
-    cmd.arg("train").arg(&job_path).current_dir(ctx.work_dir());
-    run_child(ctx, cmd, ChildOptions { what: WORKER_NAME, error_prefix: Some("camel-torch-worker: error:") })
+    launch::run_training_job(ctx, &worker, &job_path, dist)
 }
 
 #[cfg(test)]
