@@ -77,7 +77,12 @@ fn execute(command: Command) -> Result<i32, EngineError> {
             result.map(|()| 0)
         }
         Command::Status { pipeline, json, set } => {
-            let plan = load(&pipeline, &set)?;
+            let overrides = set
+                .iter()
+                .map(|s| Override::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(EngineError::Usage)?;
+            let plan = camel_engine::load_for_status(&pipeline, &overrides, &camel_stages::registry())?;
             let st = camel_engine::status(&plan)?;
             let mut out = std::io::stdout().lock();
             if json {

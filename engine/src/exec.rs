@@ -491,7 +491,17 @@ pub fn status(plan: &Plan) -> Result<Vec<StageStatus>, EngineError> {
         let seen = if record.is_some() { StageState::Stale } else { StageState::Missing };
         let blocked: Vec<&str> =
             s.deps.iter().filter(|&&d| done[d].is_none()).map(|&d| plan.stages[d].name.as_str()).collect();
-        let st = if !blocked.is_empty() {
+        let st = if !s.missing_inputs.is_empty() {
+            StageStatus {
+                stage: s.name.clone(),
+                kind: s.bound.kind().into(),
+                state: seen,
+                key: None,
+                reasons: s.missing_inputs.clone(),
+                cache_key: None,
+                output_bytes: None,
+            }
+        } else if !blocked.is_empty() {
             StageStatus {
                 stage: s.name.clone(),
                 kind: s.bound.kind().into(),

@@ -42,6 +42,9 @@ pub struct PlannedStage {
     pub deps: Vec<usize>,
     /// Environment variables the params reference that are not set.
     pub missing_env: Vec<String>,
+    /// Input paths that do not exist, as messages; only a plan loaded with [`load_for_status`]
+    /// has any (elsewhere they are errors).
+    pub missing_inputs: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +101,26 @@ impl Plan {
 
 /// Reads, parses and validates the pipeline at `file`.
 pub fn load(file: &Path, overrides: &[Override], registry: &Registry) -> Result<Plan, EngineError> {
+    load_with(file, overrides, registry, false)
+}
+
+/// As [`load`], but an input path that does not exist is not an error: the stage records it in
+/// [`PlannedStage::missing_inputs`], so that `camel status` can say what is missing before any
+/// data is in place.
+pub fn load_for_status(
+    file: &Path,
+    overrides: &[Override],
+    registry: &Registry,
+) -> Result<Plan, EngineError> {
+    load_with(file, overrides, registry, true)
+}
+
+fn load_with(
+    file: &Path,
+    overrides: &[Override],
+    registry: &Registry,
+    missing_inputs_ok: bool,
+) -> Result<Plan, EngineError> {
     let src = std::fs::read_to_string(file).map_err(|e| {
         let what = match e.kind() {
             std::io::ErrorKind::NotFound => "no such file".to_string(),
@@ -106,7 +129,7 @@ pub fn load(file: &Path, overrides: &[Override], registry: &Registry) -> Result<
         };
         EngineError::Invalid(vec![PipelineError::new(file, format!("cannot read the pipeline file: {what}"))])
     })?;
-    plan_from_str(file, &src, overrides, registry)
+    plan_from(file, &src, overrides, registry, missing_inputs_ok)
 }
 
 /// Validates a pipeline given as text; `file` names it in messages and anchors relative paths.
@@ -116,10 +139,20 @@ pub fn plan_from_str(
     overrides: &[Override],
     registry: &Registry,
 ) -> Result<Plan, EngineError> {
+    plan_from(file, src, overrides, registry, false)
+}
+
+fn plan_from(
+    file: &Path,
+    src: &str,
+    overrides: &[Override],
+    registry: &Registry,
+    missing_inputs_ok: bool,
+) -> Result<Plan, EngineError> {
     let dir =
         std::path::absolute(file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
             .map_err(EngineError::io("resolve the pipeline's directory"))?;
-    let mut p = Planner { file, src, spans: SpanIndex::build(src), errors: Vec::new() };
+    let mut p = Planner { file, src, spans: SpanIndex::build(src), errors: Vec::new(), missing_inputs_ok };
     let raw = p.parse()?;
     let plan = p.build(raw, dir, overrides, registry);
     if !p.errors.is_empty() {
@@ -133,6 +166,15 @@ struct Planner<'a> {
     src: &'a str,
     spans: SpanIndex,
     errors: Vec<PipelineError>,
+    missing_inputs_ok: bool,
+}
+
+/// `; set it with --set params.NAME=PATH` when the input is written as `${params.NAME}`.
+fn param_hint(written: &str) -> String {
+    match written.trim().strip_prefix("${params.").and_then(|r| r.strip_suffix('}')) {
+        Some(name) => format!("; set it with --set params.{name}=PATH"),
+        None => String::new(),
+    }
 }
 
 fn path_of(parts: &[&str]) -> Vec<String> {
@@ -483,6 +525,7 @@ impl Planner<'_> {
 
             // Inputs: `STAGE.OUTPUT` when STAGE names a stage of this pipeline, else a path.
             let mut inputs = BTreeMap::new();
+            let mut missing_inputs = Vec::new();
             for (iname, written) in &rs.inputs {
                 let mut ip = base.clone();
                 ip.push("inputs".into());
@@ -534,6 +577,17 @@ impl Planner<'_> {
                                 dir.display()
                             ),
                         };
+                        if self.missing_inputs_ok {
+                            let line =
+                                self.spans.find(&ip, false).map_or(0, |sp| line_col(self.src, sp.offset).0);
+                            missing_inputs.push(format!(
+                                "input `{iname}`: {written} does not exist (line {line} of {}{})",
+                                self.file.display(),
+                                param_hint(&rs.inputs[iname])
+                            ));
+                            inputs.insert(iname.clone(), InputRef::Path { written: written.clone(), path });
+                            continue;
+                        }
                         self.errors.push(
                             self.error(&ip, false, format!("input `{iname}`: {written} does not exist"))
                                 .stage(name)
@@ -595,6 +649,7 @@ impl Planner<'_> {
                     inputs,
                     deps,
                     missing_env,
+                    missing_inputs,
                 },
             ));
         }

@@ -1,0 +1,74 @@
+//! `pipelines/full.yaml`, the published recipe: with none of its data present `camel status`
+//! still works and says, per stage, which input is missing and which param sets it; with every
+//! path overridden from the command line nothing is missing and the plan is the recipe's.
+
+use crate::common::{TestContext, project_root};
+
+fn copy_full(t: &TestContext) {
+    let src = std::fs::read_to_string(project_root().join("pipelines/full.yaml")).unwrap();
+    t.write("pipelines/full.yaml", &src);
+}
+
+#[test]
+fn status_without_data_names_each_missing_input_and_its_param() {
+    let t = TestContext::new();
+    copy_full(&t);
+    let r = t.camel(&["status", "pipelines/full.yaml"]);
+    r.assert_ok();
+    for (stage, param) in [
+        ("notes", "noteevents"),
+        ("notes", "mimiciii_filter"),
+        ("notes", "discharge"),
+        ("notes", "radiology"),
+        ("notes", "i2b2"),
+        ("tokenize", "tokenizer"),
+        ("pretrain", "llama"),
+    ] {
+        let (state, reasons) = t.state_of("pipelines/full.yaml", stage);
+        assert_eq!(state, "missing", "{stage}");
+        let hint = format!("--set params.{param}=PATH");
+        assert!(
+            reasons.iter().any(|r| r.contains("does not exist") && r.contains(&hint)),
+            "{stage}: no reason with {hint}: {reasons:?}"
+        );
+    }
+    let (_, reasons) = t.state_of("pipelines/full.yaml", "finetune");
+    assert!(reasons.iter().any(|r| r.contains("upstream `pretrain` is not cached")), "{reasons:?}");
+    assert!(!t.path("pipelines/.camel-full/cache").exists(), "status wrote a cache");
+    // `run` still refuses a pipeline whose inputs are missing, before anything starts.
+    assert_eq!(t.camel(&["run", "pipelines/full.yaml"]).code, 2);
+}
+
+#[test]
+fn every_path_is_a_param_overridable_from_the_command_line() {
+    let t = TestContext::new();
+    copy_full(&t);
+    let mut args: Vec<String> = vec!["status".into(), "pipelines/full.yaml".into(), "--json".into()];
+    for (param, rel) in [
+        ("noteevents", "data/NOTEEVENTS.csv"),
+        ("mimiciii_filter", "data/filter.txt"),
+        ("discharge", "data/discharge.csv"),
+        ("radiology", "data/radiology.csv"),
+        ("i2b2", "data/i2b2/note.txt"),
+        ("tokenizer", "model/tokenizer.json"),
+        ("llama", "model/config.json"),
+    ] {
+        let p = t.write(rel, "x");
+        let p = if param == "i2b2" || param == "llama" { p.parent().unwrap().to_path_buf() } else { p };
+        args.push("--set".into());
+        args.push(format!("params.{param}={}", p.display()));
+    }
+    args.extend(["--set".into(), "params.gpus=2".into()]);
+    let r = t.camel(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    r.assert_ok();
+    let st: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    let stages: Vec<&str> = st.iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["notes", "tokenize", "pretrain", "instructions", "finetune"]);
+    for s in &st {
+        let reasons = s["reasons"].as_array().unwrap();
+        assert!(!reasons.iter().any(|r| r.as_str().unwrap().contains("does not exist")), "{s}");
+    }
+    // A GPU count that is not a number is caught when the plan is loaded.
+    let bad = t.camel(&["status", "pipelines/full.yaml", "--set", "params.gpus=eight"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
