@@ -577,7 +577,11 @@ impl Planner<'_> {
                                 dir.display()
                             ),
                         };
-                        if self.missing_inputs_ok {
+                        let typo_of_a_stage = looks_like_ref
+                            && written.split_once('.').is_some_and(|(s, _)| {
+                                did_you_mean(s, names.iter().map(String::as_str)).is_some()
+                            });
+                        if self.missing_inputs_ok && !typo_of_a_stage {
                             let line =
                                 self.spans.find(&ip, false).map_or(0, |sp| line_col(self.src, sp.offset).0);
                             missing_inputs.push(format!(

@@ -9,6 +9,8 @@
 //! - `# args: ARGS`: more arguments (split on whitespace) for both commands, after the file.
 //! - `# todo: TEXT`: TEXT should appear but does not yet, a known shortcoming of the engine's
 //!   message. The case fails once TEXT does appear, so that the line becomes an `# expect:`.
+//! - `# run-only: WHY`: only `camel run` rejects the file; `camel status` reports the problem as
+//!   a stage's reason instead (missing input files, so that status works before data is there).
 //! - `# known-bug: WHY`: the engine does not reject the file as it should yet. The case's
 //!   failures are printed instead of failing the test, and the test fails once the case passes,
 //!   so that the line is removed.
@@ -23,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{Run, TestContext};
 
-const DIRECTIVES: &[&str] = &["expect", "args", "todo", "known-bug"];
+const DIRECTIVES: &[&str] = &["expect", "args", "todo", "known-bug", "run-only"];
 
 struct Case {
     file: String,
@@ -32,6 +34,7 @@ struct Case {
     todos: Vec<String>,
     args: Vec<String>,
     known_bug: Option<String>,
+    run_only: bool,
 }
 
 fn cases_dir() -> PathBuf {
@@ -68,8 +71,15 @@ fn valid_case_name(file: &str) -> bool {
 }
 
 fn parse_case(file: String, src: String) -> Case {
-    let mut case =
-        Case { file, src: String::new(), expects: vec![], todos: vec![], args: vec![], known_bug: None };
+    let mut case = Case {
+        file,
+        src: String::new(),
+        expects: vec![],
+        todos: vec![],
+        args: vec![],
+        known_bug: None,
+        run_only: false,
+    };
     for line in src.lines().take_while(|l| l.starts_with('#')) {
         let Some((word, value)) = line.trim_start_matches('#').trim_start().split_once(':') else { continue };
         let value = value.trim().to_string();
@@ -78,6 +88,7 @@ fn parse_case(file: String, src: String) -> Case {
             "todo" => case.todos.push(value),
             "args" => case.args = value.split_whitespace().map(str::to_string).collect(),
             "known-bug" => case.known_bug = Some(value),
+            "run-only" => case.run_only = true,
             w if w.bytes().all(|c| c.is_ascii_lowercase() || c == b'-') => {
                 panic!("{}: unknown directive `# {w}:` (known: {})", case.file, DIRECTIVES.join(", "))
             }
@@ -149,7 +160,8 @@ fn check(case: &Case) -> Outcome {
     ctx.write(&case.file, &case.src);
     let before = listing(ctx.dir.path());
     let mut out = Outcome { failures: vec![], todo_notes: vec![] };
-    for command in ["run", "status"] {
+    let commands: &[&str] = if case.run_only { &["run"] } else { &["run", "status"] };
+    for &command in commands {
         let mut args = vec![command, case.file.as_str()];
         args.extend(case.args.iter().map(String::as_str));
         let shown = format!("camel {}", args.join(" "));
