@@ -26,6 +26,8 @@ struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
   std::chrono::milliseconds timeout;
+  // NCCL: the CUDA device of this rank (for barriers); -1 for Gloo.
+  int device;
 };
 
 void set_err(char *err, int err_len, const char *msg) {
@@ -39,7 +41,14 @@ bool is_loopback(const std::string &addr) {
 }
 
 // Waits for `work`; a timeout or a peer's failure becomes an exception caught by the caller.
+// NCCL: `wait()` only makes the current CUDA stream wait for the collective (a timeout would
+// block the CPU until the kernel ends, serialising every collective); its watchdog enforces the
+// group's timeout instead.
 void finish(Group *g, const c10::intrusive_ptr<c10d::Work> &work) {
+  if (g->device >= 0) {
+    work->wait();
+    return;
+  }
   if (!work->wait(g->timeout)) {
     throw std::runtime_error("timed out after " + std::to_string(g->timeout.count() / 1000) + " s");
   }
@@ -66,8 +75,9 @@ extern "C" {
 
 // backend: 0 Gloo, 1 NCCL. Rank 0 hosts the TCPStore unless `server` is 0 (torchrun's agent
 // already serves one on MASTER_PORT).
+// device: the rank's CUDA device for NCCL (-1 for Gloo).
 void *camel_pg_new(int backend, const char *addr, int port, int server, int rank, int world,
-                   long long timeout_ms, char *err, int err_len) {
+                   long long timeout_ms, int device, char *err, int err_len) {
   Group *out = nullptr;
   guarded(err, err_len, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
@@ -94,7 +104,7 @@ void *camel_pg_new(int backend, const char *addr, int port, int server, int rank
     } else {
       pg = camel_make_nccl(store, rank, world, timeout);
     }
-    out = new Group{store, pg, timeout};
+    out = new Group{store, pg, timeout, backend == 0 ? -1 : device};
   });
   return out;
 }
@@ -149,6 +159,7 @@ int camel_pg_barrier(void *gp, char *err, int err_len) {
     auto g = static_cast<Group *>(gp);
     c10d::BarrierOptions o;
     o.timeout = g->timeout;
+    if (g->device >= 0) o.device_ids = {g->device};
     finish(g, g->backend->barrier(o));
   });
 }

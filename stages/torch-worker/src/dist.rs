@@ -21,6 +21,7 @@ unsafe extern "C" {
         rank: c_int,
         world: c_int,
         timeout_ms: c_longlong,
+        device: c_int,
         err: *mut c_char,
         err_len: c_int,
     ) -> *mut c_void;
@@ -84,6 +85,8 @@ pub struct Rendezvous {
     /// Whether this process serves the TCPStore (rank 0, unless torchrun's agent already does).
     pub serve_store: bool,
     pub timeout: Duration,
+    /// NCCL: the CUDA device index this rank uses.
+    pub cuda_device: Option<usize>,
 }
 
 /// A c10d process group: one Gloo or NCCL backend over a TCPStore.
@@ -138,6 +141,7 @@ impl ProcessGroup {
                         rv.rank as c_int,
                         rv.world as c_int,
                         rv.timeout.as_millis() as c_longlong,
+                        rv.cuda_device.map_or(-1, |d| d as c_int),
                         err,
                         len,
                     )

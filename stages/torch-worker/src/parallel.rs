@@ -91,6 +91,10 @@ impl Dist {
             world,
             serve_store: rank == 0 && !agent_store,
             timeout: Duration::from_secs(dp.timeout_s.max(1)),
+            cuda_device: match device {
+                Device::Cuda(i) => Some(i),
+                _ => None,
+            },
         };
         let pg = ProcessGroup::new(&rv, backend)?;
         Ok((Dist { rank, world, local_rank, strategy: Some(dp.strategy), pg: Some(Rc::new(pg)) }, device))
