@@ -415,10 +415,11 @@ pub fn train(
     let sched = Cosine { total, warmup };
     let stop = p.max_steps.map_or(total, |m| m.min(total));
     let n_params = model.num_parameters();
+    let mut sharded = Sharded::new(&mut model, &dist, p)?;
+    // The peak counts from here: building the model held a full fp32 copy before sharding.
     if let Device::Cuda(i) = model.device {
         crate::dist::cuda_reset_peak(i);
     }
-    let mut sharded = Sharded::new(&mut model, &dist, p)?;
     report(Event::Log(&format!(
         "FSDP over {} ranks: {} units, {n_params} parameters on {:?} computing in {:?}; {total} optimizer steps \
          ({warmup} warmup){}",
