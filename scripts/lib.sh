@@ -172,6 +172,45 @@ torch_build_env() {
   export PATH="$CAMEL_VENV/bin:$PATH"
   export LIBTORCH_USE_PYTORCH="$CAMEL_VENV"
   unset PYTHONHOME
+  ensure_gloo_headers
+}
+
+# The torch wheel ships c10d's headers but not gloo's, which ProcessGroupGloo.hpp
+# includes; the worker's distributed shim (stages/torch-worker/src/dist.cpp)
+# needs them at compile time only (the gloo code itself is inside libtorch_cpu).
+# Debian's libgloo-dev has them: its .deb is downloaded (no root, nothing
+# installed) and unpacked into $CAMEL_CACHE/gloo-<version>; build.rs reads the
+# include dir from CAMEL_GLOO_INCLUDE.
+ensure_gloo_headers() {
+  if [[ -n "${CAMEL_GLOO_INCLUDE:-}" && -f "$CAMEL_GLOO_INCLUDE/gloo/config.h" ]]; then
+    return
+  fi
+  local have
+  for have in "$CAMEL_CACHE"/gloo-*/usr/include; do
+    if [[ -f "$have/gloo/config.h" ]]; then
+      export CAMEL_GLOO_INCLUDE="$have"
+      return
+    fi
+  done
+  command -v apt-get >/dev/null 2>&1 ||
+    die "the gloo headers are missing and apt-get is not available to fetch them: install the headers of Debian/Ubuntu's libgloo-dev (gloo/config.h etc.) and set CAMEL_GLOO_INCLUDE to their include dir"
+  log "fetching gloo headers (Debian package libgloo-dev) into $CAMEL_CACHE"
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download libgloo-dev >&2) ||
+    die "apt-get download libgloo-dev failed (run apt-get update, or install libgloo-dev's headers and set CAMEL_GLOO_INCLUDE)"
+  local deb version
+  deb=$(ls "$tmp"/libgloo-dev_*.deb)
+  version=$(dpkg-deb -f "$deb" Version | tr '~:' '__')
+  mkdir -p "$CAMEL_CACHE"
+  rm -rf "$CAMEL_CACHE/gloo-$version.tmp"
+  dpkg-deb -x "$deb" "$CAMEL_CACHE/gloo-$version.tmp" || die "failed to unpack $deb"
+  rm -rf "$CAMEL_CACHE/gloo-$version"
+  mv "$CAMEL_CACHE/gloo-$version.tmp" "$CAMEL_CACHE/gloo-$version"
+  rm -rf "$tmp"
+  [[ -f "$CAMEL_CACHE/gloo-$version/usr/include/gloo/config.h" ]] ||
+    die "libgloo-dev $version has no usr/include/gloo/config.h"
+  export CAMEL_GLOO_INCLUDE="$CAMEL_CACHE/gloo-$version/usr/include"
 }
 
 ensure_toolchain() {

@@ -38,22 +38,92 @@ fn main() {
     }
 }
 
-/// The small C++ piece tch lacks (the fused AdamW kernel), compiled against the torch headers
-/// beside the lib dir with the same ABI flags torch-sys uses.
+/// The C++ pieces tch lacks, compiled against the torch headers beside the lib dir with the same
+/// ABI flags torch-sys uses: the fused AdamW kernel and the c10d shim (TCPStore, Gloo, and NCCL
+/// where the venv has the CUDA and NCCL headers; elsewhere a stand-in that reports NCCL missing).
+/// Gloo's own headers are not in the wheel: scripts/setup fetches Debian's libgloo-dev headers
+/// and passes their include dir as CAMEL_GLOO_INCLUDE.
 fn compile_shim(lib_dir: &Path) {
-    println!("cargo:rerun-if-changed=src/fused_adamw.cpp");
+    println!("cargo:rerun-if-changed=src/cuda_compat/nv/target");
+    for f in ["src/fused_adamw.cpp", "src/dist.cpp", "src/dist_cuda.cpp", "src/dist_nocuda.cpp"] {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    println!("cargo:rerun-if-env-changed=CAMEL_GLOO_INCLUDE");
     let include = lib_dir.parent().expect("libtorch lib dir has a parent").join("include");
+    let gloo = match std::env::var("CAMEL_GLOO_INCLUDE") {
+        Ok(dir) if Path::new(&dir).join("gloo/config.h").is_file() => dir,
+        Ok(dir) => {
+            panic!("CAMEL_GLOO_INCLUDE={dir} has no gloo/config.h (scripts/setup fetches the headers)")
+        }
+        Err(_) => panic!(
+            "CAMEL_GLOO_INCLUDE is not set: the c10d shim needs gloo's headers, which the torch wheel \
+             lacks; build through scripts/setup (or `source scripts/lib.sh; ensure_venv; torch_build_env`), \
+             which fetches Debian's libgloo-dev headers and sets it"
+        ),
+    };
+    // The venv's nvidia-* wheels: site-packages/nvidia/{cu13,cuda_runtime}/include, nvidia/nccl/include.
+    let site = lib_dir.parent().and_then(Path::parent);
+    let find = |subdirs: &[&str], header: &str| {
+        let site = site?;
+        subdirs.iter().map(|d| site.join("nvidia").join(d).join("include")).find(|d| d.join(header).is_file())
+    };
+    let cuda_inc = find(&["cu13", "cuda_runtime", "cu12"], "cuda_runtime_api.h");
+    let nccl_inc = find(&["nccl"], "nccl.h");
+    // The CUDA 13 runtime wheel leaves out the compiler-internal `crt/` headers that
+    // cuda_runtime.h includes (host_config.h, host_defines.h: macros for the host compiler);
+    // triton's bundled CUDA headers have them.
+    let crt_inc = cuda_inc.as_ref().and_then(|inc| {
+        if inc.join("crt/host_config.h").is_file() {
+            return Some(inc.clone());
+        }
+        let triton = site?.join("triton/backends/nvidia/include");
+        triton.join("crt/host_config.h").is_file().then_some(triton)
+    });
+    let nccl = cuda_inc.is_some()
+        && nccl_inc.is_some()
+        && crt_inc.is_some()
+        && lib_dir.join("libtorch_cuda.so").exists();
+    if !nccl && lib_dir.join("libtorch_cuda.so").exists() {
+        println!(
+            "cargo:warning=libtorch has CUDA but the venv lacks the CUDA runtime, crt or NCCL headers: \
+             building the distributed shim without NCCL"
+        );
+    }
     let abi = std::env::var("DEP_TCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .file("src/fused_adamw.cpp")
+        .file("src/dist.cpp")
+        .file(if nccl { "src/dist_cuda.cpp" } else { "src/dist_nocuda.cpp" })
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
+        .include(&gloo)
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .warnings(false)
-        .compile("camel_torch_shim");
+        .flag("-DUSE_DISTRIBUTED")
+        .flag("-DUSE_C10D_GLOO")
+        .warnings(false);
+    if nccl {
+        build.flag("-DUSE_C10D_NCCL").flag("-DUSE_CUDA");
+        for dir in [cuda_inc.as_ref(), nccl_inc.as_ref(), crt_inc.as_ref()].into_iter().flatten() {
+            build.include(dir);
+        }
+        // Last: a host-only <nv/target> for wheels without CCCL's headers.
+        build.include("src/cuda_compat");
+    }
+    build.compile("camel_torch_shim");
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    if nccl {
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
+    }
+    println!("cargo:rustc-check-cfg=cfg(camel_nccl)");
+    if nccl {
+        println!("cargo:rustc-cfg=camel_nccl");
+    }
 }
 
 /// The version of the libtorch we link against. libtorch has no runtime

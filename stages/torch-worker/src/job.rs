@@ -74,6 +74,52 @@ pub struct TrainParams {
     pub prompt_no_input: String,
     pub pad_token: String,
     pub group_by_length: bool,
+    /// Data-parallel training over several processes (issue 8); `None`: one process, unless the
+    /// torchrun environment says otherwise (an error then). Left out of the JSON when `None`, so
+    /// single-process jobs read and hash as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistParams>,
+}
+
+/// How the `distributed` training processes split the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Every rank holds the whole model; gradients are averaged by bucketed all-reduce.
+    Ddp,
+    /// Fully sharded: parameters, gradients and optimizer state split across ranks per unit.
+    Fsdp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// NCCL when the rank's device is CUDA, Gloo on the CPU.
+    Auto,
+    Gloo,
+    Nccl,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistParams {
+    pub strategy: Strategy,
+    pub backend: BackendChoice,
+    /// Worker processes per node (the stage spawns them; torchrun's `--nproc_per_node`).
+    pub nproc_per_node: usize,
+    /// Seconds a collective may wait for the other ranks before failing.
+    pub timeout_s: u64,
+}
+
+impl Default for DistParams {
+    fn default() -> Self {
+        DistParams {
+            strategy: Strategy::Ddp,
+            backend: BackendChoice::Auto,
+            nproc_per_node: 1,
+            timeout_s: 1800,
+        }
+    }
 }
 
 pub const ALPACA_PROMPT_INPUT: &str = "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:";
@@ -110,6 +156,7 @@ impl Default for TrainParams {
             prompt_no_input: ALPACA_PROMPT_NO_INPUT.into(),
             pad_token: "[PAD]".into(),
             group_by_length: false,
+            distributed: None,
         }
     }
 }

@@ -6,10 +6,13 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod dist;
+pub mod fsdp;
 pub mod generate;
 pub mod job;
 pub mod model;
 pub mod optim;
+pub mod parallel;
 pub mod plot;
 pub mod schedule;
 pub mod sft;

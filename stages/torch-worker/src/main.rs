@@ -81,7 +81,7 @@ fn train(job_path: &Path) -> Result<()> {
         Task::Pretrain => train::run_pretrain(&job, &mut report)?,
         Task::Finetune => camel_torch_worker::sft::run_finetune(&job, &mut report)?,
     };
-    eprintln!("{}", serde_json::to_string(&summary)?);
+    eprintln!("{}{}", summary.prefix, serde_json::to_string(&summary)?);
     Ok(())
 }
 

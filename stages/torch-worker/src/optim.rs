@@ -88,23 +88,31 @@ impl AdamW {
 
     /// One update at learning rate `lr` from the accumulated gradients.
     pub fn step(&mut self, lr: f64) -> Result<()> {
+        let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).collect();
+        self.step_with_grads(lr, &grads)
+    }
+
+    /// One update from explicit gradients, one per parameter (undefined: skipped), for
+    /// parameters whose gradients live elsewhere (FSDP's sharded flat gradients).
+    pub fn step_with_grads(&mut self, lr: f64, grads: &[Tensor]) -> Result<()> {
+        anyhow::ensure!(grads.len() == self.params.len(), "one gradient per parameter");
         match self.implementation {
-            Implementation::Fused => self.step_fused(lr),
+            Implementation::Fused => self.step_fused(lr, grads),
             Implementation::SingleTensor => {
-                self.step_single_tensor(lr);
+                self.step_single_tensor(lr, grads);
                 Ok(())
             }
         }
     }
 
-    fn step_fused(&mut self, lr: f64) -> Result<()> {
+    fn step_fused(&mut self, lr: f64, grads: &[Tensor]) -> Result<()> {
         self.step += 1;
         for decay in [true, false] {
             let wd = if decay { self.weight_decay } else { 0.0 };
             let mut keep = Vec::new();
             let (mut p, mut g, mut m, mut v, mut s) = (vec![], vec![], vec![], vec![], vec![]);
             for (i, (_, param)) in self.params.iter().enumerate() {
-                let grad = param.grad();
+                let grad = grads[i].shallow_clone();
                 if self.decay[i] != decay || !grad.defined() {
                     continue;
                 }
@@ -148,7 +156,7 @@ impl AdamW {
         Ok(())
     }
 
-    fn step_single_tensor(&mut self, lr: f64) {
+    fn step_single_tensor(&mut self, lr: f64, grads: &[Tensor]) {
         self.step += 1;
         let (b1, b2) = (self.beta1, self.beta2);
         let bc1 = 1.0 - b1.powf(self.step as f64);
@@ -157,7 +165,7 @@ impl AdamW {
         let bc2_sqrt = bc2.sqrt();
         tch::no_grad(|| {
             for (i, (_, p)) in self.params.iter().enumerate() {
-                let g = p.grad();
+                let g = &grads[i];
                 if !g.defined() {
                     continue;
                 }
@@ -165,9 +173,9 @@ impl AdamW {
                 if self.decay[i] && self.weight_decay != 0.0 {
                     let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
                 }
-                let _ = self.exp_avg[i].lerp_(&g, 1.0 - b1);
+                let _ = self.exp_avg[i].lerp_(g, 1.0 - b1);
                 let _ = self.exp_avg_sq[i].g_mul_scalar_(b2);
-                let _ = self.exp_avg_sq[i].addcmul_(&(&g * (1.0 - b2)), &g);
+                let _ = self.exp_avg_sq[i].addcmul_(&(g * (1.0 - b2)), g);
                 let mut denom = self.exp_avg_sq[i].sqrt() / bc2_sqrt;
                 let _ = denom.g_add_scalar_(self.eps);
                 let _ = p.addcdiv_(&(&self.exp_avg[i] * -step_size), &denom);

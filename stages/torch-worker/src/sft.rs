@@ -150,6 +150,10 @@ fn configured_pad(model_dir: &Path) -> Option<String> {
 
 /// Runs a fine-tuning job end to end.
 pub fn run_finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
+    finetune(job, report).map_err(|e| crate::parallel::rank_context(e, &job.params))
+}
+
+fn finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
     ensure!(job.task == Task::Finetune, "not a fine-tuning job");
     let p = &job.params;
     let model_dir = job.model.as_ref().context("a fine-tuning job needs a `model` checkpoint dir")?;
@@ -164,7 +168,7 @@ pub fn run_finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary>
         .map_err(|e| anyhow::anyhow!("{} is not a tokenizer: {e}", tok_path.display()))?;
     let records = read_records(data)?;
 
-    let device = train::parse_device(&p.device)?;
+    let (dist, device) = Dist::from_env(p)?;
     let (mut model, stored_kind) = train::initial_model(job, device)?;
     let eos_id = *model.cfg.eos_token_ids().first().context("the model config has no eos_token_id")?;
 
@@ -207,16 +211,20 @@ pub fn run_finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary>
     let save_kind = train::save_kind(p, stored_kind)?;
     let sft = Sft { examples, pad_id };
     // The tokenizer (with the pad token) goes beside the weights, over the base model's copy.
+    // Only rank 0 writes outputs, so only it writes this file.
     let tok_dir = job.scratch_dir.join("tokenizer");
     std::fs::create_dir_all(&tok_dir)?;
-    tok.save(tok_dir.join("tokenizer.json"), false)
-        .map_err(|e| anyhow::anyhow!("failed to save the tokenizer: {e}"))?;
-    if let Ok(text) = std::fs::read_to_string(model_dir.join("tokenizer_config.json"))
+    if dist.is_main() {
+        tok.save(tok_dir.join("tokenizer.json"), false)
+            .map_err(|e| anyhow::anyhow!("failed to save the tokenizer: {e}"))?;
+    }
+    if dist.is_main()
+        && let Ok(text) = std::fs::read_to_string(model_dir.join("tokenizer_config.json"))
         && let Ok(mut v) = serde_json::from_str::<Value>(&text)
     {
         v["pad_token"] = Value::from(pad_name.clone());
         std::fs::write(tok_dir.join("tokenizer_config.json"), serde_json::to_string_pretty(&v)?)?;
     }
-    let summary = train::train(job, model, save_kind, &sft, &[model_dir, &tok_dir], Dist::SINGLE, report)?;
+    let summary = train::train(job, model, save_kind, &sft, &[model_dir, &tok_dir], dist, report)?;
     Ok(summary)
 }

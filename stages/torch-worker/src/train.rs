@@ -4,8 +4,11 @@
 //! the cosine schedule with warmup, checkpoints in the scratch directory every
 //! `checkpoint_every` steps, and a resume that ends at the same weights as an uninterrupted run.
 //!
-//! Ready for data parallelism (issue 8): [`Dist`] says which rank this process is and reduces
-//! gradients after the backward passes of a step; with one process it does nothing.
+//! Data parallelism (issue 8): [`Dist`] says which rank this process is; with DDP it broadcasts
+//! rank 0's parameters and averages gradients after the backward passes of a step, with FSDP the
+//! loop in src/fsdp.rs runs instead. With one process it does nothing. Only rank 0 writes
+//! outputs, metrics and checkpoints of the replicated model and reports steps; the other ranks
+//! log to stderr with a `[rank N]` prefix.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,6 +26,7 @@ use crate::data::{BatchOrder, TokenData};
 use crate::job::{Job, Task, TrainParams};
 use crate::model::{self, Llama, causal_lm_loss};
 use crate::optim::{AdamW, clip_grad_norm};
+pub use crate::parallel::Dist;
 use crate::schedule::{Cosine, total_steps, warmup_steps};
 
 /// One micro-batch on the CPU: ids and labels `[batch, len]` (labels -100 where ignored).
@@ -68,32 +72,6 @@ impl Examples for Blocks {
             labels: Tensor::from_slice(&labels).view([b, t]),
             tokens: b * t,
         }
-    }
-}
-
-/// This process's place in a data-parallel group. Single-process for now.
-#[derive(Clone, Copy, Debug)]
-pub struct Dist {
-    pub rank: usize,
-    pub world: usize,
-}
-
-impl Dist {
-    pub const SINGLE: Dist = Dist { rank: 0, world: 1 };
-
-    /// Averages gradients across ranks (a no-op for one process).
-    pub fn reduce_gradients(&self, _params: &[(String, Tensor)]) {
-        debug_assert_eq!(self.world, 1, "multi-process training is issue 8");
-    }
-
-    pub fn is_main(&self) -> bool {
-        self.rank == 0
-    }
-
-    /// This rank's part of a global micro-batch (every `world`-th example from `rank`), so that a
-    /// global batch is per-device batch × accumulation × world, as HF Trainer's.
-    pub fn shard(&self, global: &[usize]) -> Vec<usize> {
-        global.iter().skip(self.rank).step_by(self.world).copied().collect()
     }
 }
 
@@ -219,17 +197,20 @@ pub fn micro_step(model: &Llama, batch: &Batch, scale: f64, activation_checkpoin
 }
 
 #[derive(Serialize, Deserialize)]
-struct CkptState {
-    step: u64,
-    params: serde_json::Value,
+pub(crate) struct CkptState {
+    pub step: u64,
+    pub params: serde_json::Value,
+    /// FSDP: the world size the shards were written for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world: Option<usize>,
 }
 
-fn ckpt_dir(scratch: &Path) -> PathBuf {
+pub(crate) fn ckpt_dir(scratch: &Path) -> PathBuf {
     scratch.join("checkpoints")
 }
 
 /// The newest complete checkpoint (a directory `step-N`, renamed into place when complete).
-fn latest_checkpoint(scratch: &Path) -> Option<(u64, PathBuf)> {
+pub(crate) fn latest_checkpoint(scratch: &Path) -> Option<(u64, PathBuf)> {
     std::fs::read_dir(ckpt_dir(scratch))
         .ok()?
         .filter_map(|e| e.ok())
@@ -254,7 +235,7 @@ fn save_checkpoint(
     std::fs::create_dir_all(&tmp)?;
     checkpoint::write_safetensors(&tmp.join("model.safetensors"), &model.named_parameters())?;
     checkpoint::write_safetensors(&tmp.join("optimizer.safetensors"), &opt.state_tensors())?;
-    let state = CkptState { step, params: serde_json::to_value(params)? };
+    let state = CkptState { step, params: serde_json::to_value(params)?, world: None };
     std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(&state)?)?;
     let dst = root.join(format!("step-{step}"));
     std::fs::rename(&tmp, &dst).with_context(|| format!("failed to commit checkpoint {}", dst.display()))?;
@@ -297,6 +278,13 @@ pub struct Summary {
     pub resumed_from: Option<u64>,
     pub final_loss: Option<f64>,
     pub tokens_per_s: f64,
+    /// Bytes of parameters, gradients and optimizer state this rank holds.
+    pub state_bytes: u64,
+    /// Peak bytes of the CUDA caching allocator on this rank's device (None on the CPU).
+    pub cuda_peak_bytes: Option<u64>,
+    /// `[rank N] ` in a distributed run, for the lines the worker prints.
+    #[serde(skip)]
+    pub prefix: String,
 }
 
 /// Trains `model` on `examples` as `job` says, writes the checkpoint to `out_dir/model` and
@@ -310,6 +298,17 @@ pub fn train(
     dist: Dist,
     report: &mut dyn FnMut(Event),
 ) -> Result<Summary> {
+    // Other ranks only log, with their rank in front.
+    let prefix = dist.prefix();
+    let main = dist.is_main();
+    let report = &mut |e: Event| match e {
+        Event::Log(line) if !prefix.is_empty() => report(Event::Log(&format!("{prefix}{line}"))),
+        Event::Step { .. } if !main => {}
+        e => report(e),
+    };
+    if dist.is_fsdp() {
+        return crate::fsdp::train(job, model, save_kind, examples, side_dirs, dist, report);
+    }
     let p = &job.params;
     ensure!(p.batch_size > 0 && p.grad_accum > 0, "batch_size and grad_accum must be at least 1");
     ensure!(p.epochs > 0.0, "epochs must be positive");
@@ -339,6 +338,7 @@ pub fn train(
     )));
 
     let params = model.named_parameters();
+    dist.broadcast_parameters(&params)?;
     let mut opt = AdamW::new(
         model.named_parameters(),
         model::is_no_decay,
@@ -354,23 +354,8 @@ pub fn train(
     if let Some(s) = resumed {
         report(Event::Log(&format!("resuming from the checkpoint at step {s}")));
     }
-    // metrics.jsonl lives in scratch while training, cut back to the resumed step.
     let metrics_path = job.scratch_dir.join("metrics.jsonl");
-    let kept: Vec<String> = std::fs::read_to_string(&metrics_path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s <= start)
-        })
-        .map(str::to_string)
-        .collect();
-    let mut metrics = std::fs::File::create(&metrics_path)?;
-    for l in &kept {
-        writeln!(metrics, "{l}")?;
-    }
+    let mut metrics = open_metrics(&metrics_path, start, dist.is_main())?;
 
     // Throughput is measured from the end of the first step of this process (the first one also
     // pays for libtorch's warm-up); until then, over that step.
@@ -387,11 +372,20 @@ pub fn train(
             let batch = examples.batch(&dist.shard(&order.micro_batch(m)));
             step_tokens += batch.tokens;
             loss_sum += micro_step(&model, &batch, 1.0 / p.grad_accum as f64, p.activation_checkpointing);
+            if micro == 0 {
+                crate::parallel::fault_point(&dist, step + 1);
+            }
         }
-        dist.reduce_gradients(&params);
+        dist.reduce_gradients(&params)?;
         let grad_norm = clip_grad_norm(&params, p.max_grad_norm);
         opt.step(lr)?;
         opt.zero_grad();
+        let (loss_sum, step_tokens) = if dist.pg.is_some() {
+            let s = dist.sum(&[loss_sum, step_tokens as f64], model.device)?;
+            (s[0] / dist.world as f64, s[1] as i64)
+        } else {
+            (loss_sum, step_tokens)
+        };
         let loss = loss_sum / p.grad_accum as f64;
         ensure!(loss.is_finite(), "the loss became {loss} at step {}", step + 1);
         tokens_seen += step_tokens;
@@ -405,50 +399,113 @@ pub fn train(
         let epoch = ((step + 1) * p.grad_accum as u64) as f64 / order.batches_per_epoch() as f64;
         let line = json!({"step": step + 1, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                           "tokens": step_tokens, "tokens_per_s": tps});
-        writeln!(metrics, "{line}")?;
+        if let Some(m) = &mut metrics {
+            writeln!(m, "{line}")?;
+        }
         report(Event::Step { step: step + 1, total: stop, loss, tokens_per_s: tps });
         let done = step + 1 == stop;
-        if dist.is_main() && p.checkpoint_every > 0 && (step + 1) % p.checkpoint_every == 0 && !done {
-            metrics.flush()?;
-            save_checkpoint(&job.scratch_dir, step + 1, &model, &opt, p)?;
+        if p.checkpoint_every > 0 && (step + 1) % p.checkpoint_every == 0 && !done {
+            if let Some(m) = &mut metrics {
+                m.flush()?;
+                save_checkpoint(&job.scratch_dir, step + 1, &model, &opt, p)?;
+            }
+            dist.barrier()?;
         }
     }
-    metrics.flush()?;
-    drop(metrics);
+    if let Some(mut m) = metrics {
+        m.flush()?;
+    }
 
     if dist.is_main() {
-        let out_model = job.out_dir.join("model");
-        checkpoint::save(&model, &out_model, save_kind, p.max_shard_mb * 1_000_000)?;
-        for d in side_dirs {
-            checkpoint::copy_side_files(d, &out_model)?;
-        }
-        if !out_model.join("tokenizer.json").is_file() {
-            report(Event::Log(
-                "note: neither the base model nor the token dir has a tokenizer.json, so the checkpoint has none",
-            ));
-        }
-        std::fs::copy(&metrics_path, job.out_dir.join("metrics.jsonl"))?;
-        let text = std::fs::read_to_string(&metrics_path)?;
-        std::fs::write(job.out_dir.join("loss.svg"), crate::plot::loss_svg(&text))?;
+        write_outputs(job, &model, save_kind, side_dirs, &metrics_path, report)?;
     }
     let tps = if tokens_seen > 0 { tokens_seen as f64 / t0.elapsed().as_secs_f64().max(1e-9) } else { 0.0 };
-    Ok(Summary {
+    let grads: Vec<Tensor> = params.iter().map(|(_, t)| t.grad()).collect();
+    let held: Vec<&Tensor> =
+        params.iter().map(|(_, t)| t).chain(&grads).chain(&opt.exp_avg).chain(&opt.exp_avg_sq).collect();
+    let summary = Summary {
         steps: stop,
         total_steps: total,
         warmup_steps: warmup,
         resumed_from: resumed,
         final_loss: last_loss,
         tokens_per_s: tps,
-    })
+        state_bytes: crate::parallel::state_bytes(&held),
+        cuda_peak_bytes: crate::parallel::cuda_peak(model.device),
+        prefix: dist.prefix(),
+    };
+    report_memory(&summary, report);
+    Ok(summary)
+}
+
+pub(crate) fn report_memory(s: &Summary, report: &mut dyn FnMut(Event)) {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let cuda = s.cuda_peak_bytes.map_or(String::new(), |b| format!(", CUDA peak {:.1} MiB", mib(b)));
+    report(Event::Log(&format!(
+        "memory: parameters + gradients + optimizer state {:.1} MiB{cuda}",
+        mib(s.state_bytes)
+    )));
+}
+
+/// metrics.jsonl in scratch while training, cut back to the resumed step; only rank 0 has one.
+pub(crate) fn open_metrics(path: &Path, start: u64, main: bool) -> Result<Option<std::fs::File>> {
+    if !main {
+        return Ok(None);
+    }
+    let kept: Vec<String> = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= start)
+        })
+        .map(str::to_string)
+        .collect();
+    let mut metrics = std::fs::File::create(path)?;
+    for l in &kept {
+        writeln!(metrics, "{l}")?;
+    }
+    Ok(Some(metrics))
+}
+
+/// The job's outputs (rank 0): the checkpoint with tokenizer files, metrics.jsonl and loss.svg.
+pub(crate) fn write_outputs(
+    job: &Job,
+    model: &Llama,
+    save_kind: Kind,
+    side_dirs: &[&Path],
+    metrics_path: &Path,
+    report: &mut dyn FnMut(Event),
+) -> Result<()> {
+    let out_model = job.out_dir.join("model");
+    checkpoint::save(model, &out_model, save_kind, job.params.max_shard_mb * 1_000_000)?;
+    for d in side_dirs {
+        checkpoint::copy_side_files(d, &out_model)?;
+    }
+    if !out_model.join("tokenizer.json").is_file() {
+        report(Event::Log(
+            "note: neither the base model nor the token dir has a tokenizer.json, so the checkpoint has none",
+        ));
+    }
+    std::fs::copy(metrics_path, job.out_dir.join("metrics.jsonl"))?;
+    let text = std::fs::read_to_string(metrics_path)?;
+    std::fs::write(job.out_dir.join("loss.svg"), crate::plot::loss_svg(&text))?;
+    Ok(())
 }
 
 /// Runs a pretraining job end to end.
 pub fn run_pretrain(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
+    pretrain(job, report).map_err(|e| crate::parallel::rank_context(e, &job.params))
+}
+
+fn pretrain(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
     ensure!(job.task == Task::Pretrain, "not a pretraining job");
     let tokens_dir =
         job.tokens.as_ref().context("a pretraining job needs `tokens` (the tokenize stage's output)")?;
     let data = TokenData::open(tokens_dir)?;
-    let device = parse_device(&job.params.device)?;
+    let (dist, device) = Dist::from_env(&job.params)?;
     let (mut model, stored_kind) = initial_model(job, device)?;
     fit_vocab_to_tokens(&mut model, &data)?;
     let save_kind = save_kind(&job.params, stored_kind)?;
@@ -459,7 +516,7 @@ pub fn run_pretrain(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary>
     }
     sides.push(tokens_dir);
     let examples = Blocks { data, ignore };
-    train(job, model, save_kind, &examples, &sides, Dist::SINGLE, report)
+    train(job, model, save_kind, &examples, &sides, dist, report)
 }
 
 pub fn save_kind(p: &TrainParams, stored: Kind) -> Result<Kind> {

@@ -1,0 +1,291 @@
+//! Distributed training on the CPU with Gloo, 2 worker processes spawned as torchrun would
+//! (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): DDP and FSDP end at the weights of a
+//! single-process run with the same global batch; FSDP's per-rank state halves at world 2; a rank
+//! that dies mid-step makes its peer fail with a clear error, and the rerun resumes from the last
+//! sharded checkpoint to the weights of an uninterrupted run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use camel_torch_worker::checkpoint;
+use camel_torch_worker::data::{TokenMeta, write_token_dir};
+use camel_torch_worker::job::{BackendChoice, DistParams, Job, Strategy, Task, TrainParams};
+use camel_torch_worker::train;
+use serde_json::{Value, json};
+use tch::Tensor;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_camel-torch-worker");
+
+fn tokens(dir: &Path) {
+    let v = common::ids(16 * 16, 97, 5);
+    let meta = TokenMeta {
+        format: "camel-tokens-v1".into(),
+        dtype: "u16".into(),
+        vocab_size: 97,
+        block_size: 16,
+        blocks: 16,
+        tokens_total: v.len() as u64,
+        tokens_dropped: 0,
+        bos_id: Some(1),
+        eos_id: Some(2),
+        added_tokens: Default::default(),
+        ignore_ids: vec![],
+        layout: Some("camel".into()),
+        shuffle: Some(false),
+        seed: Some(0),
+        tokenizer_blake3: None,
+    };
+    write_token_dir(dir, &meta, &v, None).unwrap();
+}
+
+/// 16 blocks, 4 per global micro-batch, 2 micro-batches per step, 2 epochs: 4 optimizer steps.
+/// Labels are not masked, so every rank's micro-batch has as many tokens as the other's and the
+/// mean of the ranks' token-mean losses is the global token-mean loss.
+fn params(per_device: usize, world: usize, dist: Option<Strategy>) -> TrainParams {
+    TrainParams {
+        config: Some(json!({"vocab_size": 97, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "tie_word_embeddings": false})),
+        seed: 3,
+        epochs: 2.0,
+        batch_size: per_device,
+        grad_accum: 2,
+        lr: 1e-2,
+        weight_decay: 0.1,
+        warmup_ratio: 0.25,
+        max_grad_norm: 0.5,
+        shuffle: true,
+        mask_ids: false,
+        device: "cpu".into(),
+        threads: 1,
+        checkpoint_every: 2,
+        distributed: dist.map(|strategy| DistParams {
+            strategy,
+            backend: BackendChoice::Gloo,
+            nproc_per_node: world,
+            timeout_s: 30,
+        }),
+        ..TrainParams::default()
+    }
+}
+
+fn job(t: &Path, name: &str, p: TrainParams) -> Job {
+    let job = Job {
+        task: Task::Pretrain,
+        tokens: Some(t.join("tokens")),
+        data: None,
+        model: None,
+        out_dir: t.join(name).join("out"),
+        scratch_dir: t.join(name).join("scratch"),
+        params: p,
+    };
+    std::fs::create_dir_all(&job.out_dir).unwrap();
+    job
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `world` workers on `job` as torchrun would; `fault`: CAMEL_WORKER_FAULT for all.
+fn spawn(job: &Job, world: usize, fault: Option<&str>) -> Vec<std::process::Child> {
+    let path = job.out_dir.parent().unwrap().join("job.json");
+    std::fs::write(&path, serde_json::to_string(job).unwrap()).unwrap();
+    let port = free_port().to_string();
+    (0..world)
+        .map(|rank| {
+            let mut c = Command::new(WORKER);
+            c.arg("train")
+                .arg(&path)
+                .env("RANK", rank.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("WORLD_SIZE", world.to_string())
+                .env("LOCAL_WORLD_SIZE", world.to_string())
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .env_remove("CAMEL_WORKER_FAULT")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            if let Some(f) = fault {
+                c.env("CAMEL_WORKER_FAULT", f);
+            }
+            c.spawn().unwrap()
+        })
+        .collect()
+}
+
+fn wait_all(children: Vec<std::process::Child>) -> Vec<Output> {
+    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+}
+
+fn run_ok(job: &Job, world: usize) -> Vec<Output> {
+    let outs = wait_all(spawn(job, world, None));
+    for (rank, o) in outs.iter().enumerate() {
+        assert!(
+            o.status.success(),
+            "rank {rank} failed:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    outs
+}
+
+/// The summary JSON each rank prints last on stderr.
+fn summary(o: &Output) -> Value {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err.lines().rev().find(|l| l.contains("{\"steps\"")).expect("a summary line");
+    serde_json::from_str(&line[line.find('{').unwrap()..]).unwrap()
+}
+
+fn weights(job: &Job) -> std::collections::BTreeMap<String, Tensor> {
+    checkpoint::read_safetensors(&job.out_dir.join("model/model.safetensors")).unwrap()
+}
+
+/// Every weight within rtol 1e-5 (atol 1e-7 for weights near zero), as the torch comparison.
+fn assert_close(got: &Job, want: &Job, what: &str) {
+    let (g, w) = (weights(got), weights(want));
+    assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>());
+    let mut worst = 0f64;
+    for (name, w) in &w {
+        let g = &g[name];
+        let excess = ((g - w).abs() - w.abs() * 1e-5 - 1e-7).max().double_value(&[]);
+        assert!(
+            excess <= 0.0,
+            "{what}: `{name}` differs from the single-process run by {excess:e} beyond tolerance"
+        );
+        worst = worst.max(common::max_abs_diff(g, w) / w.abs().max().double_value(&[]));
+    }
+    println!("{what}: worst max|Δw|/max|w| vs one process {worst:.2e}");
+}
+
+fn losses(job: &Job) -> Vec<f64> {
+    std::fs::read_to_string(job.out_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect()
+}
+
+/// The single-process run with the global batch (2 × 2 per device) in this process.
+fn reference(t: &Path) -> Job {
+    let j = job(t, "single", params(4, 1, None));
+    let s = train::run_pretrain(&j, &mut |_| {}).unwrap();
+    assert_eq!(s.steps, 4);
+    j
+}
+
+fn check_against(got: &Job, want: &Job, what: &str) {
+    assert_close(got, want, what);
+    let (a, b) = (losses(got), losses(want));
+    assert_eq!(a.len(), 4);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-5 * y.abs(), "{what}: loss {x} vs one process {y}");
+    }
+}
+
+#[test]
+fn ddp_two_ranks_equal_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    tokens(&t.join("tokens"));
+    let want = reference(t);
+    let ddp = job(t, "ddp", params(2, 2, Some(Strategy::Ddp)));
+    let outs = run_ok(&ddp, 2);
+    check_against(&ddp, &want, "DDP world 2");
+    // Only rank 0 reports progress; rank 1 logs with its rank.
+    let (out0, out1) = (String::from_utf8_lossy(&outs[0].stdout), String::from_utf8_lossy(&outs[1].stdout));
+    assert!(out0.contains("camel-progress: 4/4"), "{out0}");
+    assert!(!out1.contains("camel-progress"), "{out1}");
+    assert!(String::from_utf8_lossy(&outs[1].stderr).contains("[rank 1] "));
+}
+
+#[test]
+fn fsdp_equals_one_process_halves_state_and_resumes_after_a_rank_dies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    tokens(&t.join("tokens"));
+    let want = reference(t);
+
+    // World 1 (a process group of one) and world 2, uninterrupted.
+    let one = job(t, "fsdp1", params(4, 1, Some(Strategy::Fsdp)));
+    let s1 = summary(&run_ok(&one, 1)[0]);
+    check_against(&one, &want, "FSDP world 1");
+    let two = job(t, "fsdp2", params(2, 2, Some(Strategy::Fsdp)));
+    let outs = run_ok(&two, 2);
+    check_against(&two, &want, "FSDP world 2");
+
+    // Parameters + gradients + AdamW moments per rank: half of world 1's, up to the padding of
+    // each of the 3 units to an even length (16 bytes per padded element).
+    let b1 = s1["state_bytes"].as_u64().unwrap();
+    for o in &outs {
+        let b2 = summary(o)["state_bytes"].as_u64().unwrap();
+        println!("FSDP state bytes per rank: world 1 {b1}, world 2 {b2}");
+        assert!(b2 * 2 >= b1 && b2 * 2 <= b1 + 3 * 16 * 2, "world 2 holds {b2} bytes, world 1 {b1}");
+    }
+
+    // Rank 1 dies in step 3 (after the checkpoint of step 2): rank 0 fails with its rank and a
+    // collective's error, well within the timeout, instead of hanging.
+    let killed = job(t, "fsdp-killed", params(2, 2, Some(Strategy::Fsdp)));
+    let t0 = Instant::now();
+    let outs = wait_all(spawn(&killed, 2, Some("1:3")));
+    let waited = t0.elapsed();
+    assert!(!outs[1].status.success());
+    assert!(!outs[0].status.success(), "rank 0 finished although rank 1 died");
+    let err0 = String::from_utf8_lossy(&outs[0].stderr);
+    println!("rank 0 after rank 1 died ({:.1} s): {}", waited.as_secs_f64(), err0.lines().last().unwrap());
+    assert!(err0.contains("camel-torch-worker: error: [rank 0] "), "{err0}");
+    assert!(waited < Duration::from_secs(60), "rank 0 took {waited:?} to notice");
+    assert!(killed.scratch_dir.join("checkpoints/step-2/rank-1-of-2.safetensors").is_file());
+    assert!(!killed.out_dir.join("model").exists());
+
+    // The rerun resumes at step 2 and ends where the uninterrupted run did.
+    let outs = run_ok(&killed, 2);
+    assert!(String::from_utf8_lossy(&outs[0].stderr).contains("resuming from the checkpoint at step 2"));
+    let (a, b) = (weights(&killed), weights(&two));
+    for (name, w) in &b {
+        assert!(a[name].equal(w), "`{name}` differs after the resume");
+    }
+    assert_eq!(losses(&killed), losses(&two));
+}
+
+#[test]
+fn ddp_rank_dying_fails_its_peer_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    tokens(&t.join("tokens"));
+    let j = job(t, "ddp-killed", params(2, 2, Some(Strategy::Ddp)));
+    let t0 = Instant::now();
+    let outs = wait_all(spawn(&j, 2, Some("1:2")));
+    assert!(!outs[0].status.success() && !outs[1].status.success());
+    let err0 = String::from_utf8_lossy(&outs[0].stderr);
+    assert!(err0.contains("camel-torch-worker: error: [rank 0] "), "{err0}");
+    assert!(err0.contains("all-reducing gradients") || err0.contains("summing"), "{err0}");
+    assert!(t0.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn distributed_params_are_checked() {
+    let bad: Result<TrainParams, _> =
+        serde_json::from_value(json!({"distributed": {"strategy": "zero3", "nproc_per_node": 2}}));
+    assert!(bad.is_err());
+    let bad: Result<TrainParams, _> = serde_json::from_value(json!({"distributed": {"nprocs": 2}}));
+    assert!(bad.is_err());
+    let ok: TrainParams =
+        serde_json::from_value(json!({"distributed": {"strategy": "fsdp", "nproc_per_node": 8}})).unwrap();
+    assert_eq!(
+        ok.distributed,
+        Some(DistParams {
+            strategy: Strategy::Fsdp,
+            backend: BackendChoice::Auto,
+            nproc_per_node: 8,
+            timeout_s: 1800
+        })
+    );
+    // Single-process params serialize as before (no `distributed` key).
+    assert!(serde_json::to_value(TrainParams::default()).unwrap().get("distributed").is_none());
+    let _ = PathBuf::new();
+}
