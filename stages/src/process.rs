@@ -129,6 +129,9 @@ pub fn run_children(ctx: &StageContext, cmds: Vec<Process>, opts: ChildOptions) 
         if let Some(j) = tail.iter().position(|l| l.starts_with(prefix)) {
             let lines: Vec<&str> = tail.iter().skip(j).map(String::as_str).collect();
             msg = format!("{msg}: {}", lines.join("\n").trim_start_matches(prefix).trim());
+        } else if let Some(last) = tail.iter().rev().find(|l| !l.trim().is_empty()) {
+            // Killed or aborted without an error line: its last words say where it was.
+            msg = format!("{msg}; its last line: {}", last.trim());
         }
     }
     if n > 1 {

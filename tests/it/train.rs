@@ -271,3 +271,51 @@ fn a_missing_worker_is_reported_with_how_to_build_it() {
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(stderr.contains("CAMEL_TORCH_WORKER=/nonexistent/worker does not name a file"), "{stderr}");
 }
+
+/// FSDP over two local ranks (Gloo on the CPU) through `camel run`: a rank that dies mid-step
+/// fails the stage with that rank's error and commits nothing; the rerun resumes from the last
+/// sharded checkpoint and ends at the weights of an uninterrupted two-rank run, which are the
+/// weights of the single-process run to rounding (stages/torch-worker/tests/distributed.rs holds
+/// the numerics).
+#[test]
+fn two_fsdp_ranks_survive_a_rank_dying_mid_step_and_match_an_uninterrupted_run() {
+    if worker().is_none() {
+        return;
+    }
+    let pipeline = PRETRAIN
+        .replace("checkpoint_every: 5", "checkpoint_every: 2")
+        .replace("epochs: 2", "epochs: 1\n      mask_ids: false\n      distributed: {nproc_per_node: 2, strategy: fsdp, timeout_s: 60}")
+        .replace("batch_size: 2", "batch_size: 1");
+    let whole = TestContext::new();
+    whole.write("p.yaml", &pipeline);
+    token_dir(&whole, "tokens", 24, 32, 97, None);
+    whole.camel(&["run", "p.yaml"]).assert_ok();
+
+    let t = TestContext::new();
+    t.write("p.yaml", &pipeline);
+    token_dir(&t, "tokens", 24, 32, 97, None);
+    let t0 = Instant::now();
+    let failed = t.command(&["run", "p.yaml"]).env("CAMEL_WORKER_FAULT", "1:4").output().unwrap();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(t0.elapsed() < Duration::from_secs(90), "the failure took {:?}", t0.elapsed());
+    assert!(stderr.contains("camel-torch-worker rank"), "{stderr}");
+    assert!(stderr.contains("rank 1 was killed by signal"), "{stderr}");
+    assert!(
+        stderr.contains("[rank 1] CAMEL_WORKER_FAULT: aborting in step 4"),
+        "its last line is quoted: {stderr}"
+    );
+    assert!(!t.path(".camel/out/pretrain").exists(), "a failed run committed outputs");
+
+    let r = t.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    let log = t.read(".camel/logs/pretrain.log");
+    assert!(log.contains("resuming"), "{log}");
+    let weights =
+        |c: &TestContext| std::fs::read(c.path(".camel/out/pretrain/model/model.safetensors")).unwrap();
+    assert!(weights(&t) == weights(&whole), "the resumed run's weights differ from the uninterrupted run's");
+    assert_eq!(
+        t.read(".camel/out/pretrain/metrics.jsonl").lines().count(),
+        whole.read(".camel/out/pretrain/metrics.jsonl").lines().count()
+    );
+}
