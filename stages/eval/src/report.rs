@@ -378,9 +378,14 @@ struct Bar {
 /// system font is read.
 fn bar_chart(title: &str, bars: &[Bar]) -> Result<String, StageError> {
     use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
     let err = |e: &dyn std::fmt::Display| StageError::msg(format!("failed to draw the chart: {e}"));
     let top = bars.iter().map(|b| b.ci.map_or(b.value, |c| c.1).max(b.value)).fold(0.0f64, f64::max);
     let y_max = if top > 0.0 { top * 1.15 } else { 1.0 };
+    // One segment per bar: an integer range 0..k has k + 1 points, the segmented coordinate one
+    // segment per point plus `Last`. (A single bar keeps an empty second segment.)
+    let last = bars.len().saturating_sub(1).max(1);
+    let decimals = (1.0 - y_max.log10().floor()).max(0.0) as usize;
     let mut svg = String::new();
     {
         let width = (160 + 110 * bars.len().max(1)) as u32;
@@ -391,7 +396,7 @@ fn bar_chart(title: &str, bars: &[Bar]) -> Result<String, StageError> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
-            .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..y_max)
+            .build_cartesian_2d((0..last).into_segmented(), 0.0..y_max)
             .map_err(|e| err(&e))?;
         let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
         chart
@@ -402,14 +407,17 @@ fn bar_chart(title: &str, bars: &[Bar]) -> Result<String, StageError> {
                 SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
                 _ => String::new(),
             })
-            .y_label_formatter(&|y| format!("{y:.1}"))
+            .y_label_formatter(&|y| format!("{y:.decimals$}"))
             .draw()
             .map_err(|e| err(&e))?;
         let colour = RGBColor(76, 114, 176);
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
                 let mut r = Rectangle::new(
-                    [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), b.value)],
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (if i + 1 > last { SegmentValue::Last } else { SegmentValue::Exact(i + 1) }, b.value),
+                    ],
                     colour.filled(),
                 );
                 r.set_margin(0, 0, 18, 18);
@@ -428,7 +436,9 @@ fn bar_chart(title: &str, bars: &[Bar]) -> Result<String, StageError> {
             .map_err(|e| err(&e))?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                Text::new(format!("{:.2}", b.value), (SegmentValue::CenterOf(i), b.value), ("sans-serif", 12))
+                let style =
+                    ("sans-serif", 12).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
+                Text::new(format!("{:.2}", b.value), (SegmentValue::CenterOf(i), b.value), style)
             }))
             .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
@@ -446,6 +456,16 @@ mod tests {
         assert_eq!(quantile(&v, 0.0), 1.0);
         assert_eq!(quantile(&v, 0.5), 2.5);
         assert!((quantile(&v, 0.975) - 3.925).abs() < 1e-12);
+    }
+
+    #[test]
+    fn charts_of_one_to_five_bars_draw() {
+        for n in 1..=5 {
+            let bars: Vec<Bar> =
+                (0..n).map(|i| Bar { label: format!("s{i}"), value: 0.1 * i as f64, ci: None }).collect();
+            let svg = bar_chart("t", &bars).unwrap();
+            assert_eq!(svg.matches("<rect").count(), 1 + n, "{svg}");
+        }
     }
 
     #[test]
