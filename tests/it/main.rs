@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod demo;
 mod engine;
+mod eval;
 mod full;
 mod instructions;
 mod invalid;

@@ -3,6 +3,7 @@
 //! `finetune` stages of camel-stages hand it; the integration tests call this library directly
 //! and compare it with transformers.
 
+pub mod answer;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -8,6 +8,8 @@
 //! * `train JOB.json`: run a pretraining or fine-tuning job written by the
 //!   `pretrain`/`finetune` stages; progress lines (`camel-progress: …`) on
 //!   stdout, log lines on stderr, errors as `camel-torch-worker: error: …`.
+//! * `answer JOB.json`: answer instructions with a checkpoint for the `answer` stage (rows
+//!   appended to the scratch dir's `rows.jsonl`, resumable), same conventions.
 
 use std::io::Write;
 use std::path::Path;
@@ -28,7 +30,8 @@ const USAGE: &str = "usage: camel-torch-worker <command>
 commands:
   probe              print libtorch/device information as one JSON line and run a smoke check
   train JOB.json     run a pretrain/finetune job written by camel's training stages
-  generate JOB.json  generate text for prompts (camel generate writes the job)";
+  generate JOB.json  generate text for prompts (camel generate writes the job)
+  answer JOB.json    answer instructions for camel's `answer` stage";
 
 fn main() {
     if let Err(err) = run() {
@@ -48,6 +51,7 @@ fn run() -> Result<()> {
                 serde_json::from_str(&text).with_context(|| format!("invalid generation job {job}"))?;
             camel_torch_worker::generate::run_job(&job, &mut std::io::stdout().lock())
         }
+        ["answer", job] => answer(Path::new(job)),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             Ok(())
@@ -83,6 +87,20 @@ fn train(job_path: &Path) -> Result<()> {
     };
     eprintln!("{}{}", summary.prefix, serde_json::to_string(&summary)?);
     Ok(())
+}
+
+fn answer(job_path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(job_path)
+        .with_context(|| format!("failed to read {}", job_path.display()))?;
+    let job: camel_torch_worker::answer::AnswerJob =
+        serde_json::from_str(&text).with_context(|| format!("invalid answer job {}", job_path.display()))?;
+    camel_torch_worker::answer::run(&job, &mut |done, total, tokens, secs| {
+        let (rows_s, tok_s) =
+            if secs > 0.0 { (done as f64 / secs, tokens as f64 / secs) } else { (0.0, 0.0) };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "camel-progress: {done}/{total} rows {rows_s:.2} rows/s · {tok_s:.0} tok/s");
+        let _ = out.flush();
+    })
 }
 
 fn probe() -> Result<()> {

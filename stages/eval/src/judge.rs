@@ -1,0 +1,489 @@
+//! `kind: judge` — an LLM scores every system's answer to each instruction 1–10, as CAMEL had
+//! GPT-4 compare four systems on MTSamples, with what CAMEL's scoring lacked:
+//!
+//! - **Order**: per row the answers are shown in a random order (seeded by `seed` and the row
+//!   number, recorded in `judgments.json`) and the scores are mapped back, so position bias
+//!   averages out instead of favouring whichever system is listed first.
+//! - **Parsing**: `Assistant K: SCORE` lines, a JSON object (`{"scores": [...]}` or
+//!   `{"Assistant 1": 7, ...}`), or a first line of n numbers; every position must get exactly
+//!   one score in 1–10. A reply that does not parse is asked again (a new request: the attempt
+//!   number is in the prompt, so it is a different entry in the request log), up to
+//!   `max_attempts`, then the row is recorded as `unparsed` — never as 0, which would punish the
+//!   systems for the judge's formatting. `report` leaves unparsed rows out.
+//! - **Cost**: requests go through camel-llm — the same provider config, rate limits, request
+//!   log (a rerun replays every answered request and pays nothing) and PHI guard
+//!   (`allowed_endpoints`) as the `instructions` stage.
+//!
+//! Outputs: `judgments.json` (per row: `index`, `type`, `order` (system names as shown),
+//! `scores` (by system, null unless parsed), `status` (`scored`, `unparsed`, `failed`),
+//! `attempts`) and `stats.json`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use camel_llm::{
+    AllowedEndpoints, Client, Failure, FinishReason, Limits, Message, Prices, Provider, RequestLog,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::data::{self, SystemSpec};
+use crate::rng::SplitMix64;
+
+pub const SYSTEM_PROMPT: &str = "You are a careful clinical expert who grades answers to instructions about medical notes. You judge helpfulness, relevance, accuracy and level of detail. You are impartial: the order in which the answers are shown says nothing about their quality, and neither does their length.";
+
+pub const PROMPT: &str = "[Instruction]\n{instruction}\n\n[Note]\n{input}\n\n{answers}\n\nRate each of the {n} answers above on a scale of 1 to 10, where 10 is best. Start your reply with exactly {n} lines, one per answer, in the form `Assistant K: SCORE` (K from 1 to {n}, SCORE a whole number from 1 to 10). Then explain your scores briefly.";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeParams {
+    /// The judge: `{type: openai, base_url, model, …}` or `{type: azure, endpoint, deployment, …}`.
+    pub provider: Provider,
+    /// The API key, as `${env:NAME}`. Never hashed, logged or stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// Concurrency, rate limits, timeout and retries (not hashed).
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub prices: Prices,
+    /// The answer sets to score.
+    pub systems: Vec<SystemSpec>,
+    /// Seeds the order of the answers in each row.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Requests per row while the reply does not parse.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Only the first rows.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Rows whose request failed (after the client's retries) that are tolerated; more fail the
+    /// stage (a rerun then sends only those).
+    #[serde(default)]
+    pub max_failed_rows: u64,
+    #[serde(default = "default_system_prompt")]
+    pub system_prompt: String,
+    /// `{instruction}`, `{input}`, `{answers}` (the numbered answers), `{n}`.
+    #[serde(default = "default_prompt")]
+    pub prompt: String,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_system_prompt() -> String {
+    SYSTEM_PROMPT.into()
+}
+fn default_prompt() -> String {
+    PROMPT.into()
+}
+
+pub struct Judge;
+
+impl Stage for Judge {
+    type Params = JudgeParams;
+    const KIND: &'static str = "judge";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "an LLM scores each system's answers 1-10 per row (seeded answer order, robust parsing, request log)";
+    const UNHASHED: &'static [&'static str] = &["api_key", "limits"];
+
+    fn inputs(p: &JudgeParams) -> InputSpec {
+        InputSpec::Named { required: data::input_names(&p.systems), optional: vec![] }
+    }
+
+    fn outputs(_: &JudgeParams) -> Vec<OutputSpec> {
+        vec![OutputSpec::new("judgments", "judgments.json"), OutputSpec::new("stats", "stats.json")]
+    }
+
+    fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
+        run(p, ctx)
+    }
+}
+
+/// One row's verdict.
+#[derive(Clone, Debug, Default)]
+struct Verdict {
+    /// By presented position.
+    scores: Option<Vec<f64>>,
+    attempts: u32,
+    failure: Option<String>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
+    data::check_systems(&p.systems, 1, None)?;
+    if p.max_attempts == 0 {
+        return Err(StageError::msg("`max_attempts` must be at least 1"));
+    }
+    for ph in ["{instruction}", "{answers}"] {
+        if !p.prompt.contains(ph) {
+            return Err(StageError::msg(format!("`prompt` must contain {ph}")));
+        }
+    }
+    p.limits.validate().map_err(|e| StageError::msg(e.to_string()))?;
+    // The client first: a judge the PHI guard refuses fails before any note is read.
+    let allowed =
+        AllowedEndpoints::parse(ctx.allowed_endpoints()).map_err(|e| StageError::msg(e.to_string()))?;
+    let log_path = ctx.workspace_dir().join("llm").join("requests.jsonl");
+    let log = RequestLog::open(&log_path).map_err(StageError::io(format!("open {}", log_path.display())))?;
+    ctx.log(&format!(
+        "judge: {}; request log {} ({} responses)",
+        p.provider.describe(),
+        log_path.display(),
+        log.len()
+    ));
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (c2, l2) = (cancelled.clone(), lines.clone());
+    let client = Arc::new(
+        Client::new(
+            p.provider.clone(),
+            p.api_key.clone().filter(|k| !k.is_empty()),
+            p.limits.clone(),
+            log,
+            &allowed,
+        )
+        .map_err(|e| StageError::msg(e.to_string()))?
+        .with_cancel(move || c2.load(Ordering::Relaxed))
+        .with_notify(move |line| l2.lock().unwrap().push(line)),
+    );
+
+    let al = data::load(&p.systems, ctx.inputs(), p.limit)?;
+    let n = al.systems.len();
+    let orders: Vec<Vec<usize>> =
+        (0..al.rows).map(|i| SplitMix64::for_item(p.seed, i as u64).permutation(n)).collect();
+    let prompts: Vec<String> = (0..al.rows)
+        .map(|i| {
+            let answers: Vec<String> = orders[i]
+                .iter()
+                .enumerate()
+                .map(|(k, &s)| {
+                    format!(
+                        "[Assistant {}]\n{}\n[End of Assistant {}]",
+                        k + 1,
+                        al.systems[s].1[i].trim(),
+                        k + 1
+                    )
+                })
+                .collect();
+            render(&p.prompt, &al.instruction[i], &al.input[i], &answers.join("\n\n"), n)
+        })
+        .collect();
+
+    ctx.progress().set_total(Some(al.rows as u64), "rows");
+    let verdicts = judge_all(p, ctx, &client, &prompts, n, &cancelled, &lines)?;
+
+    let mut rows = Vec::with_capacity(al.rows);
+    let (mut scored, mut unparsed, mut failed) = (0u64, 0u64, 0u64);
+    let (mut prompt_tokens, mut completion_tokens) = (0u64, 0u64);
+    for (i, v) in verdicts.iter().enumerate() {
+        prompt_tokens += v.prompt_tokens;
+        completion_tokens += v.completion_tokens;
+        let mut by_system = serde_json::Map::new();
+        for (s, (name, _)) in al.systems.iter().enumerate() {
+            let pos = orders[i].iter().position(|&x| x == s).expect("a permutation");
+            by_system.insert(name.clone(), v.scores.as_ref().map_or(Value::Null, |sc| json!(sc[pos])));
+        }
+        let status = match (&v.scores, &v.failure) {
+            (Some(_), _) => {
+                scored += 1;
+                "scored"
+            }
+            (None, Some(_)) => {
+                failed += 1;
+                "failed"
+            }
+            (None, None) => {
+                unparsed += 1;
+                "unparsed"
+            }
+        };
+        let mut row = json!({
+            "index": i,
+            "type": al.types[i],
+            "order": orders[i].iter().map(|&s| al.systems[s].0.clone()).collect::<Vec<_>>(),
+            "scores": by_system,
+            "status": status,
+            "attempts": v.attempts,
+        });
+        if let Some(f) = &v.failure {
+            row["failure"] = json!(f);
+        }
+        rows.push(row);
+    }
+    for l in lines.lock().unwrap().drain(..) {
+        ctx.log(&l);
+    }
+    let s = client.stats();
+    ctx.log(&format!(
+        "this run: {} requests sent, {} answered, {} from the request log, {} retries, {} failed; {scored} rows scored, {unparsed} unparsed, {failed} failed",
+        s.attempts, s.responses, s.from_log, s.retries, s.failures
+    ));
+    if failed > p.max_failed_rows {
+        let why: Vec<String> = verdicts.iter().filter_map(|v| v.failure.clone()).take(3).collect();
+        return Err(StageError::msg(format!(
+            "{failed} row(s) got no answer from the judge (max_failed_rows: {}), e.g. {}; rerun to retry them (answered \
+             rows come from the request log)",
+            p.max_failed_rows,
+            why.join("; ")
+        )));
+    }
+    crate::write_json(&ctx.out_dir().join("judgments.json"), &rows)?;
+    let stats = json!({
+        "judge": p.provider.describe(),
+        "systems": al.names(),
+        "rows": al.rows,
+        "scored": scored,
+        "unparsed": unparsed,
+        "failed": failed,
+        "seed": p.seed,
+        "max_attempts": p.max_attempts,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost_estimate": p.prices.cost(prompt_tokens, completion_tokens),
+        },
+    });
+    crate::write_json(&ctx.out_dir().join("stats.json"), &stats)
+}
+
+/// Fills `{instruction}`, `{input}`, `{answers}` and `{n}` in one pass (inserted text is never
+/// scanned for placeholders).
+fn render(template: &str, instruction: &str, input: &str, answers: &str, n: usize) -> String {
+    let n = n.to_string();
+    let subs =
+        [("{instruction}", instruction), ("{input}", input), ("{answers}", answers), ("{n}", n.as_str())];
+    let mut out = String::with_capacity(template.len() + instruction.len() + input.len() + answers.len());
+    let mut rest = template;
+    'outer: while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        for (ph, v) in subs {
+            if let Some(r) = tail.strip_prefix(ph) {
+                out.push_str(v);
+                rest = r;
+                continue 'outer;
+            }
+        }
+        out.push('{');
+        rest = &tail[1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn messages(p: &JudgeParams, prompt: &str, attempt: u32, n: usize) -> Vec<Message> {
+    let mut user = prompt.to_string();
+    if attempt > 0 {
+        user.push_str(&format!(
+            "\n\n(Attempt {}: a previous reply could not be read. Begin with exactly {n} lines `Assistant K: SCORE`.)",
+            attempt + 1
+        ));
+    }
+    vec![Message::system(p.system_prompt.clone()), Message::user(user)]
+}
+
+async fn judge_row(client: &Client, p: &JudgeParams, prompt: &str, n: usize) -> Verdict {
+    let mut v = Verdict::default();
+    for attempt in 0..p.max_attempts {
+        v.attempts = attempt + 1;
+        match client.chat(&messages(p, prompt, attempt, n)).await {
+            Ok(reply) => {
+                v.prompt_tokens += reply.completion.usage.prompt_tokens;
+                v.completion_tokens += reply.completion.usage.completion_tokens;
+                if reply.completion.finish_reason == FinishReason::ContentFilter {
+                    v.failure = Some("content_filter".into());
+                    return v;
+                }
+                if let Some(s) = parse_scores(&reply.completion.content, n) {
+                    v.scores = Some(s);
+                    return v;
+                }
+            }
+            Err(f) => {
+                v.failure = Some(match &f {
+                    Failure::Rejected { code: Some(c), .. } if c == "content_filter" => {
+                        "content_filter".into()
+                    }
+                    _ => f.to_string(),
+                });
+                return v;
+            }
+        }
+    }
+    v
+}
+
+fn judge_all(
+    p: &JudgeParams,
+    ctx: &StageContext,
+    client: &Arc<Client>,
+    prompts: &[String],
+    n: usize,
+    cancelled: &AtomicBool,
+    lines: &Mutex<Vec<String>>,
+) -> Result<Vec<Verdict>, StageError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(StageError::io("start the async runtime"))?;
+    let window = p.limits.concurrency.saturating_mul(4).max(8);
+    let pa = Arc::new(p.clone());
+    let mut out: Vec<Option<Verdict>> = vec![None; prompts.len()];
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        let (mut next, mut done) = (0usize, 0u64);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            while next < prompts.len() && set.len() < window && !cancelled.load(Ordering::Relaxed) {
+                let (client, pa, prompt, i) = (client.clone(), pa.clone(), prompts[next].clone(), next);
+                set.spawn(async move { (i, judge_row(&client, &pa, &prompt, n).await) });
+                next += 1;
+            }
+            if set.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = set.join_next() => {
+                    if let Some(Ok((i, v))) = joined {
+                        out[i] = Some(v);
+                        done += 1;
+                        ctx.progress().set_position(done);
+                    }
+                }
+                _ = tick.tick() => {
+                    for l in lines.lock().unwrap().drain(..) {
+                        ctx.log(&l);
+                    }
+                    if ctx.is_cancelled() {
+                        cancelled.store(true, Ordering::Relaxed);
+                    }
+                    let s = client.stats();
+                    ctx.progress().message(&format!(
+                        "{:.1} req/s · {} from log · {} retries · {} failed",
+                        s.requests_per_s(), s.from_log, s.retries, s.failures
+                    ));
+                }
+            }
+        }
+    });
+    if cancelled.load(Ordering::Relaxed) || ctx.is_cancelled() {
+        return Err(StageError::Cancelled);
+    }
+    out.into_iter()
+        .map(|v| v.ok_or_else(|| StageError::msg("a row's task panicked (a bug in camel; please report it)")))
+        .collect()
+}
+
+/// Scores by presented position (1..=n → index 0..n), or None when the reply does not give every
+/// position exactly one score in 1–10.
+pub fn parse_scores(reply: &str, n: usize) -> Option<Vec<f64>> {
+    parse_json(reply, n).or_else(|| parse_lines(reply, n)).or_else(|| parse_first_line(reply, n))
+}
+
+fn valid(s: &[Option<f64>]) -> Option<Vec<f64>> {
+    s.iter().map(|x| x.filter(|v| (1.0..=10.0).contains(v))).collect()
+}
+
+/// `{"scores": [7, 8]}`, `{"Assistant 1": 7, "Assistant 2": 8}` or `{"1": 7, …}` anywhere in the reply.
+fn parse_json(reply: &str, n: usize) -> Option<Vec<f64>> {
+    let start = reply.find('{')?;
+    let end = reply.rfind('}')?;
+    let v: Value = serde_json::from_str(reply.get(start..=end)?).ok()?;
+    let num = |v: &Value| v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
+    if let Some(a) = v.get("scores").and_then(Value::as_array) {
+        if a.len() != n {
+            return None;
+        }
+        return valid(&a.iter().map(num).collect::<Vec<_>>());
+    }
+    let o = v.as_object()?;
+    let mut s = vec![None; n];
+    for (k, x) in o {
+        let digits: String = k.chars().filter(char::is_ascii_digit).collect();
+        let k: usize = digits.parse().ok()?;
+        if k == 0 || k > n || s[k - 1].is_some() {
+            return None;
+        }
+        s[k - 1] = Some(num(x)?);
+    }
+    valid(&s)
+}
+
+/// `Assistant K: SCORE` (also `Assistant K - SCORE`, `**Assistant K**: SCORE/10`, `Answer K: …`).
+fn parse_lines(reply: &str, n: usize) -> Option<Vec<f64>> {
+    let mut s: Vec<Option<f64>> = vec![None; n];
+    let mut any = false;
+    for line in reply.lines() {
+        let l = line.trim().trim_start_matches(['*', '-', '#', ' ']).to_lowercase();
+        let Some(rest) = l.strip_prefix("assistant").or_else(|| l.strip_prefix("answer")) else { continue };
+        let rest = rest.trim_start_matches([' ', '#']);
+        let k_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let Ok(k) = rest[..k_len].parse::<usize>() else { continue };
+        let rest = rest[k_len..].trim_start_matches(['*', ' ', ')', ']']);
+        let Some(rest) = rest.strip_prefix([':', '=', '-', '–']) else { continue };
+        let rest = rest.trim_start_matches(['*', ' ']);
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let Ok(score) = rest[..num_len].trim_end_matches('.').parse::<f64>() else { continue };
+        if k == 0 || k > n {
+            return None;
+        }
+        match s[k - 1] {
+            Some(prev) if prev != score => return None,
+            _ => s[k - 1] = Some(score),
+        }
+        any = true;
+    }
+    if any { valid(&s) } else { None }
+}
+
+/// Vicuna's format, which CAMEL's judge prompt used: a first line of n numbers.
+fn parse_first_line(reply: &str, n: usize) -> Option<Vec<f64>> {
+    let first = reply.lines().find(|l| !l.trim().is_empty())?;
+    let nums: Vec<Option<f64>> =
+        first.split([' ', ',', '\t', ';']).filter(|t| !t.is_empty()).map(|t| t.parse::<f64>().ok()).collect();
+    if nums.len() != n {
+        return None;
+    }
+    valid(&nums)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse_in_every_accepted_form() {
+        assert_eq!(parse_scores("Assistant 1: 7\nAssistant 2: 9\nThe first…", 2), Some(vec![7.0, 9.0]));
+        assert_eq!(parse_scores("**Assistant 2**: 8/10\n**Assistant 1**: 6/10", 2), Some(vec![6.0, 8.0]));
+        assert_eq!(
+            parse_scores("Sure! ```json\n{\"scores\": [3, 10, 5]}\n```", 3),
+            Some(vec![3.0, 10.0, 5.0])
+        );
+        assert_eq!(parse_scores("{\"Assistant 1\": 4, \"Assistant 2\": \"6\"}", 2), Some(vec![4.0, 6.0]));
+        assert_eq!(parse_scores("8 7.5\nAssistant 1 is better", 2), Some(vec![8.0, 7.5]));
+        // Missing, out of range, contradictory, absent: not parsed.
+        assert_eq!(parse_scores("Assistant 1: 7", 2), None);
+        assert_eq!(parse_scores("Assistant 1: 0\nAssistant 2: 5", 2), None);
+        assert_eq!(parse_scores("Assistant 1: 11\nAssistant 2: 5", 2), None);
+        assert_eq!(parse_scores("Assistant 1: 3\nAssistant 1: 4\nAssistant 2: 5", 2), None);
+        assert_eq!(parse_scores("Both answers are good.", 2), None);
+    }
+
+    #[test]
+    fn render_fills_placeholders_once() {
+        assert_eq!(
+            render("{instruction}|{input}|{answers}|{n}|{x}", "i {input}", "", "a", 3),
+            "i {input}||a|3|{x}"
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! `kind: answer` — a fine-tuned checkpoint answers an instructions file (a JSON list of
+//! `{instruction, input}`, as CAMEL's `mtsamples_instructions.json`), for the evaluation stages
+//! (`judge`, `metrics`, `report` in camel-eval).
+//!
+//! Like `pretrain`/`finetune`, it runs `camel-torch-worker answer JOB` (the prompt is built by the
+//! same template function fine-tuning uses). The worker appends every finished batch of rows to
+//! `rows.jsonl` in the scratch dir, fsync'd, so a rerun after a kill answers only what is missing
+//! and gives the same bytes as an uninterrupted run. This side checks the inputs before anything
+//! starts and assembles `answers.json` (`{instruction, input, output}` per row, in input order;
+//! a row's `type` is carried over when the instructions file has one) once every row is there.
+//!
+//! This module lives in camel-stages rather than camel-eval because it runs the worker through
+//! [`crate::process`]; camel-eval holds the kinds that need no libtorch.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command as Process;
+
+use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::process::{ChildOptions, run_child};
+use crate::train::{ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, worker_path};
+
+/// Params of `kind: answer`: batching, device, and decoding as transformers' `generate` names it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswerParams {
+    /// Rows decoded together (left-padded). Part of the key: padding changes the arithmetic.
+    pub batch_size: usize,
+    /// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`.
+    pub device: String,
+    /// `auto` (bf16 on CUDA, fp32 on CPU), `float32`, `bfloat16`, `float16`.
+    pub dtype: String,
+    /// libtorch intra-op threads (0: its default).
+    pub threads: usize,
+    /// Answer the first `limit` rows only.
+    pub limit: Option<usize>,
+    pub max_new_tokens: usize,
+    /// Sampling instead of greedy decoding (with `num_beams > 1`: beam search, which ignores it).
+    pub do_sample: bool,
+    pub temperature: f64,
+    pub top_p: f64,
+    /// More than 1: beam search (CAMEL used 5).
+    pub num_beams: usize,
+    pub length_penalty: f64,
+    /// Seeds sampling (batch k uses `seed + k`).
+    pub seed: u64,
+    /// The fine-tuning templates (`{instruction}`, `{input}`); keep them equal to finetune's.
+    pub prompt_input: String,
+    pub prompt_no_input: String,
+}
+
+impl Default for AnswerParams {
+    fn default() -> Self {
+        AnswerParams {
+            batch_size: 8,
+            device: "auto".into(),
+            dtype: "auto".into(),
+            threads: 0,
+            limit: None,
+            max_new_tokens: 512,
+            do_sample: false,
+            temperature: 1.0,
+            top_p: 1.0,
+            num_beams: 1,
+            length_penalty: 1.0,
+            seed: 42,
+            prompt_input: ALPACA_PROMPT_INPUT.into(),
+            prompt_no_input: ALPACA_PROMPT_NO_INPUT.into(),
+        }
+    }
+}
+
+pub struct Answer;
+
+impl Stage for Answer {
+    type Params = AnswerParams;
+    const KIND: &'static str = "answer";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "answer an instructions file with a checkpoint (libtorch worker), resumable per row";
+
+    fn inputs(_: &AnswerParams) -> InputSpec {
+        InputSpec::Named { required: vec!["instructions".into(), "model".into()], optional: vec![] }
+    }
+
+    fn outputs(_: &AnswerParams) -> Vec<OutputSpec> {
+        vec![OutputSpec::new("answers", "answers.json"), OutputSpec::new("stats", "stats.json")]
+    }
+
+    fn exclusive(_: &AnswerParams) -> bool {
+        true
+    }
+
+    fn run(p: &AnswerParams, ctx: &StageContext) -> Result<(), StageError> {
+        if p.batch_size == 0 || p.max_new_tokens == 0 || p.num_beams == 0 {
+            return Err(StageError::msg("`batch_size`, `max_new_tokens` and `num_beams` must be at least 1"));
+        }
+        if p.do_sample && !(p.temperature > 0.0 && p.top_p > 0.0 && p.top_p <= 1.0) {
+            return Err(StageError::msg("sampling needs `temperature` > 0 and 0 < `top_p` ≤ 1"));
+        }
+        let instructions = ctx.input("instructions")?;
+        let mut rows = read_instructions(instructions)?;
+        if let Some(l) = p.limit {
+            rows.truncate(l);
+        }
+        let model = ctx.input("model")?;
+        check_model(model)?;
+
+        let worker = worker_path()?;
+        let job = json!({
+            "model": model,
+            "instructions": instructions,
+            "scratch_dir": ctx.scratch_dir(),
+            "limit": p.limit,
+            "batch_size": p.batch_size,
+            "device": p.device,
+            "dtype": p.dtype,
+            "threads": p.threads,
+            "prompt_input": p.prompt_input,
+            "prompt_no_input": p.prompt_no_input,
+            "generation": {
+                "max_new_tokens": p.max_new_tokens,
+                "do_sample": p.do_sample,
+                "temperature": p.temperature,
+                "top_p": p.top_p,
+                "num_beams": p.num_beams,
+                "length_penalty": p.length_penalty,
+                "seed": p.seed,
+            },
+        });
+        std::fs::create_dir_all(ctx.scratch_dir()).map_err(StageError::io("create the scratch dir"))?;
+        let job_path = ctx.scratch_dir().join("answer-job.json");
+        std::fs::write(&job_path, serde_json::to_string_pretty(&job).expect("job serializes"))
+            .map_err(StageError::io(format!("write {}", job_path.display())))?;
+        ctx.log(&format!("$ {} answer {} ({} rows)", worker.display(), job_path.display(), rows.len()));
+        let mut cmd = Process::new(&worker);
+        cmd.arg("answer").arg(&job_path).current_dir(ctx.work_dir());
+        run_child(
+            ctx,
+            cmd,
+            ChildOptions { what: "camel-torch-worker", error_prefix: Some("camel-torch-worker: error:") },
+        )?;
+
+        // Assemble the answers in input order from the worker's rows.
+        let rows_path = ctx.scratch_dir().join("rows.jsonl");
+        let text = std::fs::read_to_string(&rows_path)
+            .map_err(StageError::io(format!("read {}", rows_path.display())))?;
+        let mut outputs: Vec<Option<(String, u64)>> = vec![None; rows.len()];
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+            let (Some(i), Some(o)) = (v["index"].as_u64(), v["output"].as_str()) else { continue };
+            if let Some(slot) = outputs.get_mut(i as usize) {
+                *slot = Some((o.to_string(), v["tokens"].as_u64().unwrap_or(0)));
+            }
+        }
+        let mut answers = Vec::with_capacity(rows.len());
+        let mut tokens = 0u64;
+        for (i, (row, out)) in rows.iter_mut().zip(outputs).enumerate() {
+            let (o, t) = out.ok_or_else(|| {
+                StageError::msg(format!(
+                    "the worker finished without answering row {i} (a bug; please report it)"
+                ))
+            })?;
+            tokens += t;
+            row.insert("output".into(), Value::String(o));
+            answers.push(Value::Object(std::mem::take(row)));
+        }
+        write_atomic(&ctx.out_dir().join("answers.json"), &Value::Array(answers))?;
+        let stats = json!({
+            "rows": rows.len(),
+            "new_tokens": tokens,
+            "mean_new_tokens": if rows.is_empty() { 0.0 } else { tokens as f64 / rows.len() as f64 },
+            "decoding": job["generation"],
+            "batch_size": p.batch_size,
+        });
+        write_atomic(&ctx.out_dir().join("stats.json"), &stats)?;
+        // Through an appending handle: the context's own log handle does not append, and would
+        // write over the lines the worker added meanwhile.
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(ctx.log_path()) {
+            let _ = writeln!(f, "{} rows answered, {tokens} new tokens", rows.len());
+        }
+        Ok(())
+    }
+}
+
+/// The instructions file as records `{instruction, input[, type]}` (other fields dropped), or an
+/// error naming the file and the row at fault.
+pub fn read_instructions(path: &Path) -> Result<Vec<serde_json::Map<String, Value>>, StageError> {
+    let text = std::fs::read_to_string(path).map_err(StageError::io(format!("read {}", path.display())))?;
+    let bad = |m: String| {
+        StageError::msg(format!(
+            "{}: {m}; the `instructions` input must be a JSON list of {{\"instruction\": …, \"input\": …}} \
+             records (as mtsamples_instructions.json)",
+            path.display()
+        ))
+    };
+    let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON ({e})")))?;
+    let Value::Array(items) = v else { return Err(bad("not a JSON list".into())) };
+    let mut rows = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(o) = item else { return Err(bad(format!("row {i} is not an object"))) };
+        let mut row = serde_json::Map::new();
+        match o.get("instruction") {
+            Some(Value::String(s)) => row.insert("instruction".into(), Value::String(s.clone())),
+            _ => return Err(bad(format!("row {i} has no string `instruction`"))),
+        };
+        match o.get("input") {
+            None | Some(Value::Null) => row.insert("input".into(), Value::String(String::new())),
+            Some(Value::String(s)) => row.insert("input".into(), Value::String(s.clone())),
+            Some(_) => return Err(bad(format!("row {i}: `input` is not a string"))),
+        };
+        if let Some(Value::String(t)) = o.get("type") {
+            row.insert("type".into(), Value::String(t.clone()));
+        }
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return Err(bad("the list is empty".into()));
+    }
+    Ok(rows)
+}
+
+fn check_model(dir: &Path) -> Result<(), StageError> {
+    for f in ["config.json", "tokenizer.json"] {
+        if !dir.join(f).is_file() {
+            return Err(StageError::msg(format!(
+                "the `model` input {} has no {f}: bind a Hugging Face checkpoint dir with its tokenizer \
+                 (e.g. `finetune.model`)",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes pretty JSON to a temporary name beside `path`, then renames it over `path`.
+fn write_atomic(path: &Path, v: &Value) -> Result<(), StageError> {
+    let tmp = path.with_extension("json.tmp");
+    let mut text = serde_json::to_string_pretty(v).expect("JSON serializes");
+    text.push('\n');
+    std::fs::write(&tmp, text).map_err(StageError::io(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(StageError::io(format!("rename {}", tmp.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instructions_are_checked_row_by_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.json");
+        std::fs::write(
+            &p,
+            r#"[{"instruction": "a", "input": "b", "type": "QA", "x": 1}, {"instruction": "c"}]"#,
+        )
+        .unwrap();
+        let rows = read_instructions(&p).unwrap();
+        assert_eq!(Value::Object(rows[0].clone()), json!({"instruction": "a", "input": "b", "type": "QA"}));
+        assert_eq!(rows[1]["input"], "");
+        std::fs::write(&p, r#"{"instruction": "a"}"#).unwrap();
+        assert!(read_instructions(&p).unwrap_err().to_string().contains("not a JSON list"));
+        std::fs::write(&p, r#"[{"input": "a"}]"#).unwrap();
+        assert!(read_instructions(&p).unwrap_err().to_string().contains("row 0 has no string `instruction`"));
+    }
+}
