@@ -173,8 +173,14 @@ impl Ctx<'_> {
         if let Some(p) = log_path.parent() {
             fs::create_dir_all(p).map_err(EngineError::io(format!("create {}", p.display())))?;
         }
-        let log =
-            fs::File::create(&log_path).map_err(EngineError::io(format!("create {}", log_path.display())))?;
+        // Truncated once, then written in append mode: stages hand the same file to child
+        // processes (which append through their own handles), and a non-append handle here would
+        // write over their lines at its own stale offset.
+        fs::File::create(&log_path).map_err(EngineError::io(format!("create {}", log_path.display())))?;
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .map_err(EngineError::io(format!("open {}", log_path.display())))?;
         let started = SystemTime::now();
         let ctx = StageContext {
             stage: name.clone(),

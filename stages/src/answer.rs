@@ -12,7 +12,6 @@
 //! This module lives in camel-stages rather than camel-eval because it runs the worker through
 //! [`crate::process`]; camel-eval holds the kinds that need no libtorch.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Command as Process;
 
@@ -177,11 +176,7 @@ impl Stage for Answer {
             "batch_size": p.batch_size,
         });
         write_atomic(&ctx.out_dir().join("stats.json"), &stats)?;
-        // Through an appending handle: the context's own log handle does not append, and would
-        // write over the lines the worker added meanwhile.
-        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(ctx.log_path()) {
-            let _ = writeln!(f, "{} rows answered, {tokens} new tokens", rows.len());
-        }
+        ctx.log(&format!("{} rows answered, {tokens} new tokens", rows.len()));
         Ok(())
     }
 }

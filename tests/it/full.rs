@@ -23,6 +23,8 @@ fn status_without_data_names_each_missing_input_and_its_param() {
         ("notes", "i2b2"),
         ("tokenize", "tokenizer"),
         ("pretrain", "llama"),
+        ("answer", "mtsamples_instructions"),
+        ("metrics", "mtsamples_results"),
     ] {
         let (state, reasons) = t.state_of("pipelines/full.yaml", stage);
         assert_eq!(state, "missing", "{stage}");
@@ -52,6 +54,8 @@ fn every_path_is_a_param_overridable_from_the_command_line() {
         ("i2b2", "data/i2b2/note.txt"),
         ("tokenizer", "model/tokenizer.json"),
         ("llama", "model/config.json"),
+        ("mtsamples_instructions", "data/mtsamples_instructions.json"),
+        ("mtsamples_results", "data/mtsamples_results.json"),
     ] {
         let p = t.write(rel, "x");
         let p = if param == "i2b2" || param == "llama" { p.parent().unwrap().to_path_buf() } else { p };
@@ -63,7 +67,10 @@ fn every_path_is_a_param_overridable_from_the_command_line() {
     r.assert_ok();
     let st: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
     let stages: Vec<&str> = st.iter().map(|s| s["stage"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["notes", "tokenize", "pretrain", "instructions", "finetune"]);
+    assert_eq!(
+        stages,
+        ["notes", "tokenize", "pretrain", "instructions", "finetune", "answer", "judge", "metrics", "report"]
+    );
     for s in &st {
         let reasons = s["reasons"].as_array().unwrap();
         assert!(!reasons.iter().any(|r| r.as_str().unwrap().contains("does not exist")), "{s}");
