@@ -30,8 +30,10 @@
 //! notes and 12 bytes per note, never the whole corpus or all its ids. Note text is never logged.
 //!
 //! Speed: SentencePiece-style BPE tokenizers (LLaMA) encode through a copy split into words where
-//! the tokenizer's merges prove that the ids cannot change (see `tok::split_tokenizer`), which lets
-//! the BPE cache work; `cargo bench -p camel-stages --bench tokenize` measures it against Python.
+//! the tokenizer's merges prove that the ids cannot change (see `tok::split_tokenizer`); each
+//! word's ids then come from a per-thread cache in front of the BPE model, without building an
+//! `Encoding` (`tok::Loaded::encode_ids`). `cargo bench --workspace --bench tokenize` measures it
+//! against Python (use `--workspace`: `-p camel-stages` resolves other features and rebuilds DuckDB).
 
 mod output;
 pub mod pack;
@@ -261,7 +263,7 @@ pub fn tokenize(
     std::fs::write(&tok_out, &tokenizer_json)
         .map_err(StageError::io(format!("write {}", tok_out.display())))?;
     obs.log(&format!(
-        "tokenize: tokenizer {} (blake3 {}), vocabulary {} with {} = {}, bos {}, eos {}, {}, words split: {}",
+        "tokenize: tokenizer {} (blake3 {}), vocabulary {} with {} = {}, bos {}, eos {}, {}, words split: {}, words cached: {}",
         tokenizer.display(),
         &tok.blake3[..16],
         tok.vocab_size,
@@ -270,7 +272,8 @@ pub fn tokenize(
         tok.bos,
         tok.eos,
         tok.width.name(),
-        tok.splits_words()
+        tok.splits_words(),
+        tok.caches_words()
     ));
 
     let reader =
@@ -472,9 +475,9 @@ fn encode_note(
     text: &str,
 ) -> Result<(Vec<u8>, u64), tokenizers::Error> {
     let (text, replaced) = anonymize(text, &p.anon_marker, &p.anon_token);
-    let enc = tok.encode(text.as_ref())?;
+    let ids = tok.encode_ids(text.as_ref())?;
     let mut bytes = Vec::new();
-    tok.width.extend(&mut bytes, enc.get_ids());
+    tok.width.extend(&mut bytes, &ids);
     Ok((bytes, replaced))
 }
 

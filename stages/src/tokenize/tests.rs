@@ -343,6 +343,7 @@ fn llama_word_splitting_changes_no_id() {
     let Some(llama) = llama() else { return };
     let tok = tok::load(&llama, &TokenizeParams::default()).unwrap();
     assert!(tok.splits_words(), "the LLaMA tokenizer qualifies for the fast path");
+    assert!(tok.caches_words(), "and for the cached-words path (bos prefix, no suffix)");
     let dir = tempfile::tempdir().unwrap();
     let mut texts = edge_notes();
     texts.extend(super::testing::synthetic_notes(300_000, 9, dir.path()));
@@ -361,5 +362,6 @@ fn llama_word_splitting_changes_no_id() {
         let fast = tok.encode(&t).unwrap();
         let plain = tok.tokenizer.encode_fast(t.as_ref(), true).unwrap();
         assert_eq!(fast.get_ids(), plain.get_ids(), "note {i}");
+        assert_eq!(tok.encode_ids(&t).unwrap(), plain.get_ids(), "note {i} (cached words)");
     }
 }

@@ -4,14 +4,17 @@
 //! Error messages name the file and say what to do; they never quote the file's content beyond the
 //! JSON parser's position (a notes file passed by mistake must not leak into a log).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use camel_engine::StageError;
 use tokenizers::tokenizer::pattern::Pattern;
 use tokenizers::{
-    AddedToken, DecoderWrapper, Encoding, ModelWrapper, NormalizerWrapper, Offsets, PostProcessorWrapper,
-    PreTokenizedString, PreTokenizer, SplitDelimiterBehavior, Tokenizer, TokenizerImpl,
+    AddedToken, DecoderWrapper, Encoding, Model, ModelWrapper, NormalizerWrapper, OffsetReferential,
+    OffsetType, Offsets, PostProcessorWrapper, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior,
+    Tokenizer, TokenizerImpl,
 };
 
 use super::TokenizeParams;
@@ -24,6 +27,8 @@ pub struct Loaded {
     /// The same tokenizer, split into words where that provably changes no id ([`SpaceRuns`]),
     /// when it applies.
     split: Option<SplitTokenizer>,
+    /// With `split`: the ids the post-processor puts around a text, for [`Loaded::encode_ids`].
+    frame: Option<Frame>,
     /// Ids are below this (the model's vocabulary and the added tokens, [ANON] included).
     pub vocab_size: u64,
     pub bos: u32,
@@ -42,6 +47,47 @@ impl Loaded {
             Some(t) => t.encode_fast(text, true),
             None => self.tokenizer.encode_fast(text, true),
         }
+    }
+
+    /// The ids of one text with the post-processor's (as `encode(text).get_ids()`). With the
+    /// word-split tokenizer, each word's ids come from a per-thread cache in front of the BPE
+    /// model, and no `Encoding` (token strings, offsets) is built.
+    pub fn encode_ids(&self, text: &str) -> tokenizers::Result<Vec<u32>> {
+        let (Some(t), Some(frame)) = (&self.split, &self.frame) else {
+            return Ok(self.encode(text)?.get_ids().to_vec());
+        };
+        let mut pre = t.get_added_vocabulary().extract_and_normalize(t.get_normalizer(), text);
+        t.get_pre_tokenizer().expect("the split tokenizer has its pre-tokenizer").pre_tokenize(&mut pre)?;
+        let mut ids = frame.prefix.clone();
+        WORDS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.owner != frame.owner {
+                cache.owner = frame.owner;
+                cache.ids.clear();
+            }
+            for (word, _, tokens) in pre.get_splits(OffsetReferential::Original, OffsetType::None) {
+                if let Some(tokens) = tokens {
+                    ids.extend(tokens.iter().map(|t| t.id)); // an added token
+                } else if let Some(known) = cache.ids.get(word) {
+                    ids.extend_from_slice(known);
+                } else {
+                    let new: Box<[u32]> = t.get_model().tokenize(word)?.iter().map(|t| t.id).collect();
+                    ids.extend_from_slice(&new);
+                    if cache.ids.len() >= WORD_CACHE_CAPACITY {
+                        cache.ids.clear();
+                    }
+                    cache.ids.insert(word.into(), new);
+                }
+            }
+            Ok::<_, tokenizers::Error>(())
+        })?;
+        ids.extend_from_slice(&frame.suffix);
+        Ok(ids)
+    }
+
+    /// Whether [`Loaded::encode_ids`] takes the cached-words path.
+    pub fn caches_words(&self) -> bool {
+        self.split.is_some() && self.frame.is_some()
     }
 
     /// Whether the word-splitting fast path is used.
@@ -101,7 +147,60 @@ pub fn load(path: &Path, p: &TokenizeParams) -> Result<Loaded, StageError> {
     let max_id = tokenizer.get_vocab(true).into_values().max().map_or(0, u64::from);
     let vocab_size = (tokenizer.get_vocab_size(true) as u64).max(max_id + 1);
     let split = split_tokenizer(&tokenizer, &bytes);
-    Ok(Loaded { tokenizer, split, vocab_size, bos, eos, anon, blake3, width: Width::for_vocab(vocab_size) })
+    let frame = split.as_ref().and_then(|t| frame(t));
+    Ok(Loaded {
+        tokenizer,
+        split,
+        frame,
+        vocab_size,
+        bos,
+        eos,
+        anon,
+        blake3,
+        width: Width::for_vocab(vocab_size),
+    })
+}
+
+/// Words cached per thread, for [`Loaded::encode_ids`] (a clinical corpus repeats its words).
+const WORD_CACHE_CAPACITY: usize = 1 << 18;
+
+struct WordIds {
+    /// The [`Frame::owner`] the entries belong to (tokenizers differ between stages).
+    owner: u64,
+    ids: HashMap<Box<str>, Box<[u32]>>,
+}
+
+thread_local! {
+    static WORDS: RefCell<WordIds> = RefCell::new(WordIds { owner: 0, ids: HashMap::new() });
+}
+
+/// What the post-processor adds around a single text (LLaMA's: bos before it).
+struct Frame {
+    prefix: Vec<u32>,
+    suffix: Vec<u32>,
+    /// Unique per loaded tokenizer in this process.
+    owner: u64,
+}
+
+/// The post-processor's prefix and suffix ids, read off encodings of probe texts with and without
+/// special tokens; `None` (no fast path) unless every probe is exactly prefix + ids + suffix.
+fn frame(t: &SplitTokenizer) -> Option<Frame> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let probes = ["a", "Patient denies chest pain.\n"];
+    let mut found: Option<(Vec<u32>, Vec<u32>)> = None;
+    for probe in probes {
+        let with = t.encode_fast(probe, true).ok()?.get_ids().to_vec();
+        let without = t.encode_fast(probe, false).ok()?.get_ids().to_vec();
+        let start =
+            (0..=with.len().checked_sub(without.len())?).find(|&i| with[i..].starts_with(&without))?;
+        let (prefix, suffix) = (with[..start].to_vec(), with[start + without.len()..].to_vec());
+        match &found {
+            Some(f) if *f != (prefix.clone(), suffix.clone()) => return None,
+            _ => found = Some((prefix, suffix)),
+        }
+    }
+    let (prefix, suffix) = found?;
+    Some(Frame { prefix, suffix, owner: NEXT.fetch_add(1, Ordering::Relaxed) })
 }
 
 type SplitTokenizer =
