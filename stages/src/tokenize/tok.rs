@@ -147,7 +147,7 @@ pub fn load(path: &Path, p: &TokenizeParams) -> Result<Loaded, StageError> {
     let max_id = tokenizer.get_vocab(true).into_values().max().map_or(0, u64::from);
     let vocab_size = (tokenizer.get_vocab_size(true) as u64).max(max_id + 1);
     let split = split_tokenizer(&tokenizer, &bytes);
-    let frame = split.as_ref().and_then(|t| frame(t));
+    let frame = split.as_ref().and_then(frame);
     Ok(Loaded {
         tokenizer,
         split,
