@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
-use tch::Kind;
 
 use crate::generate::{GenParams, generate};
 use crate::job::TrainParams;
@@ -115,16 +114,7 @@ pub fn run(job: &AnswerJob, progress: &mut dyn FnMut(usize, usize, u64, f64)) ->
         eprintln!("resuming: {} of {n} rows already answered", done.len());
     }
 
-    let device = crate::train::parse_device(&job.device)?;
-    let kind = if job.dtype == "auto" {
-        if device.is_cuda() { Kind::BFloat16 } else { Kind::Float }
-    } else {
-        crate::model::kind_from_name(&job.dtype)?
-    };
-    let model = crate::checkpoint::load(&job.model, device, kind)?;
-    let tok_path = job.model.join("tokenizer.json");
-    let tok = tokenizers::Tokenizer::from_file(&tok_path)
-        .map_err(|e| anyhow::anyhow!("cannot read the tokenizer {}: {e}", tok_path.display()))?;
+    let (model, tok) = crate::generate::load_for_generation(&job.model, &job.device, &job.dtype)?;
     let mut decoding = job.generation.clone();
     if let Some(pad) = model.cfg.extra.get("pad_token_id").and_then(serde_json::Value::as_i64) {
         decoding.pad_id = pad;

@@ -150,19 +150,30 @@ fn auto() -> String {
     "auto".into()
 }
 
+/// A checkpoint dir's model on `device` (`auto`, `cpu`, `cuda[:N]`) in `dtype` (`auto`: bf16 on
+/// CUDA, fp32 on the CPU) and its `tokenizer.json`, for `generate` and `answer` jobs.
+pub fn load_for_generation(
+    dir: &std::path::Path,
+    device: &str,
+    dtype: &str,
+) -> Result<(Llama, tokenizers::Tokenizer)> {
+    let device = crate::train::parse_device(device)?;
+    let kind = if dtype == "auto" {
+        if device.is_cuda() { Kind::BFloat16 } else { Kind::Float }
+    } else {
+        crate::model::kind_from_name(dtype)?
+    };
+    let model = crate::checkpoint::load(dir, device, kind)?;
+    let tok_path = dir.join("tokenizer.json");
+    let tok = tokenizers::Tokenizer::from_file(&tok_path)
+        .map_err(|e| anyhow::anyhow!("cannot read the tokenizer {}: {e}", tok_path.display()))?;
+    Ok((model, tok))
+}
+
 /// Runs a [`GenJob`]: one JSON line `{index, text, tokens}` per prompt on `out`.
 pub fn run_job(job: &GenJob, out: &mut dyn std::io::Write) -> Result<()> {
     use anyhow::Context;
-    let device = crate::train::parse_device(&job.device)?;
-    let kind = if job.dtype == "auto" {
-        if device.is_cuda() { Kind::BFloat16 } else { Kind::Float }
-    } else {
-        crate::model::kind_from_name(&job.dtype)?
-    };
-    let model = crate::checkpoint::load(&job.model, device, kind)?;
-    let tok_path = job.model.join("tokenizer.json");
-    let tok = tokenizers::Tokenizer::from_file(&tok_path)
-        .map_err(|e| anyhow::anyhow!("cannot read the tokenizer {}: {e}", tok_path.display()))?;
+    let (model, tok) = load_for_generation(&job.model, &job.device, &job.dtype)?;
     let mut p = job.params.clone();
     if p.pad_id == 0
         && let Some(pad) = model.cfg.extra.get("pad_token_id").and_then(serde_json::Value::as_i64)
