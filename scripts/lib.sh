@@ -162,17 +162,25 @@ ensure_venv() {
   link_to "$CAMEL_ROOT/.venv" "$venv"
 }
 
-# Environment for building the torch worker: torch-sys 0.24's build script runs
-# `python` (if VIRTUAL_ENV is set) to ask the venv's torch where libtorch is.
-# LIBTORCH_USE_PYTORCH only needs to be set; torch-sys reruns its build script
-# when the value changes, so we set it to the venv path: a new venv (changed
-# requirements.txt) relinks the worker instead of keeping a stale rpath.
+# The links .cargo/config.toml names, so that the scripts and a plain `cargo` in this checkout
+# build with one environment (and so one set of fingerprints: nothing is compiled twice):
+#   $venv/torch         -> the venv's torch package (LIBTORCH: libtorch's lib/ and include/)
+#   $venv/gloo-include  -> gloo's headers (CAMEL_GLOO_INCLUDE)
+# torch-sys is pointed at the files directly (LIBTORCH) rather than asking the venv's python
+# (LIBTORCH_USE_PYTORCH), which needed the venv on PATH.
 torch_build_env() {
-  export VIRTUAL_ENV="$CAMEL_VENV"
-  export PATH="$CAMEL_VENV/bin:$PATH"
-  export LIBTORCH_USE_PYTORCH="$CAMEL_VENV"
-  unset PYTHONHOME
+  unset PYTHONHOME LIBTORCH_USE_PYTORCH
+  local torch
+  torch="$("$CAMEL_VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" ||
+    die "the venv's torch does not import ($CAMEL_VENV); remove the venv and rerun scripts/setup"
+  link_to "$CAMEL_VENV/torch" "$torch"
+  local own_gloo="${CAMEL_GLOO_INCLUDE:-}"
   ensure_gloo_headers
+  link_to "$CAMEL_VENV/gloo-include" "$CAMEL_GLOO_INCLUDE"
+  # Exported, it would differ from .cargo/config.toml's value and rebuild the worker's shim.
+  if [[ -z "$own_gloo" ]]; then unset CAMEL_GLOO_INCLUDE; fi
+  # Outside the checkout's target dir, the relative paths of .cargo/config.toml do not apply.
+  if [[ -n "${CARGO_TARGET_DIR:-}" ]]; then export DUCKDB_LIB_DIR="$CAMEL_TARGET/lib/camel"; fi
 }
 
 # The torch wheel ships c10d's headers but not gloo's, which ProcessGroupGloo.hpp
@@ -213,6 +221,63 @@ ensure_gloo_headers() {
   export CAMEL_GLOO_INCLUDE="$CAMEL_CACHE/gloo-$version/usr/include"
 }
 
+# DuckDB: the official prebuilt libduckdb.so from DuckDB's own Node bindings package on the npm
+# registry (linux-x64, glibc; parquet, json, icu and core_functions built in), pinned by version
+# and by the sha256 of the library. It must match the `duckdb` crate's version in
+# stages/notes/Cargo.toml (=1.10506.0 is DuckDB 1.5.6). Where it cannot be had (no npm, another
+# platform, a registry error, CAMEL_DUCKDB=bundled), the workspace is built with
+# `--features camel-notes/bundled`, which compiles DuckDB's C++ (about 40 minutes on 2 cores, once
+# per dev cache). Sets CAMEL_CARGO_FEATURES for every cargo call of the scripts.
+DUCKDB_NPM_PACKAGE="@duckdb/node-bindings-linux-x64"
+DUCKDB_NPM_VERSION="1.5.6-r.1"
+DUCKDB_SO_SHA256="3f4962cdd266eab2b479a5b5a4a6d063d279b2954ae814ed00385d553b747633"
+CAMEL_CARGO_FEATURES=()
+
+duckdb_bundled() {
+  warn "DuckDB: $1; compiling DuckDB from source instead (--features camel-notes/bundled: about 40 minutes on 2 cores, once per dev cache)"
+  CAMEL_CARGO_FEATURES=(--features camel-notes/bundled)
+  CAMEL_DUCKDB_PATH="compiled from source ($1)"
+}
+
+ensure_duckdb() {
+  local dir="$CAMEL_TARGET/lib/camel" so="$CAMEL_TARGET/lib/camel/libduckdb.so"
+  if [[ "${CAMEL_DUCKDB:-prebuilt}" == bundled ]]; then
+    duckdb_bundled "CAMEL_DUCKDB=bundled"
+    return
+  fi
+  if [[ -f "$so" ]] && [[ "$(sha256sum "$so" | cut -d' ' -f1)" == "$DUCKDB_SO_SHA256" ]]; then
+    CAMEL_DUCKDB_PATH="prebuilt $DUCKDB_NPM_VERSION (cached)"
+    return
+  fi
+  if [[ "$(uname -s)/$(uname -m)" != Linux/x86_64 ]] || ! ldd --version 2>&1 | grep -qi 'glibc\|gnu libc'; then
+    duckdb_bundled "no prebuilt library for $(uname -s)/$(uname -m) (only Linux x86-64 with glibc)"
+    return
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    duckdb_bundled "npm not found, so the prebuilt library ($DUCKDB_NPM_PACKAGE) cannot be fetched (apt-get install npm for the fast path)"
+    return
+  fi
+  log "DuckDB: fetching the prebuilt library ($DUCKDB_NPM_PACKAGE@$DUCKDB_NPM_VERSION, 24 MB, npm)"
+  local tmp got
+  tmp="$(mktemp -d)"
+  if ! (cd "$tmp" && timeout 300 npm pack --silent "$DUCKDB_NPM_PACKAGE@$DUCKDB_NPM_VERSION" >/dev/null 2>"$tmp/err" &&
+    tar -xzf ./*.tgz package/libduckdb.so); then
+    duckdb_bundled "npm pack $DUCKDB_NPM_PACKAGE@$DUCKDB_NPM_VERSION failed: $(tail -n 1 "$tmp/err" 2>/dev/null)"
+    rm -rf "$tmp"
+    return
+  fi
+  got="$(sha256sum "$tmp/package/libduckdb.so" | cut -d' ' -f1)"
+  if [[ "$got" != "$DUCKDB_SO_SHA256" ]]; then
+    rm -rf "$tmp"
+    duckdb_bundled "the fetched libduckdb.so has sha256 $got, not the pinned $DUCKDB_SO_SHA256"
+    return
+  fi
+  mkdir -p "$dir"
+  mv -f "$tmp/package/libduckdb.so" "$so.tmp.$$" && mv -f "$so.tmp.$$" "$so"
+  rm -rf "$tmp"
+  CAMEL_DUCKDB_PATH="prebuilt $DUCKDB_NPM_VERSION (fetched)"
+}
+
 ensure_toolchain() {
   require_cmd cargo "Install Rust (https://rustup.rs)."
   if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
@@ -220,15 +285,40 @@ ensure_toolchain() {
   fi
 }
 
-# Everything scripts/setup does: venv, target link, release build of the
-# whole workspace (default members + the torch worker).
+# The file whose mtime says when this checkout last built (one per checkout: checkouts sharing
+# the cached target dir must not trust each other's builds).
+launcher_stamp() {
+  printf '%s/release/.camel-launcher-stamp-%s' "$CAMEL_TARGET" "$(printf '%s' "$CAMEL_ROOT" | cksum | cut -d' ' -f1)"
+}
+
+# The one build every script and the launcher run (same command, features and environment, so
+# nothing is compiled twice): the whole workspace, the torch worker included, in release.
+camel_build() {
+  cargo build --release --workspace ${CAMEL_CARGO_FEATURES[@]+"${CAMEL_CARGO_FEATURES[@]}"} "$@"
+}
+
+# Everything scripts/setup does: venv, target link, DuckDB, release build of the whole workspace
+# (default members + the torch worker). Prints each phase with its time.
 camel_setup() {
   cd "$CAMEL_ROOT" || die "cannot cd to $CAMEL_ROOT"
+  local t0 tv td tb
+  t0=$(date +%s)
   ensure_toolchain
   ensure_target_dir
   ensure_venv
   torch_build_env
-  log "cargo build --release --workspace"
-  cargo build --release --workspace
-  log "setup done"
+  tv=$(date +%s)
+  ensure_duckdb
+  td=$(date +%s)
+  log "DuckDB: $CAMEL_DUCKDB_PATH"
+  log "cargo build --release --workspace ${CAMEL_CARGO_FEATURES[*]+"${CAMEL_CARGO_FEATURES[*]}"}"
+  # The launcher's stamp (./camel): taken *before* the build, so edits made during it count.
+  local stamp
+  stamp="$(launcher_stamp)"
+  mkdir -p "$(dirname "$stamp")"
+  touch "$stamp.new"
+  camel_build
+  mv -f "$stamp.new" "$stamp"
+  tb=$(date +%s)
+  log "setup done: venv $((tv - t0))s, DuckDB $((td - tv))s ($CAMEL_DUCKDB_PATH), build $((tb - td))s"
 }

@@ -22,6 +22,14 @@ fn main() {
              (build the worker through scripts/setup, which points torch-sys at the project venv)"
         );
     };
+    // torch-sys reports the dir it was pointed at (through the checkout's `.venv/torch` link, see
+    // .cargo/config.toml); the rpath names the real directory, so an installed worker keeps
+    // finding libtorch wherever the checkout is.
+    let lib = std::fs::canonicalize(&lib)
+        .unwrap_or_else(|e| panic!("libtorch lib dir {lib}: {e} (scripts/setup makes the venv)"))
+        .to_string_lossy()
+        .into_owned();
+    println!("cargo:rerun-if-changed={lib}");
     let lib_dir = Path::new(&lib);
     println!("cargo:rustc-env=CAMEL_LIBTORCH_LIB={lib}");
     println!("cargo:rustc-env=CAMEL_TORCH_VERSION={}", torch_version(lib_dir));

@@ -206,10 +206,12 @@ pub fn stream(
     f: &mut dyn FnMut(&RecordBatch) -> Result<(), NotesError>,
 ) -> Result<(), NotesError> {
     let mut stmt = conn.prepare(sql).map_err(|e| duck_error(file, &e))?;
-    let batches = stmt.stream_arrow([]).map_err(|e| duck_error(file, &e))?;
-    for b in batches {
-        let b = b.map_err(|e| duck_error(file, &e))?;
-        f(&b)?;
+    // The crate's batch iterator panics when DuckDB fails mid-stream (a malformed row far into a
+    // file): start the streaming query through it, then fetch each chunk with `step`, which
+    // returns the error.
+    drop(stmt.stream_arrow([]).map_err(|e| duck_error(file, &e))?);
+    while let Some(chunk) = stmt.step().map_err(|e| duck_error(file, &e))? {
+        f(&RecordBatch::from(&chunk))?;
     }
     Ok(())
 }
