@@ -7,4 +7,4 @@ demo:
 setup:
 	scripts/setup
 bench:
-	cargo bench --bench engine
+	cargo bench --workspace --bench engine

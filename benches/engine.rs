@@ -1,4 +1,4 @@
-//! `cargo bench --bench engine`: the engine's speed targets, each printed as a ratio against a
+//! `cargo bench --workspace --bench engine`: the engine's speed targets, each printed as a ratio against a
 //! reference measured in the same run.
 //!
 //! 1. Cold hashing of 1 GiB of input through camel's hasher vs raw multithreaded blake3

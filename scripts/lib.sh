@@ -297,28 +297,50 @@ camel_build() {
   cargo build --release --workspace ${CAMEL_CARGO_FEATURES[@]+"${CAMEL_CARGO_FEATURES[@]}"} "$@"
 }
 
-# Everything scripts/setup does: venv, target link, DuckDB, release build of the whole workspace
-# (default members + the torch worker). Prints each phase with its time.
+# Everything scripts/setup does: DuckDB, venv, target link, release build of the whole workspace
+# (default members + the torch worker). Prints each phase with its time. On a first run the venv
+# (mostly torch's download) is made in the background while everything but the torch worker
+# builds (the same feature sets: see the pins in ./Cargo.toml), then the worker builds.
 camel_setup() {
   cd "$CAMEL_ROOT" || die "cannot cd to $CAMEL_ROOT"
-  local t0 tv td tb
+  local t0 td tv tb
   t0=$(date +%s)
   ensure_toolchain
   ensure_target_dir
-  ensure_venv
-  torch_build_env
-  tv=$(date +%s)
   ensure_duckdb
   td=$(date +%s)
   log "DuckDB: $CAMEL_DUCKDB_PATH"
-  log "cargo build --release --workspace ${CAMEL_CARGO_FEATURES[*]+"${CAMEL_CARGO_FEATURES[*]}"}"
   # The launcher's stamp (./camel): taken *before* the build, so edits made during it count.
   local stamp
   stamp="$(launcher_stamp)"
   mkdir -p "$(dirname "$stamp")"
   touch "$stamp.new"
-  camel_build
+  venv_path
+  if ! venv_ok "$CAMEL_VENV"; then
+    mkdir -p "$CAMEL_CACHE"
+    local vlog="$CAMEL_CACHE/venv-setup.log" vpid
+    log "venv: creating $CAMEL_VENV in the background (torch is ~4.6 GB; pip's output: $vlog)"
+    (ensure_venv) >"$vlog" 2>&1 &
+    vpid=$!
+    log "meanwhile: cargo build --release --workspace --exclude camel-torch-worker ${CAMEL_CARGO_FEATURES[*]+"${CAMEL_CARGO_FEATURES[*]}"}"
+    if ! camel_build --exclude camel-torch-worker; then
+      kill "$vpid" 2>/dev/null || true
+      wait "$vpid" 2>/dev/null || true
+      die "cargo build failed"
+    fi
+    log "waiting for the venv"
+    if ! wait "$vpid"; then
+      tail -n 30 "$vlog" >&2
+      die "creating the venv failed (whole log: $vlog)"
+    fi
+    log "venv ready"
+  fi
+  ensure_venv
+  torch_build_env
+  tv=$(date +%s)
+  log "cargo build --release --workspace ${CAMEL_CARGO_FEATURES[*]+"${CAMEL_CARGO_FEATURES[*]}"}"
+  camel_build || die "cargo build failed"
   mv -f "$stamp.new" "$stamp"
   tb=$(date +%s)
-  log "setup done: venv $((tv - t0))s, DuckDB $((td - tv))s ($CAMEL_DUCKDB_PATH), build $((tb - td))s"
+  log "setup done in $((tb - t0))s: DuckDB $((td - t0))s ($CAMEL_DUCKDB_PATH), venv and build $((tb - td))s"
 }

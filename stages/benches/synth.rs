@@ -1,4 +1,4 @@
-//! `cargo bench -p camel-stages --bench synth`: generates ~1 GB of `format: mimic3` notes into a
+//! `cargo bench --workspace --bench synth`: generates ~1 GB of `format: mimic3` notes into a
 //! temporary directory with `synth::generate` and prints seconds and MB/s (MB = 10^6 bytes of
 //! NOTEEVENTS.csv). The goal is under a minute for 1 GB on 2 cores.
 //!

@@ -1,4 +1,4 @@
-//! `cargo bench -p camel-stages --bench tokenize`: ~200 MB of synthetic notes (synth's MIMIC-III and
+//! `cargo bench --workspace --bench tokenize`: ~200 MB of synthetic notes (synth's MIMIC-III and
 //! MIMIC-IV shapes) with the shared LLaMA tokenizer, in one run:
 //!
 //! - **camel**: the whole stage (`tokenize::tokenize`: read corpus.parquet, `[ANON]`, encode,

@@ -50,7 +50,7 @@ fn main() {
 /// ABI flags torch-sys uses: the fused AdamW kernel and the c10d shim (TCPStore, Gloo, and NCCL
 /// where the venv has the CUDA and NCCL headers; elsewhere a stand-in that reports NCCL missing).
 /// Gloo's own headers are not in the wheel: scripts/setup fetches Debian's libgloo-dev headers
-/// and passes their include dir as CAMEL_GLOO_INCLUDE.
+/// and links them as .venv/gloo-include, which .cargo/config.toml passes as CAMEL_GLOO_INCLUDE.
 fn compile_shim(lib_dir: &Path) {
     println!("cargo:rerun-if-changed=src/cuda_compat/nv/target");
     for f in ["src/fused_adamw.cpp", "src/dist.cpp", "src/dist_cuda.cpp", "src/dist_nocuda.cpp"] {
@@ -65,8 +65,8 @@ fn compile_shim(lib_dir: &Path) {
         }
         Err(_) => panic!(
             "CAMEL_GLOO_INCLUDE is not set: the c10d shim needs gloo's headers, which the torch wheel \
-             lacks; build through scripts/setup (or `source scripts/lib.sh; ensure_venv; torch_build_env`), \
-             which fetches Debian's libgloo-dev headers and sets it"
+             lacks; .cargo/config.toml sets it to .venv/gloo-include, which scripts/setup makes (it \
+             fetches Debian's libgloo-dev headers)"
         ),
     };
     // The venv's nvidia-* wheels: site-packages/nvidia/{cu13,cuda_runtime}/include, nvidia/nccl/include.

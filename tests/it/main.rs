@@ -10,6 +10,7 @@ mod full;
 mod instructions;
 mod invalid;
 mod launch;
+mod linking;
 mod notes;
 mod synth;
 mod tokenize;

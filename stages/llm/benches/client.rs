@@ -1,4 +1,4 @@
-//! `cargo bench -p camel-llm --bench client`: the client's sustained request rate against the
+//! `cargo bench --workspace --bench client`: the client's sustained request rate against the
 //! local test server at 300 ms latency under a 600 requests/minute limit, beside a one-at-a-time
 //! loop (CAMEL's scripts) measured in the same run. The target: ≥ 95 % of the limit.
 //!

@@ -1,4 +1,4 @@
-//! `cargo bench -p camel-notes --bench notes`: the MIMIC-III path of the notes stage against
+//! `cargo bench --workspace --bench notes`: the MIMIC-III path of the notes stage against
 //! CAMEL's pandas preprocessing (tests/reference/notes_reference.py), in the same run, on the
 //! same synthetic NOTEEVENTS.csv. Each side runs as its own child process, so that wall time and
 //! peak resident memory (wait4's ru_maxrss) are measured the same way for both.

@@ -30,7 +30,7 @@ pub fn open_duckdb(threads: usize, memory_limit: &str, temp_dir: &Path) -> Resul
     conn.execute_batch(
         "SET produce_arrow_string_view = false;
          SET arrow_large_buffer_size = false;
-         SET max_streaming_buffer_size = '64MB';",
+         SET streaming_buffer_size = '64MB';",
     )
     .map_err(fail)?;
     Ok(conn)

@@ -4,7 +4,7 @@
 //! memory, the bytes of parameters + gradients + optimizer state held, and evidence that CUDA
 //! kernels and NCCL ran. Prints the device name with the figures.
 //!
-//! Build: `cargo bench -p camel-torch-worker --bench dist_gpu --no-run` (prints the executable's
+//! Build: `cargo bench --workspace --bench dist_gpu --no-run` (prints the executable's
 //! path). It needs no Rust to run, only libtorch: `LD_LIBRARY_PATH=<torch lib dir> dist_gpu …`.
 //!
 //! Options: `--config 1b|tiny|PATH` (a config.json; 1b: hidden 2048, 16 layers, 16 heads,

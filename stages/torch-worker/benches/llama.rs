@@ -1,4 +1,4 @@
-//! `cargo bench -p camel-torch-worker --bench llama`: camel's training step and greedy generation
+//! `cargo bench --workspace --bench llama`: camel's training step and greedy generation
 //! against transformers + torch AdamW and HF `generate`, same config, same threads, same run, as
 //! ratios (goal ≥ 1.0×). Config: 4 layers, hidden 256, GQA 8/4 heads, vocabulary 32000,
 //! batch 4 × 256 tokens. Env: CAMEL_BENCH_THREADS (default 2), CAMEL_BENCH_STEPS (default 5).
