@@ -251,10 +251,16 @@ fn a_missing_worker_is_reported_with_how_to_build_it() {
     let t = TestContext::new();
     t.write("p.yaml", PRETRAIN);
     token_dir(&t, "tokens", 4, 32, 97, None);
-    // A camel binary alone in a directory (it does not link libtorch, so it runs anywhere).
+    // A camel binary without its worker, installed as scripts/install lays it out (it does not
+    // link libtorch; libduckdb.so, on the prebuilt path, lies in ../lib/camel).
     let lonely = t.path("bin/camel");
     std::fs::create_dir_all(lonely.parent().unwrap()).unwrap();
     std::fs::copy(camel_bin(), &lonely).unwrap();
+    let duckdb = std::path::Path::new(camel_bin()).parent().unwrap().join("../lib/camel/libduckdb.so");
+    if duckdb.is_file() {
+        std::fs::create_dir_all(t.path("lib/camel")).unwrap();
+        std::fs::copy(&duckdb, t.path("lib/camel/libduckdb.so")).unwrap();
+    }
     let out = std::process::Command::new(&lonely)
         .args(["run", "p.yaml"])
         .current_dir(t.dir.path())

@@ -373,6 +373,7 @@ fn limit_sql(limit: Option<u64>) -> String {
 #[allow(clippy::too_many_arguments)]
 fn run_query(
     conn: &Connection,
+    scan: &str,
     sql: &str,
     file: &Path,
     const_category: Option<&str>,
@@ -383,7 +384,7 @@ fn run_query(
     total_rows: &mut u64,
 ) -> Result<(), NotesError> {
     run.file_rows = 0;
-    stream(conn, sql, file, &mut |b: &RecordBatch| {
+    stream(conn, scan, sql, file, &mut |b: &RecordBatch| {
         if env.cancelled() {
             return Err(NotesError::new("cancelled"));
         }
@@ -431,12 +432,12 @@ fn read_source(
             }
             require_columns(path, &cols, &need, Some(b','))?;
             let iserror = if m.iserror == params::IsError::Drop { ", \"ISERROR\" AS iserror" } else { "" };
+            let scan = csv_scan(path, b',', &cols);
             let sql = format!(
-                "SELECT \"ROW_ID\" AS id, \"CATEGORY\" AS category{iserror}, \"TEXT\" AS text FROM {}{}",
-                csv_scan(path, b',', &cols),
+                "SELECT \"ROW_ID\" AS id, \"CATEGORY\" AS category{iserror}, \"TEXT\" AS text FROM {scan}{}",
                 limit_sql(m.limit)
             );
-            run_query(conn, &sql, path, None, true, pipe, run, env, total_rows)
+            run_query(conn, &scan, &sql, path, None, true, pipe, run, env, total_rows)
         }
         Source::Mimic4(m) => {
             let files = [(m.discharge.as_ref(), "Discharge summary"), (m.radiology.as_ref(), "Radiology")];
@@ -451,13 +452,11 @@ fn read_source(
                 run.stats.inputs.insert(name.clone(), file_size(path));
                 let cols = read_header(path, b',')?;
                 require_columns(path, &cols, &["note_id", "text"], Some(b','))?;
-                let sql = format!(
-                    "SELECT \"note_id\" AS id, \"text\" AS text FROM {}{}",
-                    csv_scan(path, b',', &cols),
-                    limit_sql(left)
-                );
+                let scan = csv_scan(path, b',', &cols);
+                let sql =
+                    format!("SELECT \"note_id\" AS id, \"text\" AS text FROM {scan}{}", limit_sql(left));
                 let before = run.stats.rows_read;
-                run_query(conn, &sql, path, Some(category), false, pipe, run, env, total_rows)?;
+                run_query(conn, &scan, &sql, path, Some(category), false, pipe, run, env, total_rows)?;
                 if let Some(l) = &mut left {
                     *l = l.saturating_sub(run.stats.rows_read - before);
                 }
@@ -537,7 +536,7 @@ fn read_source(
             select.extend(t.columns.id.as_deref().map(|c| cast(c, "id")));
             select.extend(t.columns.category.as_deref().map(|c| cast(c, "category")));
             let sql = format!("SELECT {} FROM {scan}{}", select.join(", "), limit_sql(t.limit));
-            run_query(conn, &sql, path, None, false, pipe, run, env, total_rows)
+            run_query(conn, &scan, &sql, path, None, false, pipe, run, env, total_rows)
         }
     }
 }

@@ -198,22 +198,49 @@ pub fn csv_scan(path: &Path, delim: u8, columns: &[String]) -> String {
     )
 }
 
-/// Runs `sql` and hands each Arrow batch to `f`, in order. Errors name `file`.
+/// Runs `sql`, a query that reads the table function call `scan`, and hands each Arrow batch to
+/// `f`, in order. Errors name `file`.
 pub fn stream(
     conn: &Connection,
+    scan: &str,
     sql: &str,
     file: &Path,
     f: &mut dyn FnMut(&RecordBatch) -> Result<(), NotesError>,
 ) -> Result<(), NotesError> {
-    let mut stmt = conn.prepare(sql).map_err(|e| duck_error(file, &e))?;
+    let mut stmt = conn.prepare(sql).map_err(|e| diagnose(scan, file, &e))?;
     // The crate's batch iterator panics when DuckDB fails mid-stream (a malformed row far into a
     // file): start the streaming query through it, then fetch each chunk with `step`, which
     // returns the error.
-    drop(stmt.stream_arrow([]).map_err(|e| duck_error(file, &e))?);
-    while let Some(chunk) = stmt.step().map_err(|e| duck_error(file, &e))? {
+    drop(stmt.stream_arrow([]).map_err(|e| diagnose(scan, file, &e))?);
+    while let Some(chunk) = stmt.step().map_err(|e| diagnose(scan, file, &e))? {
         f(&RecordBatch::from(&chunk))?;
     }
     Ok(())
+}
+
+/// The error to report for `err`. DuckDB 1.5.6 reports a malformed CSV row (invalid UTF-8, say) as
+/// an INTERNAL error ("Attempted to access index 10 within vector of size 2") when the query reads
+/// only some of the file's columns, and that error invalidates the database. Reading every column
+/// gives the real error (which row, what is wrong): on an internal error a fresh single-threaded
+/// DuckDB streams `SELECT * FROM scan` up to its first error. Only failing runs pay for it.
+fn diagnose(scan: &str, file: &Path, err: &duckdb::Error) -> NotesError {
+    if !err.to_string().contains("INTERNAL Error") {
+        return duck_error(file, err);
+    }
+    let again = || -> Result<(), duckdb::Error> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(
+            "SET threads = 1; SET autoinstall_known_extensions = false; SET autoload_known_extensions = false;",
+        )?;
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {scan}"))?;
+        drop(stmt.stream_arrow([])?);
+        while stmt.step()?.is_some() {}
+        Ok(())
+    };
+    match again() {
+        Err(real) if !real.to_string().contains("INTERNAL Error") => duck_error(file, &real),
+        _ => duck_error(file, err),
+    }
 }
 
 /// The names of the columns `scan` (a table function call) yields.
@@ -535,7 +562,7 @@ pub fn read_eval_texts(conn: &Connection, path: &Path, field: &str) -> Result<Ve
     require_columns(path, &cols, &[field], None)?;
     let sql = format!("SELECT CAST({} AS VARCHAR) AS t FROM {scan}", sql_ident(field));
     let mut texts = Vec::new();
-    stream(conn, &sql, path, &mut |b| {
+    stream(conn, &scan, &sql, path, &mut |b| {
         let col =
             string_column(b, "t").ok_or_else(|| NotesError::new("DuckDB returned an unexpected type"))?;
         for i in 0..col.len() {
