@@ -581,3 +581,197 @@ pub fn current_entries(plan: &Plan) -> Result<Vec<(String, Option<String>)>, Eng
     Ok(status(plan)?.into_iter().map(|s| (s.stage, s.key)).collect())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Bench;
+
+    /// a -> b -> c, and d on its own.
+    const CHAIN: &str = "
+name: chain
+stages:
+  a:
+    kind: fake
+    params: {text: A}
+  b:
+    kind: fake
+    inputs: {x: a.out}
+    params: {text: B}
+  c:
+    kind: fake
+    inputs: {x: b.out}
+    params: {text: C}
+  d:
+    kind: fake
+    params: {text: D}
+";
+
+    fn opts() -> RunOptions {
+        RunOptions { jobs: 1, ..Default::default() }
+    }
+
+    #[test]
+    fn runs_in_order_then_everything_is_cached() {
+        let t = Bench::new();
+        let r = t.run(CHAIN, opts());
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Ran), ["a", "b", "c", "d"]);
+        assert_eq!(t.output("c"), "CBA");
+        let starts: Vec<String> = t.take_runs().into_iter().filter(|l| l.starts_with("start")).collect();
+        assert_eq!(starts, ["start a", "start b", "start c", "start d"]);
+
+        let r = t.run(CHAIN, opts());
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Cached), ["a", "b", "c", "d"]);
+        assert!(t.take_runs().is_empty());
+    }
+
+    #[test]
+    fn until_runs_a_stage_and_what_it_needs() {
+        let t = Bench::new();
+        let r = t.run(CHAIN, RunOptions { until: Some("b".into()), ..opts() });
+        r.result.as_ref().unwrap();
+        assert_eq!(r.selected, Some(2));
+        // Stages outside the selection are not reported at all, not even as skipped.
+        assert_eq!(r.with(&Outcome::Ran), ["a", "b"]);
+        assert_eq!(r.finished.len(), 2);
+    }
+
+    #[test]
+    fn only_runs_one_stage_on_cached_inputs() {
+        let t = Bench::new();
+        let r = t.run(CHAIN, RunOptions { only: Some("b".into()), ..opts() });
+        match r.result {
+            Err(EngineError::Usage(m)) => assert!(m.contains("stage `a` is not cached"), "{m}"),
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+        assert!(t.take_runs().is_empty());
+
+        t.run(CHAIN, opts()).result.unwrap();
+        t.take_runs();
+        let edited = CHAIN.replace("text: B", "text: B2");
+        let r = t.run(&edited, RunOptions { only: Some("b".into()), ..opts() });
+        r.result.as_ref().unwrap();
+        assert_eq!(r.selected, Some(2));
+        assert_eq!(r.with(&Outcome::Ran), ["b"]);
+        assert_eq!(r.with(&Outcome::Cached), ["a"]);
+        assert_eq!(t.take_runs(), ["start b", "end b"]);
+        assert_eq!(t.output("b"), "B2A");
+    }
+
+    #[test]
+    fn force_reruns_a_cached_stage() {
+        let t = Bench::new();
+        t.run(CHAIN, opts()).result.unwrap();
+        t.take_runs();
+        let r = t.run(CHAIN, RunOptions { force: vec!["d".into()], ..opts() });
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Ran), ["d"]);
+        assert_eq!(r.with(&Outcome::Cached), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn early_cutoff_keeps_dependents_cached() {
+        let t = Bench::new();
+        t.run(CHAIN, opts()).result.unwrap();
+        t.take_runs();
+        // `note` changes a's key but not its output: b's inputs hash the same, so b and c keep
+        // their entries.
+        let edited = CHAIN.replace("text: A}", "text: A, note: again}");
+        let r = t.run(&edited, opts());
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Ran), ["a"]);
+        assert_eq!(r.with(&Outcome::Cached), ["b", "c", "d"]);
+        // Whereas a change of a's output reruns everything downstream of it.
+        let edited = CHAIN.replace("text: A}", "text: A2}");
+        let r = t.run(&edited, opts());
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Ran), ["a", "b", "c"]);
+        assert_eq!(t.output("c"), "CBA2");
+    }
+
+    #[test]
+    fn a_failure_skips_dependents_and_keeps_what_ran_beside_it() {
+        let t = Bench::new();
+        let failing = CHAIN.replace("text: A}", "text: A, fail: true}");
+        // With two jobs, a and d start together (b waits for a); d finishes and is kept.
+        let r = t.run(&failing, RunOptions { jobs: 2, ..Default::default() });
+        match &r.result {
+            Err(EngineError::StageFailed { stage, message, .. }) => {
+                assert_eq!((stage.as_str(), message.as_str()), ("a", "told to fail"));
+            }
+            other => panic!("expected a's failure, got {other:?}"),
+        }
+        assert_eq!(r.failed(), ["a"]);
+        assert_eq!(r.with(&Outcome::Ran), ["d"]);
+        assert_eq!(r.with(&Outcome::Skipped), ["b", "c"]);
+        let runs = t.take_runs();
+        assert!(!runs.iter().any(|l| l.ends_with(" b") || l.ends_with(" c")), "{runs:?}");
+
+        let r = t.run(CHAIN, opts());
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Cached), ["d"]);
+        assert_eq!(r.with(&Outcome::Ran), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn two_failures_are_reported_together() {
+        let t = Bench::new();
+        let failing =
+            CHAIN.replace("text: A}", "text: A, fail: true}").replace("text: D}", "text: D, fail: true}");
+        let r = t.run(&failing, RunOptions { jobs: 2, ..Default::default() });
+        match &r.result {
+            Err(EngineError::StagesFailed(2, names)) => {
+                assert!(names.contains("`a`") && names.contains("`d`"))
+            }
+            other => panic!("expected two failures, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_exclusive_stage_runs_alone() {
+        let t = Bench::new();
+        let yaml = "
+name: excl
+stages:
+  a: {kind: fake, params: {text: A, sleep_ms: 150}}
+  c: {kind: fake, params: {text: C, sleep_ms: 150}}
+  b: {kind: fake, params: {text: B, exclusive: true, sleep_ms: 50}}
+  d: {kind: fake, params: {text: D}}
+";
+        t.run(yaml, RunOptions { jobs: 4, ..Default::default() }).result.unwrap();
+        let runs = t.take_runs();
+        // a and c overlap (jobs allow it), ...
+        let mut first = runs[..2].to_vec();
+        first.sort();
+        assert_eq!(first, ["start a", "start c"], "{runs:?}");
+        // ... b waits for both and nothing starts while it runs.
+        let b = runs.iter().position(|l| l == "start b").unwrap();
+        assert_eq!(runs[b + 1], "end b", "{runs:?}");
+        let running_before_b = runs[..b].iter().filter(|l| l.starts_with("start")).count()
+            - runs[..b].iter().filter(|l| l.starts_with("end")).count();
+        assert_eq!(running_before_b, 0, "{runs:?}");
+        assert_eq!(&runs[b + 2..], ["start d", "end d"], "{runs:?}");
+    }
+
+    #[test]
+    fn status_explains_without_running() {
+        let t = Bench::new();
+        let plan = t.plan(CHAIN).unwrap();
+        let st = status(&plan).unwrap();
+        let by_name = |n: &str| st.iter().find(|s| s.stage == n).unwrap();
+        assert_eq!(by_name("a").state, StageState::Missing);
+        assert_eq!(by_name("a").reasons, ["never run"]);
+        assert_eq!(by_name("b").key, None);
+        assert_eq!(by_name("b").reasons, ["upstream `a` is not cached"]);
+        assert!(t.take_runs().is_empty());
+
+        t.run(CHAIN, opts()).result.unwrap();
+        let plan = t.plan(&CHAIN.replace("text: C}", "text: C2}")).unwrap();
+        let st = status(&plan).unwrap();
+        let by_name = |n: &str| st.iter().find(|s| s.stage == n).unwrap();
+        assert_eq!(by_name("b").state, StageState::Cached);
+        assert_eq!(by_name("c").state, StageState::Stale);
+        assert!(by_name("c").reasons.iter().any(|r| r.contains("text")), "{:?}", by_name("c").reasons);
+    }
+}

@@ -17,6 +17,8 @@ pub mod plan;
 mod provenance;
 mod spans;
 mod stage;
+#[cfg(test)]
+mod testkit;
 mod workspace;
 
 pub use error::{EngineError, PipelineError, did_you_mean};

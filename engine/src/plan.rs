@@ -969,3 +969,150 @@ fn topo_order(stages: &[PlannedStage]) -> Result<Vec<usize>, Vec<usize>> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Bench;
+
+    fn errors(t: &Bench, yaml: &str) -> Vec<PipelineError> {
+        match t.plan(yaml) {
+            Err(EngineError::Invalid(errs)) => errs,
+            Err(e) => panic!("expected pipeline errors, got {e:?}"),
+            Ok(_) => panic!("expected pipeline errors, the pipeline planned"),
+        }
+    }
+
+    #[test]
+    fn binds_inputs_and_orders_stages_after_their_inputs() {
+        let t = Bench::new();
+        std::fs::write(t.path("notes.txt"), "n").unwrap();
+        let plan = t
+            .plan(
+                "
+name: p
+stages:
+  late:
+    kind: fake
+    inputs: {x: early.out, y: early.out, file: notes.txt}
+  early:
+    kind: fake
+  alone:
+    kind: fake
+",
+            )
+            .unwrap();
+        let names: Vec<&str> = plan.order.iter().map(|&i| plan.stages[i].name.as_str()).collect();
+        assert_eq!(names, ["early", "late", "alone"]);
+        let late = &plan.stages[plan.require("late").unwrap()];
+        assert_eq!(late.deps, [plan.require("early").unwrap()], "one dep however many inputs use it");
+        assert!(matches!(&late.inputs["file"], InputRef::Path { path, .. } if *path == t.path("notes.txt")));
+        assert_eq!(late.inputs["x"].describe(), "early.out");
+        assert_eq!(plan.workspace, t.path(".camel"));
+        assert_eq!(plan.dependents(plan.require("early").unwrap()), [plan.require("late").unwrap()]);
+    }
+
+    #[test]
+    fn a_cycle_is_printed_as_its_path() {
+        let t = Bench::new();
+        let errs = errors(
+            &t,
+            "
+name: p
+stages:
+  a: {kind: fake, inputs: {x: c.out}}
+  b: {kind: fake, inputs: {x: a.out}}
+  c: {kind: fake, inputs: {x: b.out}}
+  d: {kind: fake}
+",
+        );
+        assert_eq!(errs.len(), 1);
+        // Each arrow is an output feeding an input: b feeds c, c feeds a, a feeds b.
+        assert_eq!(errs[0].message, "cycle: b -> c -> a -> b");
+        assert_eq!(errs[0].stage.as_deref(), Some("b"));
+        // At b's `inputs:` key.
+        assert_eq!(errs[0].line_col, Some((5, 19)));
+    }
+
+    #[test]
+    fn a_stage_reading_its_own_output_is_a_cycle() {
+        let t = Bench::new();
+        let errs = errors(&t, "name: p\nstages:\n  a: {kind: fake, inputs: {x: a.out}}\n");
+        assert_eq!(errs[0].message, "cycle: a -> a");
+    }
+
+    #[test]
+    fn every_stage_problem_is_reported_in_file_order() {
+        let t = Bench::new();
+        let errs = errors(
+            &t,
+            "
+name: p
+stages:
+  a: {kind: faek}
+  b: {kind: fake, params: {txt: x}}
+  c: {kind: fake, inputs: {x: data/nowhere.txt}}
+  d: {kind: fake, inputs: {x: b.nope}}
+",
+        );
+        let got: Vec<(&str, Option<&str>)> =
+            errs.iter().map(|e| (e.message.as_str(), e.help.as_deref())).collect();
+        assert_eq!(
+            got,
+            [
+                ("unknown stage kind `faek`", Some("did you mean `fake`?")),
+                ("unknown param `txt` for kind `fake`", Some("did you mean `text`?")),
+                (
+                    "input `x`: data/nowhere.txt does not exist",
+                    Some(
+                        format!(
+                            "paths are relative to the pipeline file's directory ({})",
+                            t.dir.path().display()
+                        )
+                        .as_str()
+                    )
+                ),
+            ]
+        );
+        // `b.nope` is checked only once every stage is planned; alone it is reported.
+        let errs =
+            errors(&t, "name: p\nstages:\n  b: {kind: fake}\n  d: {kind: fake, inputs: {x: b.nope}}\n");
+        assert_eq!(errs[0].message, "input `x`: stage `b` has no output `nope`");
+        assert_eq!(errs[0].help.as_deref(), Some("stage `b` has outputs: out"));
+    }
+
+    #[test]
+    fn overrides_are_validated_like_written_params() {
+        let t = Bench::new();
+        let yaml = "name: p\nstages:\n  a: {kind: fake}\n";
+        let set = |s: &str| Override::parse(s).unwrap();
+        let plan =
+            plan_from_str(&t.path("p.yaml"), yaml, &[set("a.text=hi")], &crate::testkit::registry()).unwrap();
+        assert_eq!(plan.stages[0].bound.params_json()["text"], "hi");
+        let err =
+            |o: &str| match plan_from_str(&t.path("p.yaml"), yaml, &[set(o)], &crate::testkit::registry()) {
+                Err(EngineError::Invalid(e)) => e[0].message.clone(),
+                _ => panic!("`{o}` should not plan"),
+            };
+        assert_eq!(err("b.text=hi"), "`--set b.text=hi`: no stage `b`");
+        assert_eq!(
+            err("a.fail=maybe"),
+            "`--set a.fail=maybe`: param `fail`: invalid type: string \"maybe\", expected a boolean"
+        );
+    }
+
+    #[test]
+    fn a_missing_input_is_recorded_for_status() {
+        let t = Bench::new();
+        let yaml = "name: p\nparams: {notes: data.csv}\nstages:\n  a: {kind: fake, inputs: {x: '${params.notes}'}}\n";
+        std::fs::write(t.path("p.yaml"), yaml).unwrap();
+        let plan = load_for_status(&t.path("p.yaml"), &[], &crate::testkit::registry()).unwrap();
+        assert_eq!(
+            plan.stages[0].missing_inputs,
+            [format!(
+                "input `x`: data.csv does not exist (line 4 of {}; set it with --set params.notes=PATH)",
+                t.path("p.yaml").display()
+            )]
+        );
+        assert!(load(&t.path("p.yaml"), &[], &crate::testkit::registry()).is_err());
+    }
+}
