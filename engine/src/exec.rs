@@ -248,6 +248,7 @@ impl Ctx<'_> {
         Ok((log, log_path))
     }
 
+    /// What produced the entry stage `i` is about to commit, for its provenance.json.
     fn provenance(&self, i: usize, r: &Resolved, started: SystemTime) -> Provenance {
         let stage = &self.plan.stages[i];
         let inputs = r
