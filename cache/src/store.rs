@@ -10,7 +10,8 @@
 //! ```text
 //! cache/<key>/out/...           the stage's outputs
 //! cache/<key>/manifest.json     every file's path, size, mtime and blake3; the declared outputs
-//! cache/<key>/provenance.json   what produced it (written by the engine)
+//! cache/<key>/provenance.json   what produced it (written by the engine; the store keeps its bytes
+//!                               as given: its format is the engine's `Provenance`)
 //! cache/<key>/log.txt           the stage's log
 //! ```
 

@@ -17,6 +17,7 @@ use crate::error::EngineError;
 use crate::event::{Event, EventSink, Outcome};
 use crate::key::{CacheKey, diff};
 use crate::plan::{InputRef, Plan};
+use crate::provenance::{PROVENANCE_FILE, Provenance, ProvenanceInput, ProvenancePipeline};
 use crate::stage::{Progress, StageContext, StageError};
 use crate::workspace::{StageRecord, Workspace, pid_alive};
 
@@ -169,18 +170,7 @@ impl Ctx<'_> {
         let staging = self.store.stage(&r.digest)?;
         let scratch = self.ws.scratch_dir(&r.digest);
         fs::create_dir_all(&scratch).map_err(EngineError::io(format!("create {}", scratch.display())))?;
-        let log_path = self.ws.log_path(name);
-        if let Some(p) = log_path.parent() {
-            fs::create_dir_all(p).map_err(EngineError::io(format!("create {}", p.display())))?;
-        }
-        // Truncated once, then written in append mode: stages hand the same file to child
-        // processes (which append through their own handles), and a non-append handle here would
-        // write over their lines at its own stale offset.
-        fs::File::create(&log_path).map_err(EngineError::io(format!("create {}", log_path.display())))?;
-        let log = fs::OpenOptions::new()
-            .append(true)
-            .open(&log_path)
-            .map_err(EngineError::io(format!("open {}", log_path.display())))?;
+        let (log, log_path) = self.open_log(name)?;
         let started = SystemTime::now();
         let ctx = StageContext {
             stage: name.clone(),
@@ -213,12 +203,12 @@ impl Ctx<'_> {
         }
         let outputs: Vec<(String, String)> =
             stage.bound.outputs().into_iter().map(|o| (o.name, o.path)).collect();
-        let provenance = self.provenance(i, r, started);
+        let provenance = self.provenance(i, r, started).to_bytes();
         let log_bytes = fs::read(&log_path).unwrap_or_default();
         let manifest = match staging.commit(
             &self.store,
             &outputs,
-            &[("provenance.json", &provenance), ("log.txt", &log_bytes)],
+            &[(PROVENANCE_FILE, &provenance), ("log.txt", &log_bytes)],
             replace,
         ) {
             Ok(m) => m,
@@ -241,33 +231,48 @@ impl Ctx<'_> {
         Ok(Done { key: r.digest.clone(), outputs: manifest.outputs })
     }
 
-    fn provenance(&self, i: usize, r: &Resolved, started: SystemTime) -> Vec<u8> {
-        let stage = &self.plan.stages[i];
-        #[derive(Serialize)]
-        struct Input<'a> {
-            from: &'a str,
-            hash: String,
+    /// The stage's log for this run, emptied, and its path.
+    fn open_log(&self, stage: &str) -> Result<(fs::File, PathBuf), EngineError> {
+        let log_path = self.ws.log_path(stage);
+        if let Some(p) = log_path.parent() {
+            fs::create_dir_all(p).map_err(EngineError::io(format!("create {}", p.display())))?;
         }
-        let inputs: BTreeMap<&str, Input> = r
+        // Truncated once, then written in append mode: stages hand the same file to child
+        // processes (which append through their own handles), and a non-append handle here would
+        // write over their lines at its own stale offset.
+        fs::File::create(&log_path).map_err(EngineError::io(format!("create {}", log_path.display())))?;
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .map_err(EngineError::io(format!("open {}", log_path.display())))?;
+        Ok((log, log_path))
+    }
+
+    /// What produced the entry stage `i` is about to commit, for its provenance.json.
+    fn provenance(&self, i: usize, r: &Resolved, started: SystemTime) -> Provenance {
+        let stage = &self.plan.stages[i];
+        let inputs = r
             .cache_key
             .inputs
             .iter()
-            .map(|(k, h)| (k.as_str(), Input { from: r.sources[k].as_str(), hash: h.to_hex() }))
+            .map(|(k, h)| (k.clone(), ProvenanceInput { from: r.sources[k].clone(), hash: h.to_hex() }))
             .collect();
-        let v = serde_json::json!({
-            "key": r.digest,
-            "pipeline": {"name": self.plan.name, "file": std::path::absolute(&self.plan.file).unwrap_or_default()},
-            "stage": stage.name,
-            "kind": stage.bound.kind(),
-            "version": stage.bound.version(),
-            "params": r.cache_key.params,
-            "inputs": inputs,
-            "camel_version": env!("CARGO_PKG_VERSION"),
-            "started": humantime::format_rfc3339_seconds(started).to_string(),
-            "finished": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            "host": gethostname::gethostname().to_string_lossy(),
-        });
-        serde_json::to_vec_pretty(&v).expect("provenance serializes")
+        Provenance {
+            camel_version: env!("CARGO_PKG_VERSION").into(),
+            finished: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            inputs,
+            key: r.digest.clone(),
+            kind: stage.bound.kind().into(),
+            params: r.cache_key.params.clone(),
+            pipeline: ProvenancePipeline {
+                file: std::path::absolute(&self.plan.file).unwrap_or_default(),
+                name: self.plan.name.clone(),
+            },
+            stage: stage.name.clone(),
+            started: humantime::format_rfc3339_seconds(started).to_string(),
+            version: stage.bound.version(),
+        }
     }
 }
 
@@ -305,32 +310,8 @@ pub fn run(
     sink: EventSink,
     cancel: Arc<AtomicBool>,
 ) -> Result<(), EngineError> {
-    let n = plan.stages.len();
-    let mut mode = vec![Mode::Run; n];
-    if let Some(u) = &opts.until {
-        let keep = plan.ancestors_and_self(plan.require(u)?);
-        for i in 0..n {
-            if !keep[i] {
-                mode[i] = Mode::Skip;
-            }
-        }
-    }
-    if let Some(o) = &opts.only {
-        {
-            let t = plan.require(o)?;
-            let keep = plan.ancestors_and_self(t);
-            for i in 0..n {
-                mode[i] = if i == t {
-                    Mode::Run
-                } else if keep[i] && mode[i] != Mode::Skip {
-                    Mode::CacheOnly
-                } else {
-                    Mode::Skip
-                };
-            }
-        }
-    }
-    let mut force = vec![false; n];
+    let mode = select(plan, opts)?;
+    let mut force = vec![false; plan.stages.len()];
     for f in &opts.force {
         force[plan.require(f)?] = true;
     }
@@ -362,70 +343,7 @@ pub fn run(
         stages: mode.iter().filter(|m| **m != Mode::Skip).count(),
     });
 
-    let jobs = opts.jobs.max(1);
-    let mut nodes: Vec<Node> = (0..n).map(|_| Node::Pending).collect();
-    let mut done: Vec<Option<Done>> = vec![None; n];
-    let mut errors: Vec<(String, EngineError)> = Vec::new();
-    let mut running = 0usize;
-    let mut exclusive_running = false;
-    let (tx, rx) = mpsc::channel::<(usize, Result<Done, EngineError>)>();
-
-    std::thread::scope(|scope| {
-        loop {
-            let stop = !errors.is_empty() || cancel.load(Ordering::Relaxed);
-            while !stop && running < jobs && !exclusive_running {
-                let next = plan.order.iter().copied().find(|&i| {
-                    matches!(nodes[i], Node::Pending)
-                        && mode[i] != Mode::Skip
-                        && plan.stages[i].deps.iter().all(|&d| matches!(nodes[d], Node::Done))
-                });
-                let Some(i) = next else { break };
-                let excl = plan.stages[i].bound.exclusive();
-                if excl && running > 0 {
-                    break;
-                }
-                nodes[i] = Node::Running;
-                running += 1;
-                exclusive_running = excl;
-                let snapshot = done.clone();
-                let tx = tx.clone();
-                let ctx = &ctx;
-                let m = mode[i];
-                let f = force[i];
-                scope.spawn(move || {
-                    let r = ctx.process(i, &snapshot, m, f);
-                    let _ = tx.send((i, r));
-                });
-            }
-            if running == 0 {
-                break;
-            }
-            let (i, r) = rx.recv().expect("a running stage reports back");
-            running -= 1;
-            exclusive_running = false;
-            match r {
-                Ok(d) => {
-                    done[i] = Some(d);
-                    nodes[i] = Node::Done;
-                }
-                Err(e) => {
-                    nodes[i] = Node::Failed;
-                    let (message, log) = match &e {
-                        EngineError::StageFailed { message, log, .. } => (message.clone(), log.clone()),
-                        e => (e.to_string(), None),
-                    };
-                    sink(Event::StageFinished {
-                        stage: plan.stages[i].name.clone(),
-                        outcome: Outcome::Failed(message),
-                        elapsed: Default::default(),
-                        output_bytes: 0,
-                        log,
-                    });
-                    errors.push((plan.stages[i].name.clone(), e));
-                }
-            }
-        }
-    });
+    let (nodes, mut errors) = schedule(&ctx, &mode, &force, opts.jobs.max(1));
     for &i in &plan.order {
         if matches!(nodes[i], Node::Pending) && mode[i] != Mode::Skip {
             sink(Event::StageFinished {
@@ -450,6 +368,112 @@ pub fn run(
             errors.iter().map(|(s, _)| format!("`{s}`")).collect::<Vec<_>>().join(", "),
         )),
     }
+}
+
+/// What each stage does in this run: `--until` skips what the stage does not need; `--only`
+/// runs the one stage and takes what it needs from the cache.
+fn select(plan: &Plan, opts: &RunOptions) -> Result<Vec<Mode>, EngineError> {
+    let n = plan.stages.len();
+    let mut mode = vec![Mode::Run; n];
+    if let Some(u) = &opts.until {
+        let keep = plan.ancestors_and_self(plan.require(u)?);
+        for i in 0..n {
+            if !keep[i] {
+                mode[i] = Mode::Skip;
+            }
+        }
+    }
+    if let Some(o) = &opts.only {
+        let t = plan.require(o)?;
+        let keep = plan.ancestors_and_self(t);
+        for i in 0..n {
+            mode[i] = if i == t {
+                Mode::Run
+            } else if keep[i] && mode[i] != Mode::Skip {
+                Mode::CacheOnly
+            } else {
+                Mode::Skip
+            };
+        }
+    }
+    Ok(mode)
+}
+
+/// The scheduler: starts each selected stage once its upstream stages are done, in plan order,
+/// up to `jobs` at a time, an exclusive stage alone. After the first failure (or a cancel) it
+/// starts nothing more and waits for the running stages. Returns every stage's final state and
+/// the errors by stage name, in the order they happened.
+fn schedule(
+    ctx: &Ctx,
+    mode: &[Mode],
+    force: &[bool],
+    jobs: usize,
+) -> (Vec<Node>, Vec<(String, EngineError)>) {
+    let plan = ctx.plan;
+    let n = plan.stages.len();
+    let mut nodes: Vec<Node> = (0..n).map(|_| Node::Pending).collect();
+    let mut done: Vec<Option<Done>> = vec![None; n];
+    let mut errors: Vec<(String, EngineError)> = Vec::new();
+    let mut running = 0usize;
+    let mut exclusive_running = false;
+    let (tx, rx) = mpsc::channel::<(usize, Result<Done, EngineError>)>();
+
+    std::thread::scope(|scope| {
+        loop {
+            let stop = !errors.is_empty() || ctx.cancel.load(Ordering::Relaxed);
+            while !stop && running < jobs && !exclusive_running {
+                let next = plan.order.iter().copied().find(|&i| {
+                    matches!(nodes[i], Node::Pending)
+                        && mode[i] != Mode::Skip
+                        && plan.stages[i].deps.iter().all(|&d| matches!(nodes[d], Node::Done))
+                });
+                let Some(i) = next else { break };
+                let excl = plan.stages[i].bound.exclusive();
+                if excl && running > 0 {
+                    break;
+                }
+                nodes[i] = Node::Running;
+                running += 1;
+                exclusive_running = excl;
+                let snapshot = done.clone();
+                let tx = tx.clone();
+                let m = mode[i];
+                let f = force[i];
+                scope.spawn(move || {
+                    let r = ctx.process(i, &snapshot, m, f);
+                    let _ = tx.send((i, r));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let (i, r) = rx.recv().expect("a running stage reports back");
+            running -= 1;
+            exclusive_running = false;
+            match r {
+                Ok(d) => {
+                    done[i] = Some(d);
+                    nodes[i] = Node::Done;
+                }
+                Err(e) => {
+                    nodes[i] = Node::Failed;
+                    let (message, log) = match &e {
+                        EngineError::StageFailed { message, log, .. } => (message.clone(), log.clone()),
+                        e => (e.to_string(), None),
+                    };
+                    (ctx.sink)(Event::StageFinished {
+                        stage: plan.stages[i].name.clone(),
+                        outcome: Outcome::Failed(message),
+                        elapsed: Default::default(),
+                        output_bytes: 0,
+                        log,
+                    });
+                    errors.push((plan.stages[i].name.clone(), e));
+                }
+            }
+        }
+    });
+    (nodes, errors)
 }
 
 /// The state of a stage as `camel status` reports it.
@@ -492,75 +516,263 @@ pub fn status(plan: &Plan) -> Result<Vec<StageStatus>, EngineError> {
     let mut done: Vec<Option<Done>> = vec![None; plan.stages.len()];
     let mut out: Vec<Option<StageStatus>> = vec![None; plan.stages.len()];
     for &i in &plan.order {
-        let s = &plan.stages[i];
-        let record = ws.read_record(&s.name);
-        let seen = if record.is_some() { StageState::Stale } else { StageState::Missing };
-        let blocked: Vec<&str> =
-            s.deps.iter().filter(|&&d| done[d].is_none()).map(|&d| plan.stages[d].name.as_str()).collect();
-        let st = if !s.missing_inputs.is_empty() {
-            StageStatus {
-                stage: s.name.clone(),
-                kind: s.bound.kind().into(),
-                state: seen,
-                key: None,
-                reasons: s.missing_inputs.clone(),
-                cache_key: None,
-                output_bytes: None,
-            }
-        } else if !blocked.is_empty() {
-            StageStatus {
-                stage: s.name.clone(),
-                kind: s.bound.kind().into(),
-                state: seen,
-                key: None,
-                reasons: blocked.iter().map(|b| format!("upstream `{b}` is not cached")).collect(),
-                cache_key: None,
-                output_bytes: None,
-            }
-        } else {
-            let r = match ctx.resolve(i, &done) {
-                Ok(r) => r,
-                Err(e) => {
-                    out[i] = Some(StageStatus {
-                        stage: s.name.clone(),
-                        kind: s.bound.kind().into(),
-                        state: seen,
-                        key: None,
-                        reasons: vec![e.to_string()],
-                        cache_key: None,
-                        output_bytes: None,
-                    });
-                    continue;
-                }
-            };
-            let (state, reasons, bytes) = match ctx.store.check(&r.digest) {
-                EntryState::Valid(m) => {
-                    let bytes = m.total_size();
-                    done[i] = Some(Done { key: r.digest.clone(), outputs: m.outputs });
-                    (StageState::Cached, Vec::new(), Some(bytes))
-                }
-                EntryState::Corrupt(why) => {
-                    (StageState::Stale, vec![format!("cache entry is corrupt: {why}")], None)
-                }
-                EntryState::Missing => (seen, ctx.reasons(&s.name, &r), None),
-            };
-            StageStatus {
-                stage: s.name.clone(),
-                kind: s.bound.kind().into(),
-                state,
-                key: Some(r.digest.clone()),
-                reasons,
-                cache_key: Some(r.cache_key),
-                output_bytes: bytes,
-            }
-        };
-        out[i] = Some(st);
+        out[i] = Some(ctx.status_of(i, &mut done));
     }
     let _ = ctx.stat_cache.save(&ws.stat_cache_path());
     Ok(out.into_iter().map(|s| s.expect("every stage has a status")).collect())
 }
 
+impl Ctx<'_> {
+    /// The status of stage `i`, its upstream stages' in `done`; records the stage there when it
+    /// is cached, so that its dependents' keys can be resolved.
+    fn status_of(&self, i: usize, done: &mut [Option<Done>]) -> StageStatus {
+        let s = &self.plan.stages[i];
+        let seen =
+            if self.ws.read_record(&s.name).is_some() { StageState::Stale } else { StageState::Missing };
+        let unknown = |reasons: Vec<String>| StageStatus {
+            stage: s.name.clone(),
+            kind: s.bound.kind().into(),
+            state: seen,
+            key: None,
+            reasons,
+            cache_key: None,
+            output_bytes: None,
+        };
+        if !s.missing_inputs.is_empty() {
+            return unknown(s.missing_inputs.clone());
+        }
+        let blocked: Vec<String> = s
+            .deps
+            .iter()
+            .filter(|&&d| done[d].is_none())
+            .map(|&d| format!("upstream `{}` is not cached", self.plan.stages[d].name))
+            .collect();
+        if !blocked.is_empty() {
+            return unknown(blocked);
+        }
+        let r = match self.resolve(i, done) {
+            Ok(r) => r,
+            Err(e) => return unknown(vec![e.to_string()]),
+        };
+        let (state, reasons, bytes) = match self.store.check(&r.digest) {
+            EntryState::Valid(m) => {
+                let bytes = m.total_size();
+                done[i] = Some(Done { key: r.digest.clone(), outputs: m.outputs });
+                (StageState::Cached, Vec::new(), Some(bytes))
+            }
+            EntryState::Corrupt(why) => {
+                (StageState::Stale, vec![format!("cache entry is corrupt: {why}")], None)
+            }
+            EntryState::Missing => (seen, self.reasons(&s.name, &r), None),
+        };
+        StageStatus {
+            stage: s.name.clone(),
+            kind: s.bound.kind().into(),
+            state,
+            key: Some(r.digest.clone()),
+            reasons,
+            cache_key: Some(r.cache_key),
+            output_bytes: bytes,
+        }
+    }
+}
+
 /// The entries the plan's stages currently resolve to (for gc and verify), by stage.
 pub fn current_entries(plan: &Plan) -> Result<Vec<(String, Option<String>)>, EngineError> {
     Ok(status(plan)?.into_iter().map(|s| (s.stage, s.key)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Bench;
+
+    /// a -> b -> c, and d on its own.
+    const CHAIN: &str = "
+name: chain
+stages:
+  a:
+    kind: fake
+    params: {text: A}
+  b:
+    kind: fake
+    inputs: {x: a.out}
+    params: {text: B}
+  c:
+    kind: fake
+    inputs: {x: b.out}
+    params: {text: C}
+  d:
+    kind: fake
+    params: {text: D}
+";
+
+    fn opts() -> RunOptions {
+        RunOptions { jobs: 1, ..Default::default() }
+    }
+
+    #[test]
+    fn runs_in_order_then_everything_is_cached() {
+        let t = Bench::new();
+        let r = t.run(CHAIN, opts());
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Ran), ["a", "b", "c", "d"]);
+        assert_eq!(t.output("c"), "CBA");
+        let starts: Vec<String> = t.take_runs().into_iter().filter(|l| l.starts_with("start")).collect();
+        assert_eq!(starts, ["start a", "start b", "start c", "start d"]);
+
+        let r = t.run(CHAIN, opts());
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Cached), ["a", "b", "c", "d"]);
+        assert!(t.take_runs().is_empty());
+    }
+
+    #[test]
+    fn until_runs_a_stage_and_what_it_needs() {
+        let t = Bench::new();
+        let r = t.run(CHAIN, RunOptions { until: Some("b".into()), ..opts() });
+        r.result.as_ref().unwrap();
+        assert_eq!(r.selected, Some(2));
+        // Stages outside the selection are not reported at all, not even as skipped.
+        assert_eq!(r.with(&Outcome::Ran), ["a", "b"]);
+        assert_eq!(r.finished.len(), 2);
+    }
+
+    #[test]
+    fn only_runs_one_stage_on_cached_inputs() {
+        let t = Bench::new();
+        let r = t.run(CHAIN, RunOptions { only: Some("b".into()), ..opts() });
+        match r.result {
+            Err(EngineError::Usage(m)) => assert!(m.contains("stage `a` is not cached"), "{m}"),
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+        assert!(t.take_runs().is_empty());
+
+        t.run(CHAIN, opts()).result.unwrap();
+        t.take_runs();
+        let edited = CHAIN.replace("text: B", "text: B2");
+        let r = t.run(&edited, RunOptions { only: Some("b".into()), ..opts() });
+        r.result.as_ref().unwrap();
+        assert_eq!(r.selected, Some(2));
+        assert_eq!(r.with(&Outcome::Ran), ["b"]);
+        assert_eq!(r.with(&Outcome::Cached), ["a"]);
+        assert_eq!(t.take_runs(), ["start b", "end b"]);
+        assert_eq!(t.output("b"), "B2A");
+    }
+
+    #[test]
+    fn force_reruns_a_cached_stage() {
+        let t = Bench::new();
+        t.run(CHAIN, opts()).result.unwrap();
+        t.take_runs();
+        let r = t.run(CHAIN, RunOptions { force: vec!["d".into()], ..opts() });
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Ran), ["d"]);
+        assert_eq!(r.with(&Outcome::Cached), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn early_cutoff_keeps_dependents_cached() {
+        let t = Bench::new();
+        t.run(CHAIN, opts()).result.unwrap();
+        t.take_runs();
+        // `note` changes a's key but not its output: b's inputs hash the same, so b and c keep
+        // their entries.
+        let edited = CHAIN.replace("text: A}", "text: A, note: again}");
+        let r = t.run(&edited, opts());
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Ran), ["a"]);
+        assert_eq!(r.with(&Outcome::Cached), ["b", "c", "d"]);
+        // Whereas a change of a's output reruns everything downstream of it.
+        let edited = CHAIN.replace("text: A}", "text: A2}");
+        let r = t.run(&edited, opts());
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Ran), ["a", "b", "c"]);
+        assert_eq!(t.output("c"), "CBA2");
+    }
+
+    #[test]
+    fn a_failure_skips_dependents_and_keeps_what_ran_beside_it() {
+        let t = Bench::new();
+        let failing = CHAIN.replace("text: A}", "text: A, fail: true}");
+        // With two jobs, a and d start together (b waits for a); d finishes and is kept.
+        let r = t.run(&failing, RunOptions { jobs: 2, ..Default::default() });
+        match &r.result {
+            Err(EngineError::StageFailed { stage, message, .. }) => {
+                assert_eq!((stage.as_str(), message.as_str()), ("a", "told to fail"));
+            }
+            other => panic!("expected a's failure, got {other:?}"),
+        }
+        assert_eq!(r.failed(), ["a"]);
+        assert_eq!(r.with(&Outcome::Ran), ["d"]);
+        assert_eq!(r.with(&Outcome::Skipped), ["b", "c"]);
+        let runs = t.take_runs();
+        assert!(!runs.iter().any(|l| l.ends_with(" b") || l.ends_with(" c")), "{runs:?}");
+
+        let r = t.run(CHAIN, opts());
+        r.result.as_ref().unwrap();
+        assert_eq!(r.with(&Outcome::Cached), ["d"]);
+        assert_eq!(r.with(&Outcome::Ran), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn two_failures_are_reported_together() {
+        let t = Bench::new();
+        let failing =
+            CHAIN.replace("text: A}", "text: A, fail: true}").replace("text: D}", "text: D, fail: true}");
+        let r = t.run(&failing, RunOptions { jobs: 2, ..Default::default() });
+        match &r.result {
+            Err(EngineError::StagesFailed(2, names)) => {
+                assert!(names.contains("`a`") && names.contains("`d`"))
+            }
+            other => panic!("expected two failures, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_exclusive_stage_runs_alone() {
+        let t = Bench::new();
+        let yaml = "
+name: excl
+stages:
+  a: {kind: fake, params: {text: A, sleep_ms: 150}}
+  c: {kind: fake, params: {text: C, sleep_ms: 150}}
+  b: {kind: fake, params: {text: B, exclusive: true, sleep_ms: 50}}
+  d: {kind: fake, params: {text: D}}
+";
+        t.run(yaml, RunOptions { jobs: 4, ..Default::default() }).result.unwrap();
+        let runs = t.take_runs();
+        // a and c overlap (jobs allow it), ...
+        let mut first = runs[..2].to_vec();
+        first.sort();
+        assert_eq!(first, ["start a", "start c"], "{runs:?}");
+        // ... b waits for both and nothing starts while it runs.
+        let b = runs.iter().position(|l| l == "start b").unwrap();
+        assert_eq!(runs[b + 1], "end b", "{runs:?}");
+        let running_before_b = runs[..b].iter().filter(|l| l.starts_with("start")).count()
+            - runs[..b].iter().filter(|l| l.starts_with("end")).count();
+        assert_eq!(running_before_b, 0, "{runs:?}");
+        assert_eq!(&runs[b + 2..], ["start d", "end d"], "{runs:?}");
+    }
+
+    #[test]
+    fn status_explains_without_running() {
+        let t = Bench::new();
+        let plan = t.plan(CHAIN).unwrap();
+        let st = status(&plan).unwrap();
+        let by_name = |n: &str| st.iter().find(|s| s.stage == n).unwrap();
+        assert_eq!(by_name("a").state, StageState::Missing);
+        assert_eq!(by_name("a").reasons, ["never run"]);
+        assert_eq!(by_name("b").key, None);
+        assert_eq!(by_name("b").reasons, ["upstream `a` is not cached"]);
+        assert!(t.take_runs().is_empty());
+
+        t.run(CHAIN, opts()).result.unwrap();
+        let plan = t.plan(&CHAIN.replace("text: C}", "text: C2}")).unwrap();
+        let st = status(&plan).unwrap();
+        let by_name = |n: &str| st.iter().find(|s| s.stage == n).unwrap();
+        assert_eq!(by_name("b").state, StageState::Cached);
+        assert_eq!(by_name("c").state, StageState::Stale);
+        assert!(by_name("c").reasons.iter().any(|r| r.contains("text")), "{:?}", by_name("c").reasons);
+    }
 }

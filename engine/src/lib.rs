@@ -14,8 +14,11 @@ mod key;
 mod maintenance;
 mod pipeline;
 pub mod plan;
+mod provenance;
 mod spans;
 mod stage;
+#[cfg(test)]
+mod testkit;
 mod workspace;
 
 pub use error::{EngineError, PipelineError, did_you_mean};
@@ -25,6 +28,7 @@ pub use key::{CacheKey, diff};
 pub use maintenance::{GcReport, ShowOutput, ShowReport, VerifyEntry, gc, show, verify};
 pub use pipeline::Override;
 pub use plan::{InputRef, Plan, PlannedStage, load, load_for_status, plan_from_str};
+pub use provenance::{PROVENANCE_FILE, Provenance, ProvenanceInput, ProvenancePipeline};
 pub use stage::{
     BoundStage, InputSpec, KindEntry, OutputSpec, ParamError, Progress, Registry, Stage, StageContext,
     StageError,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::error::EngineError;
 use crate::exec::status;
 use crate::plan::Plan;
+use crate::provenance::{PROVENANCE_FILE, Provenance};
 use crate::workspace::Workspace;
 
 #[derive(Debug, Default, Serialize)]
@@ -129,7 +130,12 @@ pub struct ShowReport {
     pub key: String,
     pub entry: PathBuf,
     pub outputs: Vec<ShowOutput>,
+    /// provenance.json as JSON, as it is in the file (`null` without one): what `--json` prints.
+    /// Kept as a value for callers written against it; [`ShowReport::record`] is the typed form.
     pub provenance: serde_json::Value,
+    /// provenance.json, typed; `None` when the entry has none or it does not parse.
+    #[serde(skip)]
+    pub record: Option<Provenance>,
     pub log: PathBuf,
 }
 
@@ -158,7 +164,10 @@ pub fn show(plan: &Plan, stage: &str) -> Result<ShowReport, EngineError> {
         )));
     };
     let entry = store.entry_dir(&key);
-    let provenance = fs::read(entry.join("provenance.json"))
+    let record = Provenance::read(&entry);
+    // The value comes from the file rather than from `record`, so that `--json` still shows an
+    // entry's provenance that the struct cannot read (written by a later camel, say).
+    let provenance = fs::read(entry.join(PROVENANCE_FILE))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(serde_json::Value::Null);
@@ -180,5 +189,6 @@ pub fn show(plan: &Plan, stage: &str) -> Result<ShowReport, EngineError> {
         entry,
         outputs,
         provenance,
+        record,
     })
 }

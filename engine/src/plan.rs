@@ -11,11 +11,11 @@ use serde_yaml::Value;
 
 use crate::error::{EngineError, PipelineError, did_you_mean};
 use crate::pipeline::{
-    InterpError, Interpolator, Override, PIPELINE_FIELDS, RawPipeline, STAGE_FIELDS, endpoint_problem,
-    set_path,
+    InterpError, Interpolator, Override, PIPELINE_FIELDS, RawPipeline, RawStage, STAGE_FIELDS,
+    endpoint_problem, set_path,
 };
 use crate::spans::SpanIndex;
-use crate::stage::{BoundStage, InputSpec, Registry};
+use crate::stage::{BoundStage, InputSpec, KindEntry, ParamError, Registry};
 
 /// A validated pipeline.
 pub struct Plan {
@@ -169,6 +169,19 @@ struct Planner<'a> {
     missing_inputs_ok: bool,
 }
 
+/// What planning one stage needs to know about the rest of the pipeline.
+struct StageScope<'a> {
+    /// The pipeline's params, overrides applied.
+    params: &'a serde_yaml::Mapping,
+    /// Every stage's name, in file order: an input `A.B` refers to a stage when `A` is here.
+    names: Vec<String>,
+    /// The pipeline file's directory.
+    dir: &'a Path,
+    /// From [`Planner::apply_overrides`].
+    set_paths: &'a [(Vec<String>, String)],
+    registry: &'a Registry,
+}
+
 /// `; set it with --set params.NAME=PATH` when the input is written as `${params.NAME}`.
 fn param_hint(written: &str) -> String {
     match written.trim().strip_prefix("${params.").and_then(|r| r.strip_suffix('}')) {
@@ -186,6 +199,8 @@ impl Planner<'_> {
         PipelineError::new(self.file, message).at(self.src, self.spans.find(path, key))
     }
 
+    /// Parses the YAML into a [`RawPipeline`]: an empty file, duplicate keys and the first
+    /// serde error each become [`PipelineError`]s pointing at their line.
     fn parse(&mut self) -> Result<RawPipeline, EngineError> {
         let only_comments = self.src.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
         if only_comments {
@@ -196,9 +211,22 @@ impl Planner<'_> {
         }
         // Duplicate keys first: serde would report some of them at the first occurrence, and
         // silently keep the last of others (stage names, inputs).
+        let dups = self.duplicate_key_errors();
+        if !dups.is_empty() {
+            return Err(EngineError::Invalid(dups));
+        }
+        let de = serde_yaml::Deserializer::from_str(self.src);
+        match serde_path_to_error::deserialize::<_, RawPipeline>(de) {
+            Ok(raw) => Ok(raw),
+            Err(e) => Err(EngineError::Invalid(vec![self.deserialize_error(e)])),
+        }
+    }
+
+    /// One error per duplicated key, outermost only (a duplicated stage hides the duplicates
+    /// inside it).
+    fn duplicate_key_errors(&self) -> Vec<PipelineError> {
         let all = self.spans.duplicates();
-        let dups: Vec<PipelineError> = all
-            .iter()
+        all.iter()
             .filter(|d| !all.iter().any(|o| d.path.len() > o.path.len() && d.path.starts_with(&o.path)))
             .map(|d| {
                 let (l, _) = line_col(self.src, d.first.offset);
@@ -221,39 +249,15 @@ impl Planner<'_> {
                     _ => err,
                 }
             })
-            .collect();
-        if !dups.is_empty() {
-            return Err(EngineError::Invalid(dups));
-        }
-        let de = serde_yaml::Deserializer::from_str(self.src);
-        let e = match serde_path_to_error::deserialize::<_, RawPipeline>(de) {
-            Ok(raw) => return Ok(raw),
-            Err(e) => e,
-        };
+            .collect()
+    }
+
+    /// The pipeline error for serde's first complaint, with serde_yaml's own decorations
+    /// (path prefix, trailing position) turned into our headline, label and help.
+    fn deserialize_error(&self, e: serde_path_to_error::Error<serde_yaml::Error>) -> PipelineError {
         let path: Vec<String> = e.path().iter().map(|s| s.to_string()).filter(|s| s != "?").collect();
         let inner = e.into_inner();
-        let mut message = inner.to_string();
-        // serde_yaml prefixes nested errors with their path, which the headline already shows.
-        for k in (1..=path.len()).rev() {
-            if let Some(rest) = message.strip_prefix(&format!("{}: ", path[..k].join("."))) {
-                message = rest.to_string();
-                break;
-            }
-        }
-        // And it appends " at line L column C[, while parsing X at line L2 column C2]".
-        let mut started_at = None;
-        if let Some(i) = message.find(" at line ") {
-            let tail = message[i..].to_string();
-            message.truncate(i);
-            if let Some(j) = tail.find(", while parsing ") {
-                let what = &tail[j + ", while parsing ".len()..];
-                if let Some(k) = what.find(" at line ") {
-                    started_at = parse_line_col(&what[k + " at line ".len()..]);
-                    let (l, c) = started_at.unwrap_or((0, 0));
-                    message.push_str(&format!(" (in {} that starts at line {l}, column {c})", &what[..k]));
-                }
-            }
-        }
+        let (message, started_at) = undecorate(&inner.to_string(), &path);
         const DATA_ERRORS: &[&str] = &[
             "unknown field",
             "missing field",
@@ -288,11 +292,10 @@ impl Planner<'_> {
         } else {
             err
         };
-        let err = match path.first().map(String::as_str) {
+        match path.first().map(String::as_str) {
             Some("stages") if path.len() >= 2 => err.stage(path[1].clone()),
             _ => err,
-        };
-        Err(EngineError::Invalid(vec![err]))
+        }
     }
 
     fn syntax_help(&self, message: &str, loc: Option<(usize, usize)>) -> String {
@@ -324,6 +327,10 @@ impl Planner<'_> {
         })
     }
 
+    /// Turns a parsed pipeline into a plan, recording every problem in `self.errors` (and
+    /// returning `None` when there is any). The steps run in a fixed order so that errors are
+    /// listed in the order a reader meets them: `--set` overrides, the pipeline's own fields,
+    /// each stage in file order, references between stages, and last the cycle check.
     fn build(
         &mut self,
         mut raw: RawPipeline,
@@ -331,9 +338,48 @@ impl Planner<'_> {
         overrides: &[Override],
         registry: &Registry,
     ) -> Option<Plan> {
-        // Overrides first, so that `--set` values are validated like written ones. Errors in
-        // them point at the command line, not the file.
-        let set_paths: Vec<(Vec<String>, String)> = overrides
+        let set_paths = self.apply_overrides(&mut raw, overrides);
+        self.check_header(&raw);
+        let workspace = self.resolve_workspace(&raw, &dir);
+        let allowed_endpoints = self.check_allowed_endpoints(&raw);
+
+        let scope = StageScope {
+            params: &raw.params,
+            names: raw.stages.keys().cloned().collect(),
+            dir: &dir,
+            set_paths: &set_paths,
+            registry,
+        };
+        let stages: Vec<PlannedStage> =
+            raw.stages.iter().filter_map(|(name, rs)| self.plan_stage(name, rs, &scope)).collect();
+        if !self.errors.is_empty() {
+            return None;
+        }
+        self.check_output_refs(&stages);
+        let order = self.order(&stages)?;
+        if !self.errors.is_empty() {
+            return None;
+        }
+        Some(Plan {
+            name: raw.name,
+            file: self.file.to_path_buf(),
+            dir,
+            workspace,
+            allowed_endpoints,
+            stages,
+            order,
+        })
+    }
+
+    /// Applies `--set` overrides to the parsed pipeline, so that their values are validated like
+    /// written ones. Returns each stage override's path below `stages` with its text, so that a
+    /// param error it caused points at the command line rather than the file.
+    fn apply_overrides(
+        &mut self,
+        raw: &mut RawPipeline,
+        overrides: &[Override],
+    ) -> Vec<(Vec<String>, String)> {
+        let set_paths = overrides
             .iter()
             .map(|o| {
                 let mut p = vec!["stages".to_string(), o.target[0].clone(), "params".to_string()];
@@ -363,7 +409,11 @@ impl Planner<'_> {
                 );
             }
         }
+        set_paths
+    }
 
+    /// `name` must not be empty and there must be at least one stage.
+    fn check_header(&mut self, raw: &RawPipeline) {
         if raw.name.trim().is_empty() {
             self.errors.push(self.error(&path_of(&["name"]), false, "`name` is empty"));
         }
@@ -373,29 +423,28 @@ impl Planner<'_> {
                     .help("add at least one stage under `stages:`"),
             );
         }
+    }
 
-        let workspace = match &raw.workspace {
-            None => dir.join(".camel"),
-            Some(w) => {
-                let mut interp = Interpolator { params: &raw.params, env_allowed: None, missing_env: vec![] };
-                match interp.value(&Value::String(w.clone()), &mut vec![]) {
-                    Ok(Value::String(w)) => dir.join(w),
-                    Ok(_) => {
-                        self.errors.push(self.error(
-                            &path_of(&["workspace"]),
-                            false,
-                            "`workspace` must be a path",
-                        ));
-                        dir.join(".camel")
-                    }
-                    Err(e) => {
-                        self.interp_error(&path_of(&["workspace"]), None, e);
-                        dir.join(".camel")
-                    }
-                }
+    /// The workspace directory: `workspace:` (params interpolated) relative to the pipeline's
+    /// directory, `.camel` beside the file by default or when the field is wrong.
+    fn resolve_workspace(&mut self, raw: &RawPipeline, dir: &Path) -> PathBuf {
+        let Some(w) = &raw.workspace else { return dir.join(".camel") };
+        let mut interp = Interpolator { params: &raw.params, env_allowed: None, missing_env: vec![] };
+        match interp.value(&Value::String(w.clone()), &mut vec![]) {
+            Ok(Value::String(w)) => dir.join(w),
+            Ok(_) => {
+                self.errors.push(self.error(&path_of(&["workspace"]), false, "`workspace` must be a path"));
+                dir.join(".camel")
             }
-        };
+            Err(e) => {
+                self.interp_error(&path_of(&["workspace"]), None, e);
+                dir.join(".camel")
+            }
+        }
+    }
 
+    /// `allowed_endpoints` as written, each checked to be a host pattern.
+    fn check_allowed_endpoints(&mut self, raw: &RawPipeline) -> Vec<String> {
         let allowed_endpoints = raw.allowed_endpoints.clone().unwrap_or_default();
         for (i, e) in allowed_endpoints.iter().enumerate() {
             if let Some(problem) = endpoint_problem(e) {
@@ -405,291 +454,348 @@ impl Planner<'_> {
                 ));
             }
         }
+        allowed_endpoints
+    }
 
-        let names: Vec<String> = raw.stages.keys().cloned().collect();
-        let mut stages = Vec::new();
-        for (name, rs) in &raw.stages {
-            let base = path_of(&["stages", name]);
-            if !valid_stage_name(name) {
-                self.errors.push(
-                    self.error(&base, true, format!("invalid stage name `{name}`"))
-                        .stage(name)
-                        .help("stage names use letters, digits, `_` and `-` (no dots: `STAGE.OUTPUT` refers to outputs)"),
-                );
-                continue;
-            }
-            let Some(entry) = registry.get(&rs.kind) else {
-                let mut kp = base.clone();
-                kp.push("kind".into());
-                let known: Vec<&str> = registry.kinds().map(|k| k.kind).collect();
-                let help = match did_you_mean(&rs.kind, known.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("known kinds: {}", known.join(", ")),
-                };
-                self.errors.push(
-                    self.error(&kp, false, format!("unknown stage kind `{}`", rs.kind))
-                        .stage(name)
-                        .label("unknown kind")
-                        .help(help),
-                );
-                continue;
-            };
-
-            let mut ppath = base.clone();
-            ppath.push("params".into());
-            let mut interp =
-                Interpolator { params: &raw.params, env_allowed: Some(entry.unhashed), missing_env: vec![] };
-            let params = match interp.value(&rs.params, &mut vec![]) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.interp_error(&ppath, Some(name), e);
-                    continue;
-                }
-            };
-            let missing_env = interp.missing_env;
-            let bound = match entry.parse(params) {
-                Ok(b) => b,
-                Err(e) => {
-                    let mut p = ppath.clone();
-                    p.extend(e.path.iter().cloned());
-                    let from_set = set_paths.iter().find(|(sp, _)| p.starts_with(sp)).map(|(_, t)| t.clone());
-                    let params_list = || {
-                        let names = entry.param_names();
-                        if names.is_empty() {
-                            String::new()
-                        } else {
-                            format!("`{}` takes: {}", rs.kind, names.join(", "))
-                        }
-                    };
-                    let (msg, help, key) = match &e.unknown_field {
-                        Some((field, expected)) => {
-                            p.push(field.clone());
-                            let help = match did_you_mean(field, expected.iter().map(String::as_str)) {
-                                Some(s) => format!("did you mean `{s}`?"),
-                                None if expected.is_empty() => format!("`{}` takes no params", rs.kind),
-                                None => format!("`{}` takes: {}", rs.kind, expected.join(", ")),
-                            };
-                            (format!("unknown param `{field}` for kind `{}`", rs.kind), help, true)
-                        }
-                        None => match e.message.strip_prefix("missing field ") {
-                            Some(field) => {
-                                let field = field.split(' ').next().unwrap_or(field);
-                                let what = if e.path.is_empty() {
-                                    "param".to_string()
-                                } else {
-                                    format!("field in `{}`:", e.path.join("."))
-                                };
-                                (
-                                    format!("missing {what} {field} (kind `{}` requires it)", rs.kind),
-                                    params_list(),
-                                    true,
-                                )
-                            }
-                            None => {
-                                let shown = if e.path.is_empty() {
-                                    "params".into()
-                                } else {
-                                    format!("param `{}`", e.path.join("."))
-                                };
-                                (format!("{shown}: {}", e.message), params_list(), false)
-                            }
-                        },
-                    };
-                    let err = match from_set {
-                        Some(text) => PipelineError::new(self.file, format!("`--set {text}`: {msg}")),
-                        None => self.error(&p, key, msg),
-                    };
-                    let err = err.stage(name);
-                    self.errors.push(if help.is_empty() { err } else { err.help(help) });
-                    continue;
-                }
-            };
-
-            let mut seen_outputs = std::collections::BTreeSet::new();
-            for o in bound.outputs() {
-                let mut op = ppath.clone();
-                op.push("outputs".into());
-                if let Some(problem) = output_path_problem(&o.path) {
-                    self.errors.push(
-                        self.error(&op, false, format!("output `{}`: {problem}", o.name))
-                            .stage(name)
-                            .help("outputs are paths relative to the stage's output directory, such as `result.csv` or `parts/`"),
-                    );
-                }
-                if !seen_outputs.insert(o.name.clone()) {
-                    self.errors.push(
-                        self.error(&op, false, format!("output `{}` is declared twice", o.name)).stage(name),
-                    );
-                }
-            }
-
-            // Inputs: `STAGE.OUTPUT` when STAGE names a stage of this pipeline, else a path.
-            let mut inputs = BTreeMap::new();
-            let mut missing_inputs = Vec::new();
-            for (iname, written) in &rs.inputs {
-                let mut ip = base.clone();
-                ip.push("inputs".into());
-                ip.push(iname.clone());
-                let mut interp = Interpolator { params: &raw.params, env_allowed: None, missing_env: vec![] };
-                let written = match interp.value(&Value::String(written.clone()), &mut vec![]) {
-                    Ok(Value::String(s)) => s,
-                    Ok(_) => {
-                        self.errors.push(
-                            self.error(&ip, false, "an input must be a path or STAGE.OUTPUT").stage(name),
-                        );
-                        continue;
-                    }
-                    Err(e) => {
-                        self.interp_error(&ip, Some(name), e);
-                        continue;
-                    }
-                };
-                let as_ref = written.split_once('.').filter(|(s, o)| {
-                    names.iter().any(|n| n == s)
-                        && !o.is_empty()
-                        && !o.contains('/')
-                        && !written.starts_with("./")
-                });
-                if let Some((s, o)) = as_ref {
-                    let idx = names.iter().position(|n| n == s).expect("checked above");
-                    inputs.insert(
-                        iname.clone(),
-                        InputRef::Stage { stage: idx, name: s.to_string(), output: o.to_string() },
-                    );
-                } else {
-                    let path = dir.join(&written);
-                    if !path.exists() {
-                        let looks_like_ref = written.split_once('.').is_some_and(|(s, o)| {
-                            !s.contains('/') && !o.contains('/') && valid_stage_name(s) && !o.contains('.')
-                        });
-                        let help = match written.split_once('.') {
-                            Some((s, o)) if looks_like_ref => {
-                                match did_you_mean(s, names.iter().map(String::as_str)) {
-                                    Some(n) => format!(
-                                        "there is no file `{written}` and no stage `{s}`; did you mean `{n}.{o}`?"
-                                    ),
-                                    None => "inputs are paths relative to the pipeline file, or STAGE.OUTPUT"
-                                        .into(),
-                                }
-                            }
-                            _ => format!(
-                                "paths are relative to the pipeline file's directory ({})",
-                                dir.display()
-                            ),
-                        };
-                        let typo_of_a_stage = looks_like_ref
-                            && written.split_once('.').is_some_and(|(s, _)| {
-                                did_you_mean(s, names.iter().map(String::as_str)).is_some()
-                            });
-                        if self.missing_inputs_ok && !typo_of_a_stage {
-                            let line =
-                                self.spans.find(&ip, false).map_or(0, |sp| line_col(self.src, sp.offset).0);
-                            missing_inputs.push(format!(
-                                "input `{iname}`: {written} does not exist (line {line} of {}{})",
-                                self.file.display(),
-                                param_hint(&rs.inputs[iname])
-                            ));
-                            inputs.insert(iname.clone(), InputRef::Path { written: written.clone(), path });
-                            continue;
-                        }
-                        self.errors.push(
-                            self.error(&ip, false, format!("input `{iname}`: {written} does not exist"))
-                                .stage(name)
-                                .label("not found")
-                                .help(help),
-                        );
-                        continue;
-                    }
-                    inputs.insert(iname.clone(), InputRef::Path { written: written.clone(), path });
-                }
-            }
-            if let InputSpec::Named { required, optional } = bound.inputs() {
-                for r in &required {
-                    if !rs.inputs.contains_key(r) {
-                        self.errors.push(
-                            self.error(
-                                &base,
-                                true,
-                                format!("missing input `{r}` (kind `{}` requires it)", rs.kind),
-                            )
-                            .stage(name)
-                            .help(format!("add `inputs: {{{r}: PATH or STAGE.OUTPUT}}`")),
-                        );
-                    }
-                }
-                for given in rs.inputs.keys() {
-                    if !required.contains(given) && !optional.contains(given) {
-                        let all: Vec<&str> = required.iter().chain(&optional).map(String::as_str).collect();
-                        let mut ip = base.clone();
-                        ip.push("inputs".into());
-                        ip.push(given.clone());
-                        let help = match did_you_mean(given, all.iter().copied()) {
-                            Some(s) => format!("did you mean `{s}`?"),
-                            None => format!("`{}` takes inputs: {}", rs.kind, all.join(", ")),
-                        };
-                        self.errors.push(
-                            self.error(&ip, true, format!("unknown input `{given}` for kind `{}`", rs.kind))
-                                .stage(name)
-                                .help(help),
-                        );
-                    }
-                }
-            }
-            let mut deps: Vec<usize> = inputs
-                .values()
-                .filter_map(|i| match i {
-                    InputRef::Stage { stage, .. } => Some(*stage),
-                    _ => None,
-                })
-                .collect();
-            deps.sort_unstable();
-            deps.dedup();
-            stages.push((
-                names.iter().position(|n| n == name).unwrap(),
-                PlannedStage {
-                    name: name.clone(),
-                    description: rs.description.clone(),
-                    bound,
-                    inputs,
-                    deps,
-                    missing_env,
-                    missing_inputs,
-                },
+    /// Plans one stage: its name, kind, params, outputs and inputs. `None` when the stage cannot
+    /// be planned at all (bad name, unknown kind, params that do not parse); a stage returned
+    /// may still have recorded errors (outputs, inputs), which the caller checks.
+    fn plan_stage(&mut self, name: &String, rs: &RawStage, scope: &StageScope) -> Option<PlannedStage> {
+        let base = path_of(&["stages", name]);
+        if !valid_stage_name(name) {
+            self.errors
+                .push(self.error(&base, true, format!("invalid stage name `{name}`")).stage(name).help(
+                "stage names use letters, digits, `_` and `-` (no dots: `STAGE.OUTPUT` refers to outputs)",
             ));
-        }
-        if !self.errors.is_empty() {
             return None;
         }
-        let stages: Vec<PlannedStage> = stages.into_iter().map(|(_, s)| s).collect();
+        let entry = self.resolve_kind(&base, name, rs, scope.registry)?;
+        let (bound, missing_env) = self.bind_params(&base, name, rs, entry, scope)?;
+        self.check_outputs(&base, name, bound.as_ref());
+        let (inputs, missing_inputs) = self.bind_inputs(&base, name, rs, scope);
+        self.check_input_names(&base, name, rs, bound.as_ref());
+        let mut deps: Vec<usize> = inputs
+            .values()
+            .filter_map(|i| match i {
+                InputRef::Stage { stage, .. } => Some(*stage),
+                _ => None,
+            })
+            .collect();
+        deps.sort_unstable();
+        deps.dedup();
+        Some(PlannedStage {
+            name: name.clone(),
+            description: rs.description.clone(),
+            bound,
+            inputs,
+            deps,
+            missing_env,
+            missing_inputs,
+        })
+    }
 
-        // Every `STAGE.OUTPUT` must name a declared output.
-        for s in &stages {
-            for (iname, input) in &s.inputs {
-                if let InputRef::Stage { stage, name, output } = input {
-                    let outs = stages[*stage].bound.outputs();
-                    if !outs.iter().any(|o| &o.name == output) {
-                        let names: Vec<&str> = outs.iter().map(|o| o.name.as_str()).collect();
-                        let help = match did_you_mean(output, names.iter().copied()) {
-                            Some(o) => format!("did you mean `{name}.{o}`?"),
-                            None if names.is_empty() => format!("stage `{name}` declares no outputs"),
-                            None => format!("stage `{name}` has outputs: {}", names.join(", ")),
-                        };
-                        self.errors.push(
-                            self.error(
-                                &path_of(&["stages", &s.name, "inputs", iname]),
-                                false,
-                                format!("input `{iname}`: stage `{name}` has no output `{output}`"),
-                            )
-                            .stage(&s.name)
-                            .help(help),
-                        );
-                    }
-                }
+    /// The registered kind of `kind:`, or an error that suggests the closest one.
+    fn resolve_kind<'r>(
+        &mut self,
+        base: &[String],
+        name: &str,
+        rs: &RawStage,
+        registry: &'r Registry,
+    ) -> Option<&'r KindEntry> {
+        if let Some(entry) = registry.get(&rs.kind) {
+            return Some(entry);
+        }
+        let mut kp = base.to_vec();
+        kp.push("kind".into());
+        let known: Vec<&str> = registry.kinds().map(|k| k.kind).collect();
+        let help = match did_you_mean(&rs.kind, known.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("known kinds: {}", known.join(", ")),
+        };
+        self.errors.push(
+            self.error(&kp, false, format!("unknown stage kind `{}`", rs.kind))
+                .stage(name)
+                .label("unknown kind")
+                .help(help),
+        );
+        None
+    }
+
+    /// Interpolates the stage's params and parses them as its kind's params. Returns the bound
+    /// stage and the `${env:…}` variables that are not set.
+    fn bind_params(
+        &mut self,
+        base: &[String],
+        name: &str,
+        rs: &RawStage,
+        entry: &KindEntry,
+        scope: &StageScope,
+    ) -> Option<(Arc<dyn BoundStage>, Vec<String>)> {
+        let mut ppath = base.to_vec();
+        ppath.push("params".into());
+        let mut interp =
+            Interpolator { params: scope.params, env_allowed: Some(entry.unhashed), missing_env: vec![] };
+        let params = match interp.value(&rs.params, &mut vec![]) {
+            Ok(v) => v,
+            Err(e) => {
+                self.interp_error(&ppath, Some(name), e);
+                return None;
+            }
+        };
+        match entry.parse(params) {
+            Ok(b) => Some((b, interp.missing_env)),
+            Err(e) => {
+                self.param_error(&ppath, name, rs, entry, scope.set_paths, e);
+                None
             }
         }
+    }
 
-        let order = match topo_order(&stages) {
-            Ok(o) => o,
+    /// Records why params did not parse: at the offending field, or at the `--set` that gave it.
+    fn param_error(
+        &mut self,
+        ppath: &[String],
+        name: &str,
+        rs: &RawStage,
+        entry: &KindEntry,
+        set_paths: &[(Vec<String>, String)],
+        e: ParamError,
+    ) {
+        let mut p = ppath.to_vec();
+        p.extend(e.path.iter().cloned());
+        let from_set = set_paths.iter().find(|(sp, _)| p.starts_with(sp)).map(|(_, t)| t.clone());
+        let params_list = || {
+            let names = entry.param_names();
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!("`{}` takes: {}", rs.kind, names.join(", "))
+            }
+        };
+        let (msg, help, key) = match &e.unknown_field {
+            Some((field, expected)) => {
+                p.push(field.clone());
+                let help = match did_you_mean(field, expected.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if expected.is_empty() => format!("`{}` takes no params", rs.kind),
+                    None => format!("`{}` takes: {}", rs.kind, expected.join(", ")),
+                };
+                (format!("unknown param `{field}` for kind `{}`", rs.kind), help, true)
+            }
+            None => match e.message.strip_prefix("missing field ") {
+                Some(field) => {
+                    let field = field.split(' ').next().unwrap_or(field);
+                    let what = if e.path.is_empty() {
+                        "param".to_string()
+                    } else {
+                        format!("field in `{}`:", e.path.join("."))
+                    };
+                    (format!("missing {what} {field} (kind `{}` requires it)", rs.kind), params_list(), true)
+                }
+                None => {
+                    let shown = if e.path.is_empty() {
+                        "params".into()
+                    } else {
+                        format!("param `{}`", e.path.join("."))
+                    };
+                    (format!("{shown}: {}", e.message), params_list(), false)
+                }
+            },
+        };
+        let err = match from_set {
+            Some(text) => PipelineError::new(self.file, format!("`--set {text}`: {msg}")),
+            None => self.error(&p, key, msg),
+        };
+        let err = err.stage(name);
+        self.errors.push(if help.is_empty() { err } else { err.help(help) });
+    }
+
+    /// Declared outputs must stay inside the output directory and have distinct names.
+    fn check_outputs(&mut self, base: &[String], name: &str, bound: &dyn BoundStage) {
+        let mut op = base.to_vec();
+        op.push("params".into());
+        op.push("outputs".into());
+        let mut seen_outputs = std::collections::BTreeSet::new();
+        for o in bound.outputs() {
+            if let Some(problem) = output_path_problem(&o.path) {
+                self.errors.push(
+                    self.error(&op, false, format!("output `{}`: {problem}", o.name))
+                        .stage(name)
+                        .help("outputs are paths relative to the stage's output directory, such as `result.csv` or `parts/`"),
+                );
+            }
+            if !seen_outputs.insert(o.name.clone()) {
+                self.errors.push(
+                    self.error(&op, false, format!("output `{}` is declared twice", o.name)).stage(name),
+                );
+            }
+        }
+    }
+
+    /// Binds each input: `STAGE.OUTPUT` when STAGE names a stage of this pipeline, else a path
+    /// relative to the pipeline's directory. Returns the bound inputs and, for a plan loaded for
+    /// `status`, the messages of inputs whose path does not exist yet.
+    fn bind_inputs(
+        &mut self,
+        base: &[String],
+        name: &str,
+        rs: &RawStage,
+        scope: &StageScope,
+    ) -> (BTreeMap<String, InputRef>, Vec<String>) {
+        let mut inputs = BTreeMap::new();
+        let mut missing_inputs = Vec::new();
+        for (iname, written) in &rs.inputs {
+            let mut ip = base.to_vec();
+            ip.push("inputs".into());
+            ip.push(iname.clone());
+            let mut interp = Interpolator { params: scope.params, env_allowed: None, missing_env: vec![] };
+            let written = match interp.value(&Value::String(written.clone()), &mut vec![]) {
+                Ok(Value::String(s)) => s,
+                Ok(_) => {
+                    self.errors
+                        .push(self.error(&ip, false, "an input must be a path or STAGE.OUTPUT").stage(name));
+                    continue;
+                }
+                Err(e) => {
+                    self.interp_error(&ip, Some(name), e);
+                    continue;
+                }
+            };
+            let names = &scope.names;
+            let as_ref = written.split_once('.').filter(|(s, o)| {
+                names.iter().any(|n| n == s)
+                    && !o.is_empty()
+                    && !o.contains('/')
+                    && !written.starts_with("./")
+            });
+            if let Some((s, o)) = as_ref {
+                let idx = names.iter().position(|n| n == s).expect("checked above");
+                inputs.insert(
+                    iname.clone(),
+                    InputRef::Stage { stage: idx, name: s.to_string(), output: o.to_string() },
+                );
+                continue;
+            }
+            let path = scope.dir.join(&written);
+            if !path.exists() {
+                let typo_of_a_stage = self.missing_input(&ip, name, iname, &written, scope);
+                if !self.missing_inputs_ok || typo_of_a_stage {
+                    continue;
+                }
+                let line = self.spans.find(&ip, false).map_or(0, |sp| line_col(self.src, sp.offset).0);
+                missing_inputs.push(format!(
+                    "input `{iname}`: {written} does not exist (line {line} of {}{})",
+                    self.file.display(),
+                    param_hint(&rs.inputs[iname])
+                ));
+            }
+            inputs.insert(iname.clone(), InputRef::Path { written: written.clone(), path });
+        }
+        (inputs, missing_inputs)
+    }
+
+    /// An input path that does not exist. It is an error, except in a plan for `status`, where
+    /// only a likely typo of a stage name is; returns whether it looks like such a typo.
+    fn missing_input(
+        &mut self,
+        ip: &[String],
+        name: &str,
+        iname: &str,
+        written: &str,
+        scope: &StageScope,
+    ) -> bool {
+        let names = &scope.names;
+        let looks_like_ref = written.split_once('.').is_some_and(|(s, o)| {
+            !s.contains('/') && !o.contains('/') && valid_stage_name(s) && !o.contains('.')
+        });
+        let typo_of_a_stage = looks_like_ref
+            && written
+                .split_once('.')
+                .is_some_and(|(s, _)| did_you_mean(s, names.iter().map(String::as_str)).is_some());
+        if self.missing_inputs_ok && !typo_of_a_stage {
+            return false;
+        }
+        let help = match written.split_once('.') {
+            Some((s, o)) if looks_like_ref => match did_you_mean(s, names.iter().map(String::as_str)) {
+                Some(n) => {
+                    format!("there is no file `{written}` and no stage `{s}`; did you mean `{n}.{o}`?")
+                }
+                None => "inputs are paths relative to the pipeline file, or STAGE.OUTPUT".into(),
+            },
+            _ => format!("paths are relative to the pipeline file's directory ({})", scope.dir.display()),
+        };
+        self.errors.push(
+            self.error(ip, false, format!("input `{iname}`: {written} does not exist"))
+                .stage(name)
+                .label("not found")
+                .help(help),
+        );
+        typo_of_a_stage
+    }
+
+    /// A kind with named inputs gets each required one and no others.
+    fn check_input_names(&mut self, base: &[String], name: &str, rs: &RawStage, bound: &dyn BoundStage) {
+        let InputSpec::Named { required, optional } = bound.inputs() else { return };
+        for r in &required {
+            if !rs.inputs.contains_key(r) {
+                self.errors.push(
+                    self.error(base, true, format!("missing input `{r}` (kind `{}` requires it)", rs.kind))
+                        .stage(name)
+                        .help(format!("add `inputs: {{{r}: PATH or STAGE.OUTPUT}}`")),
+                );
+            }
+        }
+        for given in rs.inputs.keys() {
+            if !required.contains(given) && !optional.contains(given) {
+                let all: Vec<&str> = required.iter().chain(&optional).map(String::as_str).collect();
+                let mut ip = base.to_vec();
+                ip.push("inputs".into());
+                ip.push(given.clone());
+                let help = match did_you_mean(given, all.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("`{}` takes inputs: {}", rs.kind, all.join(", ")),
+                };
+                self.errors.push(
+                    self.error(&ip, true, format!("unknown input `{given}` for kind `{}`", rs.kind))
+                        .stage(name)
+                        .help(help),
+                );
+            }
+        }
+    }
+
+    /// Every `STAGE.OUTPUT` must name a declared output.
+    fn check_output_refs(&mut self, stages: &[PlannedStage]) {
+        for s in stages {
+            for (iname, input) in &s.inputs {
+                let InputRef::Stage { stage, name, output } = input else { continue };
+                let outs = stages[*stage].bound.outputs();
+                if outs.iter().any(|o| &o.name == output) {
+                    continue;
+                }
+                let names: Vec<&str> = outs.iter().map(|o| o.name.as_str()).collect();
+                let help = match did_you_mean(output, names.iter().copied()) {
+                    Some(o) => format!("did you mean `{name}.{o}`?"),
+                    None if names.is_empty() => format!("stage `{name}` declares no outputs"),
+                    None => format!("stage `{name}` has outputs: {}", names.join(", ")),
+                };
+                self.errors.push(
+                    self.error(
+                        &path_of(&["stages", &s.name, "inputs", iname]),
+                        false,
+                        format!("input `{iname}`: stage `{name}` has no output `{output}`"),
+                    )
+                    .stage(&s.name)
+                    .help(help),
+                );
+            }
+        }
+    }
+
+    /// The run order, or a cycle error printed as its path (`a -> b -> a`).
+    fn order(&mut self, stages: &[PlannedStage]) -> Option<Vec<usize>> {
+        match topo_order(stages) {
+            Ok(o) => Some(o),
             Err(cycle) => {
                 let names: Vec<&str> = cycle.iter().map(|&i| stages[i].name.as_str()).collect();
                 let first = &stages[cycle[0]].name;
@@ -702,21 +808,9 @@ impl Planner<'_> {
                     .stage(first)
                     .help("a stage cannot depend, directly or through others, on its own outputs"),
                 );
-                return None;
+                None
             }
-        };
-        if !self.errors.is_empty() {
-            return None;
         }
-        Some(Plan {
-            name: raw.name,
-            file: self.file.to_path_buf(),
-            dir,
-            workspace,
-            allowed_endpoints,
-            stages,
-            order,
-        })
     }
 
     fn interp_error(&mut self, base: &[String], stage: Option<&str>, e: InterpError) {
@@ -757,6 +851,33 @@ fn valid_stage_name(name: &str) -> bool {
 fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let before = &src[..offset.min(src.len())];
     (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1)
+}
+
+/// serde_yaml's message without its decorations: the path prefix (the headline already shows
+/// it) and the trailing " at line L column C[, while parsing X at line L2 column C2]", whose
+/// second half becomes "(in X that starts at line L2, column C2)". Also returns (L2, C2).
+fn undecorate(message: &str, path: &[String]) -> (String, Option<(usize, usize)>) {
+    let mut message = message.to_string();
+    for k in (1..=path.len()).rev() {
+        if let Some(rest) = message.strip_prefix(&format!("{}: ", path[..k].join("."))) {
+            message = rest.to_string();
+            break;
+        }
+    }
+    let mut started_at = None;
+    if let Some(i) = message.find(" at line ") {
+        let tail = message[i..].to_string();
+        message.truncate(i);
+        if let Some(j) = tail.find(", while parsing ") {
+            let what = &tail[j + ", while parsing ".len()..];
+            if let Some(k) = what.find(" at line ") {
+                started_at = parse_line_col(&what[k + " at line ".len()..]);
+                let (l, c) = started_at.unwrap_or((0, 0));
+                message.push_str(&format!(" (in {} that starts at line {l}, column {c})", &what[..k]));
+            }
+        }
+    }
+    (message, started_at)
 }
 
 /// "12 column 5..." -> (12, 5)
@@ -845,5 +966,153 @@ fn topo_order(stages: &[PlannedStage]) -> Result<Vec<usize>, Vec<usize>> {
         }
         path.push(next);
         cur = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Bench;
+
+    fn errors(t: &Bench, yaml: &str) -> Vec<PipelineError> {
+        match t.plan(yaml) {
+            Err(EngineError::Invalid(errs)) => errs,
+            Err(e) => panic!("expected pipeline errors, got {e:?}"),
+            Ok(_) => panic!("expected pipeline errors, the pipeline planned"),
+        }
+    }
+
+    #[test]
+    fn binds_inputs_and_orders_stages_after_their_inputs() {
+        let t = Bench::new();
+        std::fs::write(t.path("notes.txt"), "n").unwrap();
+        let plan = t
+            .plan(
+                "
+name: p
+stages:
+  late:
+    kind: fake
+    inputs: {x: early.out, y: early.out, file: notes.txt}
+  early:
+    kind: fake
+  alone:
+    kind: fake
+",
+            )
+            .unwrap();
+        let names: Vec<&str> = plan.order.iter().map(|&i| plan.stages[i].name.as_str()).collect();
+        assert_eq!(names, ["early", "late", "alone"]);
+        let late = &plan.stages[plan.require("late").unwrap()];
+        assert_eq!(late.deps, [plan.require("early").unwrap()], "one dep however many inputs use it");
+        assert!(matches!(&late.inputs["file"], InputRef::Path { path, .. } if *path == t.path("notes.txt")));
+        assert_eq!(late.inputs["x"].describe(), "early.out");
+        assert_eq!(plan.workspace, t.path(".camel"));
+        assert_eq!(plan.dependents(plan.require("early").unwrap()), [plan.require("late").unwrap()]);
+    }
+
+    #[test]
+    fn a_cycle_is_printed_as_its_path() {
+        let t = Bench::new();
+        let errs = errors(
+            &t,
+            "
+name: p
+stages:
+  a: {kind: fake, inputs: {x: c.out}}
+  b: {kind: fake, inputs: {x: a.out}}
+  c: {kind: fake, inputs: {x: b.out}}
+  d: {kind: fake}
+",
+        );
+        assert_eq!(errs.len(), 1);
+        // Each arrow is an output feeding an input: b feeds c, c feeds a, a feeds b.
+        assert_eq!(errs[0].message, "cycle: b -> c -> a -> b");
+        assert_eq!(errs[0].stage.as_deref(), Some("b"));
+        // At b's `inputs:` key.
+        assert_eq!(errs[0].line_col, Some((5, 19)));
+    }
+
+    #[test]
+    fn a_stage_reading_its_own_output_is_a_cycle() {
+        let t = Bench::new();
+        let errs = errors(&t, "name: p\nstages:\n  a: {kind: fake, inputs: {x: a.out}}\n");
+        assert_eq!(errs[0].message, "cycle: a -> a");
+    }
+
+    #[test]
+    fn every_stage_problem_is_reported_in_file_order() {
+        let t = Bench::new();
+        let errs = errors(
+            &t,
+            "
+name: p
+stages:
+  a: {kind: faek}
+  b: {kind: fake, params: {txt: x}}
+  c: {kind: fake, inputs: {x: data/nowhere.txt}}
+  d: {kind: fake, inputs: {x: b.nope}}
+",
+        );
+        let got: Vec<(&str, Option<&str>)> =
+            errs.iter().map(|e| (e.message.as_str(), e.help.as_deref())).collect();
+        assert_eq!(
+            got,
+            [
+                ("unknown stage kind `faek`", Some("did you mean `fake`?")),
+                ("unknown param `txt` for kind `fake`", Some("did you mean `text`?")),
+                (
+                    "input `x`: data/nowhere.txt does not exist",
+                    Some(
+                        format!(
+                            "paths are relative to the pipeline file's directory ({})",
+                            t.dir.path().display()
+                        )
+                        .as_str()
+                    )
+                ),
+            ]
+        );
+        // `b.nope` is checked only once every stage is planned; alone it is reported.
+        let errs =
+            errors(&t, "name: p\nstages:\n  b: {kind: fake}\n  d: {kind: fake, inputs: {x: b.nope}}\n");
+        assert_eq!(errs[0].message, "input `x`: stage `b` has no output `nope`");
+        assert_eq!(errs[0].help.as_deref(), Some("stage `b` has outputs: out"));
+    }
+
+    #[test]
+    fn overrides_are_validated_like_written_params() {
+        let t = Bench::new();
+        let yaml = "name: p\nstages:\n  a: {kind: fake}\n";
+        let set = |s: &str| Override::parse(s).unwrap();
+        let plan =
+            plan_from_str(&t.path("p.yaml"), yaml, &[set("a.text=hi")], &crate::testkit::registry()).unwrap();
+        assert_eq!(plan.stages[0].bound.params_json()["text"], "hi");
+        let err =
+            |o: &str| match plan_from_str(&t.path("p.yaml"), yaml, &[set(o)], &crate::testkit::registry()) {
+                Err(EngineError::Invalid(e)) => e[0].message.clone(),
+                _ => panic!("`{o}` should not plan"),
+            };
+        assert_eq!(err("b.text=hi"), "`--set b.text=hi`: no stage `b`");
+        assert_eq!(
+            err("a.fail=maybe"),
+            "`--set a.fail=maybe`: param `fail`: invalid type: string \"maybe\", expected a boolean"
+        );
+    }
+
+    #[test]
+    fn a_missing_input_is_recorded_for_status() {
+        let t = Bench::new();
+        let yaml = "name: p\nparams: {notes: data.csv}\nstages:\n  a: {kind: fake, inputs: {x: '${params.notes}'}}\n";
+        std::fs::write(t.path("p.yaml"), yaml).unwrap();
+        let plan = load_for_status(&t.path("p.yaml"), &[], &crate::testkit::registry()).unwrap();
+        assert_eq!(
+            plan.stages[0].missing_inputs,
+            [format!(
+                "input `x`: data.csv does not exist (line 4 of {}; set it with --set params.notes=PATH)",
+                t.path("p.yaml").display()
+            )]
+        );
+        assert!(load(&t.path("p.yaml"), &[], &crate::testkit::registry()).is_err());
     }
 }

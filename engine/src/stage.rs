@@ -188,6 +188,69 @@ impl StageContext {
     }
 }
 
+/// Building a context outside a pipeline run.
+impl StageContext {
+    /// A context for running a stage in-process without a pipeline or workspace: what a stage
+    /// crate's unit tests use to call [`Stage::run`] on temporary directories. It creates
+    /// `out/`, `scratch/`, `workspace/` and the log `log.txt` under `root`; the work directory
+    /// is `root`; there are no inputs and no allowed endpoints, events are dropped and the run
+    /// is never cancelled. The `with_*` methods change each of these. The engine itself builds
+    /// its contexts from the run's directories, not through this.
+    pub fn for_test(stage: &str, root: &Path) -> std::io::Result<StageContext> {
+        let out_dir = root.join("out");
+        let scratch_dir = root.join("scratch");
+        let workspace_dir = root.join("workspace");
+        for d in [&out_dir, &scratch_dir, &workspace_dir] {
+            std::fs::create_dir_all(d)?;
+        }
+        let log_path = root.join("log.txt");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        Ok(StageContext {
+            stage: stage.to_string(),
+            inputs: BTreeMap::new(),
+            out_dir,
+            scratch_dir,
+            work_dir: root.to_path_buf(),
+            workspace_dir,
+            allowed_endpoints: Vec::new(),
+            progress: Progress::new(stage, crate::event::silent()),
+            cancel: Arc::new(AtomicBool::new(false)),
+            log: Mutex::new(log),
+            log_path,
+        })
+    }
+
+    /// Binds input `name` to `path`.
+    pub fn with_input(mut self, name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        self.inputs.insert(name.into(), path.into());
+        self
+    }
+
+    /// Sets the directory relative params are resolved against.
+    pub fn with_work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.work_dir = dir.into();
+        self
+    }
+
+    /// Sets the hosts besides loopback that may receive notes.
+    pub fn with_allowed_endpoints(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_endpoints = hosts;
+        self
+    }
+
+    /// Sends the stage's progress events to `sink`.
+    pub fn with_sink(mut self, sink: EventSink) -> Self {
+        self.progress = Progress::new(&self.stage, sink);
+        self
+    }
+
+    /// Shares `flag` as the cancel flag: setting it makes [`StageContext::is_cancelled`] true.
+    pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = flag;
+        self
+    }
+}
+
 /// Progress of one stage, throttled so that a stage may report per item without flooding the
 /// renderer.
 pub struct Progress {
@@ -407,6 +470,60 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A kind that copies input `src` to its output, upper-cased, reporting progress.
+    struct Upper;
+
+    #[derive(serde::Deserialize, Serialize)]
+    struct UpperParams {}
+
+    impl Stage for Upper {
+        type Params = UpperParams;
+        const KIND: &'static str = "upper";
+        const VERSION: u32 = 1;
+        const SUMMARY: &'static str = "upper-cases a file";
+
+        fn outputs(_: &UpperParams) -> Vec<OutputSpec> {
+            vec![OutputSpec::new("out", "out.txt")]
+        }
+
+        fn run(_: &UpperParams, ctx: &StageContext) -> Result<(), StageError> {
+            ctx.check_cancelled()?;
+            let text = std::fs::read_to_string(ctx.input("src")?).map_err(StageError::io("read src"))?;
+            ctx.progress().set_total(Some(1), "files");
+            ctx.log("upper-casing");
+            std::fs::write(ctx.out_dir().join("out.txt"), text.to_uppercase())
+                .map_err(StageError::io("write out.txt"))?;
+            ctx.progress().inc(1);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stage_runs_in_process_on_a_test_context() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("in.txt"), "abc").unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink: EventSink = {
+            let events = events.clone();
+            Arc::new(move |e| events.lock().unwrap().push(e))
+        };
+        let ctx = StageContext::for_test("u", d.path())
+            .unwrap()
+            .with_input("src", d.path().join("in.txt"))
+            .with_sink(sink);
+        Upper::run(&UpperParams {}, &ctx).unwrap();
+        assert_eq!(std::fs::read_to_string(ctx.out_dir().join("out.txt")).unwrap(), "ABC");
+        assert_eq!(std::fs::read_to_string(ctx.log_path()).unwrap(), "upper-casing\n");
+        assert!(events.lock().unwrap().iter().any(|e| matches!(e, Event::Progress { total: Some(1), .. })));
+
+        let cancel = Arc::new(AtomicBool::new(true));
+        let ctx = StageContext::for_test("u", d.path())
+            .unwrap()
+            .with_input("src", d.path().join("in.txt"))
+            .with_cancel(cancel);
+        assert!(matches!(Upper::run(&UpperParams {}, &ctx), Err(StageError::Cancelled)));
+    }
 
     #[test]
     fn unknown_field_message_is_parsed() {
