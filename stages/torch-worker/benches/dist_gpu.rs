@@ -16,12 +16,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use camel_torch_worker::config::LlamaConfig;
 use camel_torch_worker::dist::{self, Backend, ProcessGroup, Rendezvous};
+use camel_torch_worker::examples::Batch;
 use camel_torch_worker::fsdp::Sharded;
 use camel_torch_worker::job::{BackendChoice, DistParams, Strategy, TrainParams};
 use camel_torch_worker::model::{self, Llama};
 use camel_torch_worker::optim::{AdamW, clip_grad_norm};
 use camel_torch_worker::parallel::{self, Dist};
-use camel_torch_worker::train::{Batch, micro_step};
+use camel_torch_worker::replicated::micro_step;
+use camel_torch_worker::step::StepStrategy;
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 

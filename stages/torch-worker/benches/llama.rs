@@ -38,7 +38,8 @@ fn peak_tflops(name: &str) -> Option<f64> {
 
 fn gpu() {
     use camel_torch_worker::config::LlamaConfig;
-    use camel_torch_worker::train::{Batch, micro_step};
+    use camel_torch_worker::examples::Batch;
+    use camel_torch_worker::replicated::micro_step;
     let name = Command::new("nvidia-smi")
         .args(["--query-gpu=name", "--format=csv,noheader"])
         .output()

@@ -16,28 +16,24 @@
 //! Checkpoints are sharded (`rank-R-of-W.safetensors` per rank in the step directory, committed
 //! by rank 0 after a barrier); the final model is gathered unit by unit and saved by rank 0 in the
 //! single-process format.
+//!
+//! [`Sharded`] is the training loop's [`StepStrategy`] for FSDP; the loop is src/train.rs.
 
-use std::io::Write;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
-use serde_json::json;
+use anyhow::{Context, Result, ensure};
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint;
-use crate::data::BatchOrder;
 use crate::dist::{ProcessGroup, ReduceOp};
-use crate::job::Job;
-use crate::model::{self, Llama, causal_lm_loss};
-use crate::optim::AdamW;
-use crate::parallel::Dist;
-use crate::schedule::{Cosine, total_steps, warmup_steps};
-use crate::train::{
-    Batch, CkptState, Event, Examples, Summary, ckpt_dir, compute_kind, latest_checkpoint, open_metrics,
-    report_memory, write_outputs,
-};
+use crate::examples::Batch;
+use crate::job::TrainParams;
+use crate::model::{self, Llama};
+use crate::optim::{AdamW, Implementation};
+use crate::parallel::{self, Dist};
+use crate::resume;
+use crate::step::{StepStrategy, Units, recompute_micro_step};
 
 struct Unit {
     names: Vec<String>,
@@ -103,7 +99,7 @@ fn slot<'a>(model: &'a mut Llama, name: &str) -> &'a mut Tensor {
 impl Sharded {
     /// Shards `model` (identical on every rank after a broadcast from rank 0) and frees its
     /// full parameters.
-    pub fn new(model: &mut Llama, dist: &Dist, p: &crate::job::TrainParams) -> Result<Self> {
+    pub fn new(model: &mut Llama, dist: &Dist, p: &TrainParams) -> Result<Self> {
         let pg = dist.pg.clone().context("FSDP needs a process group")?;
         let (rank, world) = (dist.rank, dist.world);
         let device = model.device;
@@ -163,7 +159,7 @@ impl Sharded {
             p.adam_eps,
             p.weight_decay,
         );
-        opt.implementation = crate::optim::Implementation::from_name(&p.optim)?;
+        opt.implementation = Implementation::from_name(&p.optim)?;
         let s = Sharded { units, pg, rank, world, device, compute: model.compute_kind, opt, pieces };
         for u in 0..n_units {
             s.free(model, u);
@@ -199,7 +195,7 @@ impl Sharded {
 
     /// Reduce-scatters unit `u`'s gradients (fp32, summed over ranks, divided by world) into the
     /// rank's shard gradient.
-    fn reduce(&mut self, model: &mut Llama, u: usize) -> Result<()> {
+    fn reduce(&self, model: &mut Llama, u: usize) -> Result<()> {
         let world = self.world as f64;
         let unit = &self.units[u];
         tch::no_grad(|| -> Result<()> {
@@ -225,45 +221,59 @@ impl Sharded {
         })
     }
 
-    /// One micro-batch forward and backward, unit by unit; returns the rank's (unscaled) loss.
-    pub fn micro_step(&mut self, model: &mut Llama, batch: &Batch, scale: f64) -> Result<f64> {
-        let ids = batch.ids.to_device(self.device);
-        let labels = batch.labels.to_device(self.device);
-        let (b, t) = (ids.size()[0], ids.size()[1]);
-        self.gather(model, 0, true)?;
-        let rope = model.rope(&model.default_positions(b, t, 0));
-        let emb = model.embed(&ids);
-        let n = model.layers.len();
-        let mut inputs = Vec::with_capacity(n);
-        let mut x = emb.detach();
-        for i in 0..n {
-            self.gather(model, i + 1, false)?;
-            inputs.push(x.shallow_clone());
-            x = tch::no_grad(|| model.layer(i, &x, &rope, &model::Attn::Causal, None));
-            self.free(model, i + 1);
-        }
-        let top = x.detach().set_requires_grad(true);
-        let loss = causal_lm_loss(&model.head(&top), &labels);
-        (&loss * scale).backward();
-        let mut g = top.grad();
-        for i in (0..n).rev() {
-            self.gather(model, i + 1, true)?;
-            let xi = inputs[i].detach().set_requires_grad(true);
-            let out = model.layer(i, &xi, &rope, &model::Attn::Causal, None);
-            (out * &g).sum(Kind::Float).backward();
-            g = xi.grad();
-            self.reduce(model, i + 1)?;
-            self.free(model, i + 1);
-        }
-        (emb * g).sum(Kind::Float).backward();
-        self.reduce(model, 0)?;
-        self.free(model, 0);
-        Ok(loss.double_value(&[]))
+    fn shard_file(&self) -> String {
+        format!("rank-{}-of-{}.safetensors", self.rank, self.world)
+    }
+}
+
+/// The units of a micro-batch on this rank: fetched by all-gathering the shards, released by
+/// freeing the gathered parameters after reduce-scattering their gradients.
+struct Gathered<'a> {
+    sharded: &'a Sharded,
+    model: &'a mut Llama,
+}
+
+impl Units for Gathered<'_> {
+    type Error = anyhow::Error;
+
+    fn model(&self) -> &Llama {
+        &*self.model
     }
 
-    /// Clips the (global) gradient norm, steps AdamW on the shards, zeroes the gradients;
-    /// returns the norm before clipping.
-    pub fn optimizer_step(&mut self, lr: f64, max_norm: f64) -> Result<f64> {
+    fn fetch(&mut self, u: usize, grad: bool) -> Result<()> {
+        self.sharded.gather(self.model, u, grad)
+    }
+
+    fn release(&mut self, u: usize, grad: bool) -> Result<()> {
+        if grad {
+            self.sharded.reduce(self.model, u)?;
+        }
+        self.sharded.free(self.model, u);
+        Ok(())
+    }
+}
+
+impl StepStrategy for Sharded {
+    fn describe(&self, model: &Llama, _examples: usize, _batches_per_epoch: usize, steps: &str) -> String {
+        // The model's own parameters were freed when it was sharded; the units know their sizes.
+        let n_params: i64 = self.units.iter().flat_map(|u| &u.numels).sum();
+        format!(
+            "FSDP over {} ranks: {} units, {n_params} parameters on {:?} computing in {:?}; {steps}",
+            self.world,
+            self.units.len(),
+            model.device,
+            model.compute_kind,
+        )
+    }
+
+    /// Unit by unit: the root unit stays gathered for the whole micro-batch, each layer is
+    /// gathered for its forward and again for its recomputation in the backward pass.
+    fn micro_step(&mut self, model: &mut Llama, batch: &Batch, scale: f64) -> Result<f64> {
+        recompute_micro_step(&mut Gathered { sharded: self, model }, batch, scale)
+    }
+
+    fn optimizer_step(&mut self, lr: f64, max_norm: f64) -> Result<f64> {
+        // The gradients are already averaged (reduce-scattered); the norm is global over shards.
         let total = tch::no_grad(|| -> Result<Tensor> {
             let sq: Vec<Tensor> =
                 self.units.iter().map(|u| u.grad.pow_tensor_scalar(2).sum(Kind::Float)).collect();
@@ -287,26 +297,11 @@ impl Sharded {
         Ok(total.double_value(&[]))
     }
 
-    /// Bytes of fp32 master shards, their gradients and AdamW moments on this rank.
-    pub fn state_bytes(&self) -> u64 {
-        let mut held: Vec<&Tensor> = self.units.iter().flat_map(|u| [&u.shard, &u.grad]).collect();
-        held.extend(&self.opt.exp_avg);
-        held.extend(&self.opt.exp_avg_sq);
-        crate::parallel::state_bytes(&held)
-    }
-
-    fn shard_file(&self) -> String {
-        format!("rank-{}-of-{}.safetensors", self.rank, self.world)
-    }
-
-    /// Writes every rank's shard into `checkpoints/step-N` (rank 0 commits it once all are
-    /// written) and removes older checkpoints.
-    pub fn save_checkpoint(&self, scratch: &Path, step: u64, params: &crate::job::TrainParams) -> Result<()> {
-        let root = ckpt_dir(scratch);
-        let tmp = root.join(format!(".tmp-step-{step}"));
+    /// Every rank writes its shard and moments (`rank-R-of-W.safetensors`); rank 0 commits the
+    /// directory once all are written.
+    fn save_checkpoint(&self, scratch: &Path, step: u64, params: &TrainParams) -> Result<()> {
         if self.rank == 0 {
-            let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir_all(&tmp)?;
+            resume::begin(scratch, step)?;
         }
         self.pg.barrier().context("waiting for the checkpoint directory")?;
         let mut tensors: Vec<(String, Tensor)> = self
@@ -316,37 +311,23 @@ impl Sharded {
             .map(|(u, unit)| (format!("shard.{u}"), unit.shard.shallow_clone()))
             .collect();
         tensors.extend(self.opt.state_tensors());
-        checkpoint::write_safetensors(&tmp.join(self.shard_file()), &tensors)?;
+        checkpoint::write_safetensors(&resume::staging_dir(scratch, step).join(self.shard_file()), &tensors)?;
         self.pg.barrier().context("waiting for every rank's checkpoint shard")?;
         if self.rank == 0 {
-            let state = CkptState { step, params: serde_json::to_value(params)?, world: Some(self.world) };
-            std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(&state)?)?;
-            let dst = root.join(format!("step-{step}"));
-            std::fs::rename(&tmp, &dst)
-                .with_context(|| format!("failed to commit checkpoint {}", dst.display()))?;
-            for e in std::fs::read_dir(&root)?.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with("step-") && name != format!("step-{step}") {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
+            resume::commit(scratch, step, params, Some(self.world))?;
         }
         self.pg.barrier().context("waiting for the checkpoint to be committed")?;
         Ok(())
     }
 
-    /// Restores this rank's shard and moments from the newest checkpoint; the step to go on at.
-    pub fn resume(&mut self, scratch: &Path, params: &crate::job::TrainParams) -> Result<Option<u64>> {
-        let Some((step, dir)) = latest_checkpoint(scratch) else { return Ok(None) };
-        let state: CkptState = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json"))?)?;
-        if state.params != serde_json::to_value(params)? {
-            bail!("checkpoint {} was written with other params; delete it to start over", dir.display());
-        }
+    fn resume(&mut self, scratch: &Path, params: &TrainParams) -> Result<Option<u64>> {
+        let Some(found) = resume::find(scratch, params)? else { return Ok(None) };
+        let dir = &found.dir;
         ensure!(
-            state.world == Some(self.world),
+            found.state.world == Some(self.world),
             "checkpoint {} holds FSDP shards for a world of {:?}, this run has {} ranks; delete it to start over",
             dir.display(),
-            state.world,
+            found.state.world,
             self.world
         );
         let file = dir.join(self.shard_file());
@@ -361,12 +342,20 @@ impl Sharded {
             }
             Ok(())
         })?;
-        self.opt.load_state(&saved, step)?;
-        Ok(Some(step))
+        self.opt.load_state(&saved, found.step)?;
+        Ok(Some(found.step))
+    }
+
+    /// Bytes of fp32 master shards, their gradients and AdamW moments on this rank.
+    fn state_bytes(&self) -> u64 {
+        let mut held: Vec<&Tensor> = self.units.iter().flat_map(|u| [&u.shard, &u.grad]).collect();
+        held.extend(&self.opt.exp_avg);
+        held.extend(&self.opt.exp_avg_sq);
+        parallel::state_bytes(&held)
     }
 
     /// Gathers the full fp32 weights unit by unit; rank 0 gets them into `model` (on the CPU).
-    pub fn gather_full(&self, model: &mut Llama) -> Result<()> {
+    fn export(&self, model: &mut Llama) -> Result<()> {
         for (u, unit) in self.units.iter().enumerate() {
             let full = Tensor::empty([unit.padded], (Kind::Float, self.device));
             self.pg
@@ -385,124 +374,4 @@ impl Sharded {
         }
         Ok(())
     }
-}
-
-/// The training loop of src/train.rs with FSDP's sharded state.
-pub fn train(
-    job: &Job,
-    mut model: Llama,
-    save_kind: Kind,
-    examples: &dyn Examples,
-    side_dirs: &[&Path],
-    dist: Dist,
-    report: &mut dyn FnMut(Event),
-) -> Result<Summary> {
-    let p = &job.params;
-    ensure!(p.batch_size > 0 && p.grad_accum > 0, "batch_size and grad_accum must be at least 1");
-    ensure!(p.epochs > 0.0, "epochs must be positive");
-    ensure!(!examples.is_empty(), "the training set is empty");
-    model.compute_kind = compute_kind(p, model.device)?;
-    let lengths = if p.group_by_length { examples.lengths().map(std::sync::Arc::new) } else { None };
-    let order = BatchOrder {
-        n: examples.len(),
-        batch: p.batch_size * dist.world,
-        shuffle: p.shuffle,
-        seed: p.seed,
-        lengths,
-    };
-    let total = total_steps(order.batches_per_epoch(), p.grad_accum, p.epochs);
-    let warmup = warmup_steps(total, p.warmup_ratio);
-    let sched = Cosine { total, warmup };
-    let stop = p.max_steps.map_or(total, |m| m.min(total));
-    let n_params = model.num_parameters();
-    let mut sharded = Sharded::new(&mut model, &dist, p)?;
-    // The peak counts from here: building the model held a full fp32 copy before sharding.
-    if let Device::Cuda(i) = model.device {
-        crate::dist::cuda_reset_peak(i);
-    }
-    report(Event::Log(&format!(
-        "FSDP over {} ranks: {} units, {n_params} parameters on {:?} computing in {:?}; {total} optimizer steps \
-         ({warmup} warmup){}",
-        dist.world,
-        sharded.units.len(),
-        model.device,
-        model.compute_kind,
-        if stop < total { format!(", stopping after {stop}") } else { String::new() },
-    )));
-    std::fs::create_dir_all(&job.scratch_dir)?;
-    let resumed = sharded.resume(&job.scratch_dir, p)?;
-    let start = resumed.unwrap_or(0);
-    if let Some(s) = resumed {
-        report(Event::Log(&format!("resuming from the checkpoint at step {s}")));
-    }
-    let metrics_path = job.scratch_dir.join("metrics.jsonl");
-    let mut metrics = open_metrics(&metrics_path, start, dist.is_main())?;
-
-    let mut t0 = Instant::now();
-    let mut tokens_seen = 0i64;
-    let mut warm = false;
-    let mut last_loss = None;
-    for step in start..stop {
-        let lr = p.lr * sched.multiplier(step);
-        let mut loss_sum = 0.0;
-        let mut step_tokens = 0;
-        for micro in 0..p.grad_accum as u64 {
-            let m = step * p.grad_accum as u64 + micro;
-            let batch = examples.batch(&dist.shard(&order.micro_batch(m)));
-            step_tokens += batch.tokens;
-            loss_sum += sharded.micro_step(&mut model, &batch, 1.0 / p.grad_accum as f64)?;
-            if micro == 0 {
-                crate::parallel::fault_point(&dist, step + 1);
-            }
-        }
-        let grad_norm = sharded.optimizer_step(lr, p.max_grad_norm)?;
-        let s = dist.sum(&[loss_sum, step_tokens as f64], model.device)?;
-        let loss = s[0] / dist.world as f64 / p.grad_accum as f64;
-        let step_tokens = s[1] as i64;
-        ensure!(loss.is_finite(), "the loss became {loss} at step {}", step + 1);
-        tokens_seen += step_tokens;
-        let tps = tokens_seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-        if !warm {
-            warm = true;
-            t0 = Instant::now();
-            tokens_seen = 0;
-        }
-        last_loss = Some(loss);
-        let epoch = ((step + 1) * p.grad_accum as u64) as f64 / order.batches_per_epoch() as f64;
-        let line = json!({"step": step + 1, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                          "tokens": step_tokens, "tokens_per_s": tps});
-        if let Some(m) = &mut metrics {
-            writeln!(m, "{line}")?;
-        }
-        report(Event::Step { step: step + 1, total: stop, loss, tokens_per_s: tps });
-        let done = step + 1 == stop;
-        if p.checkpoint_every > 0 && (step + 1) % p.checkpoint_every == 0 && !done {
-            if let Some(m) = &mut metrics {
-                m.flush()?;
-            }
-            sharded.save_checkpoint(&job.scratch_dir, step + 1, p)?;
-        }
-    }
-    if let Some(mut m) = metrics {
-        m.flush()?;
-    }
-    let tps = if tokens_seen > 0 { tokens_seen as f64 / t0.elapsed().as_secs_f64().max(1e-9) } else { 0.0 };
-    let summary = Summary {
-        steps: stop,
-        total_steps: total,
-        warmup_steps: warmup,
-        resumed_from: resumed,
-        final_loss: last_loss,
-        tokens_per_s: tps,
-        state_bytes: sharded.state_bytes(),
-        cuda_peak_bytes: crate::parallel::cuda_peak(model.device),
-        prefix: dist.prefix(),
-    };
-    report_memory(&summary, report);
-    sharded.gather_full(&mut model)?;
-    if dist.is_main() {
-        write_outputs(job, &model, save_kind, side_dirs, &metrics_path, report)?;
-    }
-    dist.barrier()?;
-    Ok(summary)
 }

@@ -1,5 +1,6 @@
 //! Data parallelism over c10d (issue 8): which rank this process is (from torchrun's environment),
-//! its device, its process group, and DDP's gradient averaging. FSDP is in src/fsdp.rs.
+//! its device, its process group, and DDP's gradient averaging. The DDP step is src/replicated.rs,
+//! FSDP's src/fsdp.rs.
 //!
 //! Environment, as torchrun sets it: `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
 //! `MASTER_PORT` (and `LOCAL_WORLD_SIZE`). Rank 0 serves the TCPStore on `MASTER_ADDR:MASTER_PORT`
@@ -11,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use tch::{Device, Kind, Tensor};
 
+use crate::device;
 use crate::dist::{self, Backend, ProcessGroup, ReduceOp, Rendezvous};
 use crate::job::{BackendChoice, Strategy, TrainParams};
 
@@ -50,25 +52,12 @@ impl Dist {
                 world == 1,
                 "WORLD_SIZE={world} but the job has no `distributed` params (strategy ddp or fsdp)"
             );
-            return Ok((Dist::SINGLE, crate::train::parse_device(&p.device)?));
+            return Ok((Dist::SINGLE, device::parse_device(&p.device)?));
         };
         let rank = env_usize("RANK")?.unwrap_or(0);
         let local_rank = env_usize("LOCAL_RANK")?.unwrap_or(rank);
         ensure!(world >= 1 && rank < world, "RANK={rank} is not below WORLD_SIZE={world}");
-        let device = match p.device.as_str() {
-            "cpu" => Device::Cpu,
-            "auto" if !tch::Cuda::is_available() => Device::Cpu,
-            _ => {
-                ensure!(
-                    tch::Cuda::is_available(),
-                    "device `{}` was asked for but libtorch sees no CUDA device",
-                    p.device
-                );
-                let n = tch::Cuda::device_count() as usize;
-                ensure!(local_rank < n, "LOCAL_RANK={local_rank} but this node has {n} CUDA devices");
-                Device::Cuda(local_rank)
-            }
-        };
+        let device = device::rank_device(&p.device, local_rank)?;
         let backend = match dp.backend {
             BackendChoice::Auto if device.is_cuda() => Backend::Nccl,
             BackendChoice::Auto | BackendChoice::Gloo => Backend::Gloo,

@@ -14,8 +14,10 @@ use serde_json::Value;
 use tch::Tensor;
 use tokenizers::{AddedToken, Tokenizer};
 
+use crate::examples::{Batch, Examples};
 use crate::job::{Job, Task, TrainParams};
-use crate::train::{self, Batch, Dist, Event, Examples, Summary};
+use crate::parallel::Dist;
+use crate::train::{self, Event, Summary};
 
 #[derive(Debug, Deserialize)]
 pub struct Record {

@@ -4,113 +4,40 @@
 //! the cosine schedule with warmup, checkpoints in the scratch directory every
 //! `checkpoint_every` steps, and a resume that ends at the same weights as an uninterrupted run.
 //!
-//! Data parallelism (issue 8): [`Dist`] says which rank this process is; with DDP it broadcasts
-//! rank 0's parameters and averages gradients after the backward passes of a step, with FSDP the
-//! loop in src/fsdp.rs runs instead. With one process it does nothing. Only rank 0 writes
-//! outputs, metrics and checkpoints of the replicated model and reports steps; the other ranks
-//! log to stderr with a `[rank N]` prefix.
+//! The loop is written once; how a step is done is a [`StepStrategy`]: the replicated model (one
+//! process, or DDP: src/replicated.rs) or FSDP's shards (src/fsdp.rs). [`Dist`] says which rank
+//! this process is (issue 8). Only rank 0 writes outputs, metrics and the replicated model's
+//! checkpoints and reports steps; the other ranks log to stderr with a `[rank N]` prefix.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint;
 use crate::config::LlamaConfig;
 use crate::data::{BatchOrder, TokenData};
+use crate::device::compute_kind;
+/// Generation (src/generate.rs) reads the device here.
+pub use crate::device::parse_device;
+use crate::examples::{Blocks, Examples};
+use crate::fsdp::Sharded;
 use crate::job::{Job, Task, TrainParams};
-use crate::model::{self, Llama, causal_lm_loss};
-use crate::optim::{AdamW, clip_grad_norm};
-pub use crate::parallel::Dist;
+use crate::model::{self, Llama};
+use crate::parallel::{self, Dist};
+use crate::replicated::Replicated;
 use crate::schedule::{Cosine, total_steps, warmup_steps};
-
-/// One micro-batch on the CPU: ids and labels `[batch, len]` (labels -100 where ignored).
-pub struct Batch {
-    pub ids: Tensor,
-    pub labels: Tensor,
-    /// Tokens that count for throughput (not padding).
-    pub tokens: i64,
-}
-
-/// A training set: examples addressed by index.
-pub trait Examples {
-    fn len(&self) -> usize;
-    fn batch(&self, indices: &[usize]) -> Batch;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Example lengths, for length-grouped batches.
-    fn lengths(&self) -> Option<Vec<usize>> {
-        None
-    }
-}
-
-/// Packed pretraining blocks; labels are the ids with `ignore` ids set to -100.
-pub struct Blocks {
-    pub data: TokenData,
-    pub ignore: Vec<i64>,
-}
-
-impl Examples for Blocks {
-    fn len(&self) -> usize {
-        self.data.blocks()
-    }
-
-    fn batch(&self, indices: &[usize]) -> Batch {
-        let t = self.data.meta.block_size as i64;
-        let ids: Vec<i64> = indices.iter().flat_map(|&i| self.data.block(i)).collect();
-        let labels: Vec<i64> =
-            ids.iter().map(|id| if self.ignore.contains(id) { -100 } else { *id }).collect();
-        let b = indices.len() as i64;
-        Batch {
-            ids: Tensor::from_slice(&ids).view([b, t]),
-            labels: Tensor::from_slice(&labels).view([b, t]),
-            tokens: b * t,
-        }
-    }
-}
+use crate::step::StepStrategy;
 
 /// What the loop reports as it goes.
 pub enum Event<'a> {
     Log(&'a str),
     Step { step: u64, total: u64, loss: f64, tokens_per_s: f64 },
-}
-
-pub fn parse_device(s: &str) -> Result<Device> {
-    Ok(match s {
-        "auto" => Device::cuda_if_available(),
-        "cpu" => Device::Cpu,
-        "cuda" => {
-            ensure!(
-                tch::Cuda::is_available(),
-                "device `cuda` was asked for but libtorch sees no CUDA device"
-            );
-            Device::Cuda(0)
-        }
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
-            Some(n) => {
-                ensure!(
-                    (n as i64) < tch::Cuda::device_count(),
-                    "device {other} does not exist ({} CUDA devices)",
-                    tch::Cuda::device_count()
-                );
-                Device::Cuda(n)
-            }
-            None => bail!("unknown device {other:?} (auto, cpu, cuda or cuda:N)"),
-        },
-    })
-}
-
-pub fn compute_kind(p: &TrainParams, device: Device) -> Result<Kind> {
-    if p.dtype == "auto" {
-        return Ok(if device.is_cuda() { Kind::BFloat16 } else { Kind::Float });
-    }
-    model::kind_from_name(&p.dtype)
 }
 
 /// The model a job starts from: its checkpoint (fp32 master weights) or a random init.
@@ -159,117 +86,6 @@ pub fn fit_vocab_to_tokens(model: &mut Llama, data: &TokenData) -> Result<()> {
     Ok(())
 }
 
-/// One micro-batch forward and backward; returns the (unscaled) loss.
-pub fn micro_step(model: &Llama, batch: &Batch, scale: f64, activation_checkpointing: bool) -> f64 {
-    let ids = batch.ids.to_device(model.device);
-    let labels = batch.labels.to_device(model.device);
-    if !activation_checkpointing {
-        let loss = causal_lm_loss(&model.forward(&ids), &labels);
-        (&loss * scale).backward();
-        return loss.double_value(&[]);
-    }
-    // Per-layer recomputation: the forward keeps only each layer's input; the backward recomputes
-    // one layer at a time and pushes the incoming gradient through it (the gradient of
-    // sum(out · g) with respect to out is g).
-    let (b, t) = (ids.size()[0], ids.size()[1]);
-    let rope = model.rope(&model.default_positions(b, t, 0));
-    let emb = model.embed(&ids);
-    let mut inputs = Vec::with_capacity(model.layers.len());
-    let mut x = emb.detach();
-    tch::no_grad(|| {
-        for i in 0..model.layers.len() {
-            inputs.push(x.shallow_clone());
-            x = model.layer(i, &x, &rope, &model::Attn::Causal, None);
-        }
-    });
-    let top = x.detach().set_requires_grad(true);
-    let loss = causal_lm_loss(&model.head(&top), &labels);
-    (&loss * scale).backward();
-    let mut g = top.grad();
-    for i in (0..model.layers.len()).rev() {
-        let xi = inputs[i].detach().set_requires_grad(true);
-        let out = model.layer(i, &xi, &rope, &model::Attn::Causal, None);
-        (out * &g).sum(Kind::Float).backward();
-        g = xi.grad();
-    }
-    (emb * g).sum(Kind::Float).backward();
-    loss.double_value(&[])
-}
-
-#[derive(Serialize, Deserialize)]
-pub(crate) struct CkptState {
-    pub step: u64,
-    pub params: serde_json::Value,
-    /// FSDP: the world size the shards were written for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub world: Option<usize>,
-}
-
-pub(crate) fn ckpt_dir(scratch: &Path) -> PathBuf {
-    scratch.join("checkpoints")
-}
-
-/// The newest complete checkpoint (a directory `step-N`, renamed into place when complete).
-pub(crate) fn latest_checkpoint(scratch: &Path) -> Option<(u64, PathBuf)> {
-    std::fs::read_dir(ckpt_dir(scratch))
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let step = name.strip_prefix("step-")?.parse::<u64>().ok()?;
-            Some((step, e.path()))
-        })
-        .max_by_key(|(s, _)| *s)
-}
-
-fn save_checkpoint(
-    scratch: &Path,
-    step: u64,
-    model: &Llama,
-    opt: &AdamW,
-    params: &TrainParams,
-) -> Result<()> {
-    let root = ckpt_dir(scratch);
-    let tmp = root.join(format!(".tmp-step-{step}"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-    checkpoint::write_safetensors(&tmp.join("model.safetensors"), &model.named_parameters())?;
-    checkpoint::write_safetensors(&tmp.join("optimizer.safetensors"), &opt.state_tensors())?;
-    let state = CkptState { step, params: serde_json::to_value(params)?, world: None };
-    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(&state)?)?;
-    let dst = root.join(format!("step-{step}"));
-    std::fs::rename(&tmp, &dst).with_context(|| format!("failed to commit checkpoint {}", dst.display()))?;
-    // Older checkpoints are no longer needed once a newer one is complete.
-    for e in std::fs::read_dir(&root)?.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("step-") && name != format!("step-{step}") {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-    Ok(())
-}
-
-/// Restores model and optimizer from the newest checkpoint; the step to continue at.
-fn resume(scratch: &Path, model: &Llama, opt: &mut AdamW, params: &TrainParams) -> Result<Option<u64>> {
-    let Some((step, dir)) = latest_checkpoint(scratch) else { return Ok(None) };
-    let state: CkptState = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json"))?)?;
-    if state.params != serde_json::to_value(params)? {
-        bail!("checkpoint {} was written with other params; delete it to start over", dir.display());
-    }
-    let weights = checkpoint::read_safetensors(&dir.join("model.safetensors"))?;
-    tch::no_grad(|| -> Result<()> {
-        for (name, p) in model.named_parameters() {
-            let t = weights.get(&name).with_context(|| format!("checkpoint lacks `{name}`"))?;
-            ensure!(t.size() == p.size(), "checkpoint tensor `{name}` has the wrong shape");
-            p.shallow_clone().copy_(t);
-        }
-        Ok(())
-    })?;
-    let optim = checkpoint::read_safetensors(&dir.join("optimizer.safetensors"))?;
-    opt.load_state(&optim, step)?;
-    Ok(Some(step))
-}
-
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub steps: u64,
@@ -306,9 +122,6 @@ pub fn train(
         Event::Step { .. } if !main => {}
         e => report(e),
     };
-    if dist.is_fsdp() {
-        return crate::fsdp::train(job, model, save_kind, examples, side_dirs, dist, report);
-    }
     let p = &job.params;
     ensure!(p.batch_size > 0 && p.grad_accum > 0, "batch_size and grad_accum must be at least 1");
     ensure!(p.epochs > 0.0, "epochs must be positive");
@@ -326,30 +139,22 @@ pub fn train(
     let warmup = warmup_steps(total, p.warmup_ratio);
     let sched = Cosine { total, warmup };
     let stop = p.max_steps.map_or(total, |m| m.min(total));
-    report(Event::Log(&format!(
-        "{} examples, {} micro-batches per epoch, {total} optimizer steps ({warmup} warmup){}; {} parameters on {:?} \
-         computing in {:?}",
-        examples.len(),
-        order.batches_per_epoch(),
-        if stop < total { format!(", stopping after {stop}") } else { String::new() },
-        model.num_parameters(),
-        model.device,
-        model.compute_kind
-    )));
 
-    let params = model.named_parameters();
-    dist.broadcast_parameters(&params)?;
-    let mut opt = AdamW::new(
-        model.named_parameters(),
-        model::is_no_decay,
-        p.adam_beta1,
-        p.adam_beta2,
-        p.adam_eps,
-        p.weight_decay,
-    );
-    opt.implementation = crate::optim::Implementation::from_name(&p.optim)?;
+    let mut strategy: Box<dyn StepStrategy> = if dist.is_fsdp() {
+        let sharded = Sharded::new(&mut model, &dist, p)?;
+        // The peak counts from here: building the model held a full fp32 copy before sharding.
+        if let Device::Cuda(i) = model.device {
+            crate::dist::cuda_reset_peak(i);
+        }
+        Box::new(sharded)
+    } else {
+        Box::new(Replicated::new(&model, &dist, p)?)
+    };
+    let stopping = if stop < total { format!(", stopping after {stop}") } else { String::new() };
+    let steps = format!("{total} optimizer steps ({warmup} warmup){stopping}");
+    report(Event::Log(&strategy.describe(&model, examples.len(), order.batches_per_epoch(), &steps)));
     std::fs::create_dir_all(&job.scratch_dir)?;
-    let resumed = resume(&job.scratch_dir, &model, &mut opt, p)?;
+    let resumed = strategy.resume(&job.scratch_dir, p)?;
     let start = resumed.unwrap_or(0);
     if let Some(s) = resumed {
         report(Event::Log(&format!("resuming from the checkpoint at step {s}")));
@@ -371,22 +176,17 @@ pub fn train(
             let m = step * p.grad_accum as u64 + micro;
             let batch = examples.batch(&dist.shard(&order.micro_batch(m)));
             step_tokens += batch.tokens;
-            loss_sum += micro_step(&model, &batch, 1.0 / p.grad_accum as f64, p.activation_checkpointing);
+            loss_sum += strategy.micro_step(&mut model, &batch, 1.0 / p.grad_accum as f64)?;
             if micro == 0 {
-                crate::parallel::fault_point(&dist, step + 1);
+                parallel::fault_point(&dist, step + 1);
             }
         }
-        dist.reduce_gradients(&params)?;
-        let grad_norm = clip_grad_norm(&params, p.max_grad_norm);
-        opt.step(lr)?;
-        opt.zero_grad();
-        let (loss_sum, step_tokens) = if dist.pg.is_some() {
-            let s = dist.sum(&[loss_sum, step_tokens as f64], model.device)?;
-            (s[0] / dist.world as f64, s[1] as i64)
-        } else {
-            (loss_sum, step_tokens)
-        };
-        let loss = loss_sum / p.grad_accum as f64;
+        let grad_norm = strategy.optimizer_step(lr, p.max_grad_norm)?;
+        // The step's loss is the mean over ranks (one process: its own, as dividing by 1 is
+        // exact), its tokens the sum.
+        let s = dist.sum(&[loss_sum, step_tokens as f64], model.device)?;
+        let loss = s[0] / dist.world as f64 / p.grad_accum as f64;
+        let step_tokens = s[1] as i64;
         ensure!(loss.is_finite(), "the loss became {loss} at step {}", step + 1);
         tokens_seen += step_tokens;
         let tps = tokens_seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
@@ -405,24 +205,18 @@ pub fn train(
         report(Event::Step { step: step + 1, total: stop, loss, tokens_per_s: tps });
         let done = step + 1 == stop;
         if p.checkpoint_every > 0 && (step + 1) % p.checkpoint_every == 0 && !done {
+            // A resumed run keeps the metrics up to its checkpoint, so they are on disk first.
             if let Some(m) = &mut metrics {
                 m.flush()?;
-                save_checkpoint(&job.scratch_dir, step + 1, &model, &opt, p)?;
             }
-            dist.barrier()?;
+            strategy.save_checkpoint(&job.scratch_dir, step + 1, p)?;
         }
     }
     if let Some(mut m) = metrics {
         m.flush()?;
     }
 
-    if dist.is_main() {
-        write_outputs(job, &model, save_kind, side_dirs, &metrics_path, report)?;
-    }
     let tps = if tokens_seen > 0 { tokens_seen as f64 / t0.elapsed().as_secs_f64().max(1e-9) } else { 0.0 };
-    let grads: Vec<Tensor> = params.iter().map(|(_, t)| t.grad()).collect();
-    let held: Vec<&Tensor> =
-        params.iter().map(|(_, t)| t).chain(&grads).chain(&opt.exp_avg).chain(&opt.exp_avg_sq).collect();
     let summary = Summary {
         steps: stop,
         total_steps: total,
@@ -430,15 +224,21 @@ pub fn train(
         resumed_from: resumed,
         final_loss: last_loss,
         tokens_per_s: tps,
-        state_bytes: crate::parallel::state_bytes(&held),
-        cuda_peak_bytes: crate::parallel::cuda_peak(model.device),
+        state_bytes: strategy.state_bytes(),
+        cuda_peak_bytes: parallel::cuda_peak(model.device),
         prefix: dist.prefix(),
     };
     report_memory(&summary, report);
+    strategy.export(&mut model)?;
+    if dist.is_main() {
+        write_outputs(job, &model, save_kind, side_dirs, &metrics_path, report)?;
+    }
+    // The ranks leave together, once rank 0 has written the outputs.
+    dist.barrier()?;
     Ok(summary)
 }
 
-pub(crate) fn report_memory(s: &Summary, report: &mut dyn FnMut(Event)) {
+fn report_memory(s: &Summary, report: &mut dyn FnMut(Event)) {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let cuda = s.cuda_peak_bytes.map_or(String::new(), |b| format!(", CUDA peak {:.1} MiB", mib(b)));
     report(Event::Log(&format!(
@@ -448,7 +248,7 @@ pub(crate) fn report_memory(s: &Summary, report: &mut dyn FnMut(Event)) {
 }
 
 /// metrics.jsonl in scratch while training, cut back to the resumed step; only rank 0 has one.
-pub(crate) fn open_metrics(path: &Path, start: u64, main: bool) -> Result<Option<std::fs::File>> {
+fn open_metrics(path: &Path, start: u64, main: bool) -> Result<Option<std::fs::File>> {
     if !main {
         return Ok(None);
     }
@@ -471,7 +271,7 @@ pub(crate) fn open_metrics(path: &Path, start: u64, main: bool) -> Result<Option
 }
 
 /// The job's outputs (rank 0): the checkpoint with tokenizer files, metrics.jsonl and loss.svg.
-pub(crate) fn write_outputs(
+fn write_outputs(
     job: &Job,
     model: &Llama,
     save_kind: Kind,
@@ -497,7 +297,7 @@ pub(crate) fn write_outputs(
 
 /// Runs a pretraining job end to end.
 pub fn run_pretrain(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
-    pretrain(job, report).map_err(|e| crate::parallel::rank_context(e, &job.params))
+    pretrain(job, report).map_err(|e| parallel::rank_context(e, &job.params))
 }
 
 fn pretrain(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {

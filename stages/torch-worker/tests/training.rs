@@ -156,7 +156,7 @@ fn activation_checkpointing_gives_the_same_gradients() {
     .unwrap();
     let model = camel_torch_worker::model::Llama::random(cfg, Device::Cpu, Kind::Float, 4).unwrap();
     let v = ids(2 * 12, 50, 9);
-    let batch = train::Batch {
+    let batch = camel_torch_worker::examples::Batch {
         ids: Tensor::from_slice(&v).view([2, 12]),
         labels: Tensor::from_slice(&v).view([2, 12]),
         tokens: 24,
@@ -165,7 +165,7 @@ fn activation_checkpointing_gives_the_same_gradients() {
         for (_, p) in model.named_parameters() {
             p.shallow_clone().zero_grad();
         }
-        let loss = train::micro_step(&model, &batch, 0.5, ckpt);
+        let loss = camel_torch_worker::replicated::micro_step(&model, &batch, 0.5, ckpt);
         (loss, model.named_parameters().into_iter().map(|(n, p)| (n, p.grad().copy())).collect())
     };
     let (l1, g1) = grads(false);

@@ -1,0 +1,102 @@
+//! How one optimizer step is done, which is all that differs between the ways the worker trains:
+//! [`StepStrategy`] is implemented by the replicated model (one process, or DDP: src/replicated.rs)
+//! and the sharded one (FSDP: src/fsdp.rs), and the loop in src/train.rs (schedule, accumulation,
+//! metrics, checkpoint cadence, resume, progress, outputs) is written once over it.
+//!
+//! Both strategies can run a micro-batch with per-layer recomputation; [`recompute_micro_step`]
+//! is that pass, written once over [`Units`], which says how a unit's parameters are fetched
+//! before it runs and released after (nothing to do for a whole model; all-gather, reduce-scatter
+//! and free for FSDP's shards).
+
+use std::path::Path;
+
+use anyhow::Result;
+use tch::{Kind, Tensor};
+
+use crate::examples::Batch;
+use crate::job::TrainParams;
+use crate::model::{self, Llama, causal_lm_loss};
+
+/// The per-strategy operations of the training loop. `model` is the one the job built; a
+/// strategy may hold its parameters elsewhere (FSDP's shards) and fill it in only when needed.
+pub trait StepStrategy {
+    /// The log line that opens the run; `steps` is the schedule, as "T optimizer steps (W warmup)".
+    fn describe(&self, model: &Llama, examples: usize, batches_per_epoch: usize, steps: &str) -> String;
+
+    /// One micro-batch forward and backward, its gradients scaled by `scale` and accumulated for
+    /// the next optimizer step; returns this rank's (unscaled) loss.
+    fn micro_step(&mut self, model: &mut Llama, batch: &Batch, scale: f64) -> Result<f64>;
+
+    /// Averages the accumulated gradients over ranks, clips their global norm to `max_norm`,
+    /// steps AdamW at `lr` and zeroes the gradients; returns the norm before clipping.
+    fn optimizer_step(&mut self, lr: f64, max_norm: f64) -> Result<f64>;
+
+    /// Writes the checkpoint after `step` into the scratch dir (src/resume.rs); every rank calls
+    /// it, and it returns once the checkpoint is committed.
+    fn save_checkpoint(&self, scratch: &Path, step: u64, params: &TrainParams) -> Result<()>;
+
+    /// Restores the state of the newest checkpoint in the scratch dir; the step to go on at.
+    fn resume(&mut self, scratch: &Path, params: &TrainParams) -> Result<Option<u64>>;
+
+    /// Bytes of parameters, gradients and optimizer state this rank holds.
+    fn state_bytes(&self) -> u64;
+
+    /// Puts the trained fp32 weights into `model` on rank 0, which writes the outputs (every rank
+    /// calls it).
+    fn export(&self, model: &mut Llama) -> Result<()>;
+}
+
+/// Where a model's units (0: embeddings, final norm and head; 1 + i: decoder layer i) are while
+/// [`recompute_micro_step`] runs them.
+pub trait Units {
+    type Error;
+
+    /// The model, with the parameters of the units that were fetched and not yet released.
+    fn model(&self) -> &Llama;
+
+    /// Makes unit `u`'s parameters present in the model; as leaves that collect gradients when
+    /// `grad` (the backward pass).
+    fn fetch(&mut self, u: usize, grad: bool) -> Result<(), Self::Error>;
+
+    /// Done with unit `u`; after the backward pass (`grad`) its gradients are collected first.
+    fn release(&mut self, u: usize, grad: bool) -> Result<(), Self::Error>;
+}
+
+/// One micro-batch forward and backward with per-layer recomputation; returns the (unscaled)
+/// loss. The forward keeps only each layer's input; the backward recomputes one layer at a time
+/// and pushes the incoming gradient through it (the gradient of sum(out · g) with respect to out
+/// is g). The root unit stays fetched for the whole micro-batch.
+pub fn recompute_micro_step<U: Units>(units: &mut U, batch: &Batch, scale: f64) -> Result<f64, U::Error> {
+    let device = units.model().device;
+    let ids = batch.ids.to_device(device);
+    let labels = batch.labels.to_device(device);
+    let (b, t) = (ids.size()[0], ids.size()[1]);
+    units.fetch(0, true)?;
+    let m = units.model();
+    let rope = m.rope(&m.default_positions(b, t, 0));
+    let emb = m.embed(&ids);
+    let n = m.layers.len();
+    let mut inputs: Vec<Tensor> = Vec::with_capacity(n);
+    let mut x = emb.detach();
+    for i in 0..n {
+        units.fetch(i + 1, false)?;
+        inputs.push(x.shallow_clone());
+        x = tch::no_grad(|| units.model().layer(i, &x, &rope, &model::Attn::Causal, None));
+        units.release(i + 1, false)?;
+    }
+    let top = x.detach().set_requires_grad(true);
+    let loss = causal_lm_loss(&units.model().head(&top), &labels);
+    (&loss * scale).backward();
+    let mut g = top.grad();
+    for i in (0..n).rev() {
+        units.fetch(i + 1, true)?;
+        let xi = inputs[i].detach().set_requires_grad(true);
+        let out = units.model().layer(i, &xi, &rope, &model::Attn::Causal, None);
+        (out * &g).sum(Kind::Float).backward();
+        g = xi.grad();
+        units.release(i + 1, true)?;
+    }
+    (emb * g).sum(Kind::Float).backward();
+    units.release(0, true)?;
+    Ok(loss.double_value(&[]))
+}
