@@ -25,6 +25,12 @@ pub enum CacheError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("failed to serialize {path}")]
+    Serialize {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{path} is a symbolic link; outputs must be regular files and directories")]
     Symlink { path: PathBuf },
     #[error("declared output `{name}` was not produced (expected {path})")]

@@ -15,5 +15,5 @@ pub use hash::{ContentHash, Hasher, PathHash, PathKind, hash_bytes};
 pub use statcache::StatCache;
 pub use store::{
     CACHE_FORMAT_VERSION, DeclaredOutput, EntryState, FileRecord, Manifest, OutputRecord, Staging, Store,
-    VerifyReport, write_atomic,
+    VerifyReport, write_atomic, write_json_atomic,
 };

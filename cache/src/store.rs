@@ -391,14 +391,34 @@ pub(crate) fn remove_tree(path: &Path) -> Result<(), CacheError> {
     }
 }
 
-/// Writes `bytes` to `path` through a temp file and a rename, so readers never see half a file.
+/// Writes `bytes` to `path` so that readers see the old file or the whole new one, never half of
+/// it, even after a crash: the bytes go to a temp file in the same directory (a rename is atomic
+/// only within one filesystem), are fsync'd (so the rename cannot land before the data), and the
+/// temp file is renamed over `path`. Every file camel writes whole (records, stat cache, stage
+/// JSON outputs) goes through here.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(CacheError::write(parent))?;
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    fs::write(&tmp, bytes).map_err(CacheError::write(&tmp))?;
+    let written = fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(CacheError::write(&tmp)(e));
+    }
     fs::rename(&tmp, path).map_err(CacheError::write(path))
+}
+
+/// Writes `v` as pretty JSON with a final newline, atomically ([`write_atomic`]): the form of
+/// every JSON file a stage outputs.
+pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<(), CacheError> {
+    let mut bytes = serde_json::to_vec_pretty(v)
+        .map_err(|source| CacheError::Serialize { path: path.to_path_buf(), source })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
 }
 
 #[cfg(test)]
@@ -486,5 +506,24 @@ mod tests {
         assert_eq!(store.clean_tmp().unwrap(), 1);
         store.remove("k1").unwrap();
         assert!(store.keys().unwrap().is_empty());
+    }
+
+    #[test]
+    fn json_is_written_whole_pretty_with_a_newline_and_no_temp_file_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/stats.json");
+        let v = serde_json::json!({"b": [1, 2], "a": "x"});
+        write_json_atomic(&path, &v).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), serde_json::to_string_pretty(&v).unwrap() + "\n");
+        write_json_atomic(&path, &[3]).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "[\n  3\n]\n");
+        let names: Vec<_> =
+            fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["stats.json"]);
+        // A map with non-string keys does not serialize: an error, and nothing written.
+        let bad: BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        let err = write_json_atomic(&dir.path().join("bad.json"), &bad).unwrap_err();
+        assert!(matches!(err, CacheError::Serialize { .. }), "{err}");
+        assert!(!dir.path().join("bad.json").exists());
     }
 }

@@ -24,14 +24,10 @@ fn worker() -> Option<PathBuf> {
 fn token_dir(t: &TestContext, rel: &str, blocks: usize, block: usize, vocab: u64, tokenizer: Option<&Path>) {
     let dir = t.path(rel);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut s = 7u64;
+    let mut s = camel_rng::SplitMix64::new(7);
     let mut bytes = Vec::new();
     for _ in 0..blocks * block {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        let id = ((z ^ (z >> 31)) % vocab) as u16;
+        let id = s.below_modulo(vocab) as u16;
         bytes.extend_from_slice(&id.to_le_bytes());
     }
     std::fs::write(dir.join("tokens.bin"), bytes).unwrap();

@@ -18,19 +18,15 @@
 //! `scores` (by system, null unless parsed), `status` (`scored`, `unparsed`, `failed`),
 //! `attempts`) and `stats.json`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
-use camel_llm::{
-    AllowedEndpoints, Client, Failure, FinishReason, Limits, Message, Prices, Provider, RequestLog,
-};
+use camel_llm::{Client, Failure, FinishReason, Limits, Message, Prices, Provider, StageClient};
+use camel_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::data::{self, SystemSpec};
-use crate::rng::SplitMix64;
 
 pub const SYSTEM_PROMPT: &str = "You are a careful clinical expert who grades answers to instructions about medical notes. You judge helpfulness, relevance, accuracy and level of detail. You are impartial: the order in which the answers are shown says nothing about their quality, and neither does their length.";
 
@@ -130,31 +126,7 @@ fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
     }
     p.limits.validate().map_err(|e| StageError::msg(e.to_string()))?;
     // The client first: a judge the PHI guard refuses fails before any note is read.
-    let allowed =
-        AllowedEndpoints::parse(ctx.allowed_endpoints()).map_err(|e| StageError::msg(e.to_string()))?;
-    let log_path = ctx.workspace_dir().join("llm").join("requests.jsonl");
-    let log = RequestLog::open(&log_path).map_err(StageError::io(format!("open {}", log_path.display())))?;
-    ctx.log(&format!(
-        "judge: {}; request log {} ({} responses)",
-        p.provider.describe(),
-        log_path.display(),
-        log.len()
-    ));
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (c2, l2) = (cancelled.clone(), lines.clone());
-    let client = Arc::new(
-        Client::new(
-            p.provider.clone(),
-            p.api_key.clone().filter(|k| !k.is_empty()),
-            p.limits.clone(),
-            log,
-            &allowed,
-        )
-        .map_err(|e| StageError::msg(e.to_string()))?
-        .with_cancel(move || c2.load(Ordering::Relaxed))
-        .with_notify(move |line| l2.lock().unwrap().push(line)),
-    );
+    let client = StageClient::open(ctx, "judge", p.provider.clone(), p.api_key.clone(), &p.limits)?;
 
     let al = data::load(&p.systems, ctx.inputs(), p.limit)?;
     let n = al.systems.len();
@@ -179,7 +151,11 @@ fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
         .collect();
 
     ctx.progress().set_total(Some(al.rows as u64), "rows");
-    let verdicts = judge_all(p, ctx, &client, &prompts, n, &cancelled, &lines)?;
+    let pa = Arc::new(p.clone());
+    let verdicts = client.run(ctx, prompts.len(), "row", |i, c| {
+        let (pa, prompt) = (pa.clone(), prompts[i].clone());
+        async move { judge_row(&c, &pa, &prompt, n).await }
+    })?;
 
     let mut rows = Vec::with_capacity(al.rows);
     let (mut scored, mut unparsed, mut failed) = (0u64, 0u64, 0u64);
@@ -218,9 +194,6 @@ fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
             row["failure"] = json!(f);
         }
         rows.push(row);
-    }
-    for l in lines.lock().unwrap().drain(..) {
-        ctx.log(&l);
     }
     let s = client.stats();
     ctx.log(&format!(
@@ -320,68 +293,6 @@ async fn judge_row(client: &Client, p: &JudgeParams, prompt: &str, n: usize) -> 
         }
     }
     v
-}
-
-fn judge_all(
-    p: &JudgeParams,
-    ctx: &StageContext,
-    client: &Arc<Client>,
-    prompts: &[String],
-    n: usize,
-    cancelled: &AtomicBool,
-    lines: &Mutex<Vec<String>>,
-) -> Result<Vec<Verdict>, StageError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(StageError::io("start the async runtime"))?;
-    let window = p.limits.concurrency.saturating_mul(4).max(8);
-    let pa = Arc::new(p.clone());
-    let mut out: Vec<Option<Verdict>> = vec![None; prompts.len()];
-    rt.block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        let (mut next, mut done) = (0usize, 0u64);
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            while next < prompts.len() && set.len() < window && !cancelled.load(Ordering::Relaxed) {
-                let (client, pa, prompt, i) = (client.clone(), pa.clone(), prompts[next].clone(), next);
-                set.spawn(async move { (i, judge_row(&client, &pa, &prompt, n).await) });
-                next += 1;
-            }
-            if set.is_empty() {
-                break;
-            }
-            tokio::select! {
-                joined = set.join_next() => {
-                    if let Some(Ok((i, v))) = joined {
-                        out[i] = Some(v);
-                        done += 1;
-                        ctx.progress().set_position(done);
-                    }
-                }
-                _ = tick.tick() => {
-                    for l in lines.lock().unwrap().drain(..) {
-                        ctx.log(&l);
-                    }
-                    if ctx.is_cancelled() {
-                        cancelled.store(true, Ordering::Relaxed);
-                    }
-                    let s = client.stats();
-                    ctx.progress().message(&format!(
-                        "{:.1} req/s · {} from log · {} retries · {} failed",
-                        s.requests_per_s(), s.from_log, s.retries, s.failures
-                    ));
-                }
-            }
-        }
-    });
-    if cancelled.load(Ordering::Relaxed) || ctx.is_cancelled() {
-        return Err(StageError::Cancelled);
-    }
-    out.into_iter()
-        .map(|v| v.ok_or_else(|| StageError::msg("a row's task panicked (a bug in camel; please report it)")))
-        .collect()
 }
 
 /// Scores by presented position (1..=n → index 0..n), or None when the reply does not give every

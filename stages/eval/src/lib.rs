@@ -17,7 +17,6 @@ pub mod data;
 pub mod judge;
 pub mod metrics;
 pub mod report;
-pub mod rng;
 
 pub use judge::Judge;
 pub use metrics::Metrics;
@@ -28,17 +27,11 @@ use std::path::Path;
 use camel_engine::StageError;
 use serde::Serialize;
 
-/// Writes pretty JSON (and a final newline) to a temporary name beside `path`, then renames it.
+/// Pretty JSON and a final newline, written atomically by camel-cache (the kinds' one writer).
 pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<(), StageError> {
-    let mut text = serde_json::to_string_pretty(v)
-        .map_err(|e| StageError::msg(format!("failed to serialize {}: {e}", path.display())))?;
-    text.push('\n');
-    write_text(path, &text)
+    camel_cache::write_json_atomic(path, v).map_err(|e| StageError::Other(Box::new(e)))
 }
 
 pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), StageError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).map_err(StageError::io(format!("write {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(StageError::io(format!("rename {}", tmp.display())))
+    camel_cache::write_atomic(path, text.as_bytes()).map_err(|e| StageError::Other(Box::new(e)))
 }

@@ -14,10 +14,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use camel_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-
-use crate::rng::SplitMix64;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -241,7 +240,7 @@ fn judge_summary(j: &Judgments, p: &ReportParams) -> Result<JudgeSummary, StageE
     for _ in 0..p.bootstrap {
         sums.iter_mut().for_each(|s| *s = 0.0);
         for _ in 0..n {
-            let i = rng.below(n as u64) as usize;
+            let i = rng.below_rejection(n as u64) as usize;
             for s in 0..k {
                 sums[s] += scores[s][i];
             }

@@ -29,14 +29,11 @@ mod select;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
-use camel_llm::{
-    AllowedEndpoints, AzureConfig, Client, Limits, Message, OpenAiConfig, Prices, Provider, RequestLog,
-};
+use camel_llm::{AzureConfig, Client, Limits, Message, OpenAiConfig, Prices, Provider, StageClient};
+use camel_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 pub use select::{Candidate, Lengths};
@@ -234,8 +231,6 @@ impl Default for DeidParams {
     }
 }
 
-type Lines = Arc<Mutex<Vec<String>>>;
-
 /// One kept instruction/answer pair (without its note).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pair {
@@ -273,7 +268,7 @@ struct Record<'a> {
     output: &'a str,
 }
 
-#[derive(Default, Serialize)]
+#[derive(Clone, Default, Serialize)]
 struct TaskStats {
     notes_selected: BTreeMap<String, u64>,
     pairs: u64,
@@ -343,43 +338,41 @@ fn validate(p: &InstructionsParams) -> Result<(), StageError> {
     p.limits.validate().map_err(|e| StageError::msg(e.to_string()))
 }
 
+/// The stage's steps, in order. Each is a function below.
 fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
     validate(p)?;
-    // Set from the engine's cancel flag by the request loop; lines from the client for the log.
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let client_lines: Lines = Arc::new(Mutex::new(Vec::new()));
     // The client first: a provider the PHI guard refuses must fail before any note is read.
     let client = match p.provider.llm() {
         None => None,
-        Some(provider) => {
-            let allowed = AllowedEndpoints::parse(ctx.allowed_endpoints())
-                .map_err(|e| StageError::msg(e.to_string()))?;
-            let log_path = ctx.workspace_dir().join("llm").join("requests.jsonl");
-            let log = RequestLog::open(&log_path)
-                .map_err(StageError::io(format!("open {}", log_path.display())))?;
-            ctx.log(&format!(
-                "provider: {}; request log {} ({} responses{})",
-                provider.describe(),
-                log_path.display(),
-                log.len(),
-                if log.skipped_lines() > 0 {
-                    format!(", {} cut line(s) skipped", log.skipped_lines())
-                } else {
-                    String::new()
-                }
-            ));
-            let api_key = p.api_key.clone().filter(|k| !k.is_empty());
-            let (c2, l2) = (cancelled.clone(), client_lines.clone());
-            Some(Arc::new(
-                Client::new(provider, api_key, p.limits.clone(), log, &allowed)
-                    .map_err(|e| StageError::msg(e.to_string()))?
-                    .with_cancel(move || c2.load(Ordering::Relaxed))
-                    .with_notify(move |line| l2.lock().unwrap().push(line)),
-            ))
-        }
+        Some(provider) => Some(StageClient::open(ctx, "provider", provider, p.api_key.clone(), &p.limits)?),
     };
+    let selection = select_notes(p, ctx)?;
+    let results = ask(p, ctx, client.as_ref(), &selection.jobs)?;
+    let merged = merge(p, &selection, results)?;
+    let records = write_instructions(p, ctx, &selection.jobs, &merged.records)?;
+    let baseline = client.is_none();
+    write_stats(p, ctx, &selection, &merged, records, baseline)?;
+    if let Some(c) = &client {
+        log_client_stats(p, ctx, c);
+    }
+    ctx.log(&format!("{records} records written (baseline: {baseline})"));
+    Ok(())
+}
 
-    // Selection.
+/// One note to ask about, and for which task.
+type Job = (Task, Arc<Candidate>);
+
+/// The notes chosen for each task, in the order their results are merged.
+struct Selection {
+    lengths: Lengths,
+    /// General notes first, then de-identification notes, each in selection order.
+    jobs: Vec<Job>,
+    /// With `notes_selected` filled in; [`merge`] adds the rest.
+    stats: BTreeMap<Task, TaskStats>,
+}
+
+/// Step 1: notes by source, type and token length, a seeded sample per source.
+fn select_notes(p: &InstructionsParams, ctx: &StageContext) -> Result<Selection, StageError> {
     let lengths = match ctx.inputs().get("tokenizer") {
         Some(path) => Lengths::tokenizer(path)?,
         None => {
@@ -406,16 +399,26 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
         deid.len(),
         lengths.describe()
     ));
-
-    let jobs: Vec<(Task, Arc<Candidate>)> = general
+    let jobs: Vec<Job> = general
         .into_iter()
         .map(|c| (Task::General, Arc::new(c)))
         .chain(deid.into_iter().map(|c| (Task::Deid, Arc::new(c))))
         .collect();
-    ctx.progress().set_total(Some(jobs.len() as u64), "notes");
+    Ok(Selection { lengths, jobs, stats })
+}
 
-    let results: Vec<NoteResult> = match &client {
-        None => jobs
+/// Step 2: every note's pairs, in `jobs` order: from the LLM (instructions, then answers, each
+/// pair checked) through the shared request runner, or copied from the note by the extractive
+/// baseline.
+fn ask(
+    p: &InstructionsParams,
+    ctx: &StageContext,
+    client: Option<&StageClient>,
+    jobs: &[Job],
+) -> Result<Vec<NoteResult>, StageError> {
+    ctx.progress().set_total(Some(jobs.len() as u64), "notes");
+    let Some(client) = client else {
+        return Ok(jobs
             .iter()
             .map(|(task, note)| {
                 let pairs = match task {
@@ -427,43 +430,75 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
                 ctx.progress().inc(1);
                 NoteResult { pairs, ..Default::default() }
             })
-            .collect(),
-        Some(client) => ask_all(p, ctx, client.clone(), &jobs, &cancelled, &client_lines)?,
+            .collect());
     };
+    let p = Arc::new(p.clone());
+    client.run(ctx, jobs.len(), "note", |i, client| {
+        let ((task, note), p) = (jobs[i].clone(), p.clone());
+        async move {
+            match task {
+                Task::General => general_note(&client, &p, &note).await,
+                Task::Deid => deid_note(&client, &p, &note).await,
+            }
+        }
+    })
+}
 
-    // Merge, in a fixed order, then shuffle.
-    let mut records: Vec<(usize, Pair)> = Vec::new();
-    let (mut prompt_tokens, mut completion_tokens, mut requests) = (0, 0, 0);
-    let mut failed_notes = 0u64;
+/// The notes' results tallied: kept pairs (with the index of their note), counts and usage.
+struct Merged {
+    records: Vec<(usize, Pair)>,
+    stats: BTreeMap<Task, TaskStats>,
+    failed_notes: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    requests: u64,
+}
+
+/// Step 3: the pairs of every note in a fixed order, every rejection and failure counted; more
+/// failed notes than `max_failed_notes` fail the stage before anything is written.
+fn merge(
+    p: &InstructionsParams,
+    selection: &Selection,
+    results: Vec<NoteResult>,
+) -> Result<Merged, StageError> {
+    let mut m = Merged {
+        records: Vec::new(),
+        stats: selection.stats.clone(),
+        failed_notes: 0,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        requests: 0,
+    };
     let mut first_failure: Option<String> = None;
-    for (i, ((task, note), r)) in jobs.iter().zip(results).enumerate() {
-        let s = stats.entry(*task).or_default();
+    for (i, ((task, note), r)) in selection.jobs.iter().zip(results).enumerate() {
+        let s = m.stats.entry(*task).or_default();
         for reason in r.rejected {
             *s.rejected.entry(reason).or_insert(0) += 1;
         }
         if let Some(f) = r.failure {
             s.failed_notes += 1;
-            failed_notes += 1;
+            m.failed_notes += 1;
             *s.failed_requests_by_reason.entry(f).or_insert(0) += 1;
             if first_failure.is_none() {
                 first_failure = r.failure_detail.map(|d| format!("note {}, {d}", note.key));
             }
         }
-        prompt_tokens += r.prompt_tokens;
-        completion_tokens += r.completion_tokens;
-        requests += r.requests;
+        m.prompt_tokens += r.prompt_tokens;
+        m.completion_tokens += r.completion_tokens;
+        m.requests += r.requests;
         for pair in r.pairs {
             s.pairs += 1;
             *s.pairs_by_category.entry(pair.category.clone()).or_insert(0) += 1;
             *s.pairs_by_source.entry(note.source.clone()).or_insert(0) += 1;
-            records.push((i, pair));
+            m.records.push((i, pair));
         }
     }
-    if failed_notes > p.max_failed_notes {
+    if m.failed_notes > p.max_failed_notes {
         return Err(StageError::msg(format!(
-            "{failed_notes} note(s) lost a request ({}; first: {}); `max_failed_notes` is {}. \
+            "{} note(s) lost a request ({}; first: {}); `max_failed_notes` is {}. \
              Every answered request is in the request log, so a rerun sends only the failed ones",
-            stats
+            m.failed_notes,
+            m.stats
                 .values()
                 .flat_map(|s| s.failed_requests_by_reason.iter())
                 .map(|(k, v)| format!("{v} {k}"))
@@ -473,8 +508,19 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
             p.max_failed_notes
         )));
     }
-    shuffle(&mut records, p.seed);
-    let alpaca: Vec<Record> = records
+    Ok(m)
+}
+
+/// Step 4: `instructions.json`, the Alpaca records shuffled with `seed`. Returns their number.
+fn write_instructions(
+    p: &InstructionsParams,
+    ctx: &StageContext,
+    jobs: &[Job],
+    records: &[(usize, Pair)],
+) -> Result<usize, StageError> {
+    let mut order: Vec<&(usize, Pair)> = records.iter().collect();
+    shuffle(&mut order, p.seed);
+    let alpaca: Vec<Record> = order
         .iter()
         .map(|(i, pair)| Record {
             instruction: &pair.instruction,
@@ -482,10 +528,19 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
             output: &pair.output,
         })
         .collect();
-    let out = ctx.out_dir().join("instructions.json");
-    write_json(&out, &alpaca)?;
+    write_json(&ctx.out_dir().join("instructions.json"), &alpaca)?;
+    Ok(alpaca.len())
+}
 
-    let baseline = client.is_none();
+/// Step 5: `stats.json`: who wrote the pairs, what was selected, kept and rejected, and the cost.
+fn write_stats(
+    p: &InstructionsParams,
+    ctx: &StageContext,
+    selection: &Selection,
+    m: &Merged,
+    records: usize,
+    baseline: bool,
+) -> Result<(), StageError> {
     let provider = match &p.provider {
         ProviderParams::Openai(c) => format!("openai-compatible: model {} at {}", c.model, c.base_url),
         ProviderParams::Azure(c) => format!("azure: deployment {} at {}", c.deployment, c.endpoint),
@@ -499,151 +554,51 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
         } else {
             "pairs written by an LLM from each note; see docs/instructions.md"
         },
-        "note_lengths": lengths.describe(),
-        "records": alpaca.len(),
+        "note_lengths": selection.lengths.describe(),
+        "records": records,
         "seed": p.seed,
-        "general": stats.get(&Task::General),
-        "deid": stats.get(&Task::Deid),
-        "failed_notes": failed_notes,
+        "general": m.stats.get(&Task::General),
+        "deid": m.stats.get(&Task::Deid),
+        "failed_notes": m.failed_notes,
         "usage": {
-            "responses": requests,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "cost_estimate": p.prices.cost(prompt_tokens, completion_tokens),
+            "responses": m.requests,
+            "prompt_tokens": m.prompt_tokens,
+            "completion_tokens": m.completion_tokens,
+            "cost_estimate": p.prices.cost(m.prompt_tokens, m.completion_tokens),
         },
     });
-    write_json(&ctx.out_dir().join("stats.json"), &summary)?;
-    if let Some(c) = &client {
-        let s = c.stats();
-        ctx.log(&format!(
-            "this run: {} requests sent, {} answered ({} prompt + {} completion tokens, cost ≈ {:.4}), {} from the request log, {} retries, {} failed, {} stopped at max_tokens, {} content-filtered; {:.1} s",
-            s.attempts,
-            s.responses,
-            s.prompt_tokens,
-            s.completion_tokens,
-            p.prices.cost(s.prompt_tokens, s.completion_tokens),
-            s.from_log,
-            s.retries,
-            s.failures,
-            s.finish_length,
-            s.finish_content_filter,
-            s.elapsed_s
-        ));
-    }
-    ctx.log(&format!("{} records written (baseline: {baseline})", alpaca.len()));
-    Ok(())
+    write_json(&ctx.out_dir().join("stats.json"), &summary)
 }
 
+/// What this run sent and paid (a rerun's responses come from the request log).
+fn log_client_stats(p: &InstructionsParams, ctx: &StageContext, client: &StageClient) {
+    let s = client.stats();
+    ctx.log(&format!(
+        "this run: {} requests sent, {} answered ({} prompt + {} completion tokens, cost ≈ {:.4}), {} from the request log, {} retries, {} failed, {} stopped at max_tokens, {} content-filtered; {:.1} s",
+        s.attempts,
+        s.responses,
+        s.prompt_tokens,
+        s.completion_tokens,
+        p.prices.cost(s.prompt_tokens, s.completion_tokens),
+        s.from_log,
+        s.retries,
+        s.failures,
+        s.finish_length,
+        s.finish_content_filter,
+        s.elapsed_s
+    ));
+}
+
+/// Pretty JSON and a final newline, written atomically (temp file, fsync, rename) by camel-cache.
 fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<(), StageError> {
-    let f = std::fs::File::create(path).map_err(StageError::io(format!("create {}", path.display())))?;
-    let mut w = std::io::BufWriter::new(f);
-    serde_json::to_writer_pretty(&mut w, v)
-        .map_err(|e| StageError::msg(format!("failed to write {}: {e}", path.display())))?;
-    std::io::Write::write_all(&mut w, b"\n").map_err(StageError::io(format!("write {}", path.display())))?;
-    std::io::Write::flush(&mut w).map_err(StageError::io(format!("write {}", path.display())))
+    camel_cache::write_json_atomic(path, v).map_err(|e| StageError::Other(Box::new(e)))
 }
 
-/// A deterministic Fisher–Yates shuffle (splitmix64): the order depends on `seed` only.
+/// A deterministic Fisher–Yates shuffle (splitmix64): the order depends on `seed` only. The
+/// index is drawn modulo `i + 1`, as the published outputs were; changing the mapping would
+/// reorder every `instructions.json`.
 fn shuffle<T>(v: &mut [T], seed: u64) {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    for i in (1..v.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
-}
-
-/// Runs every note's requests on a tokio runtime, at most a few times `concurrency` notes at once,
-/// reporting progress; results come back in `jobs` order.
-fn ask_all(
-    p: &InstructionsParams,
-    ctx: &StageContext,
-    client: Arc<Client>,
-    jobs: &[(Task, Arc<Candidate>)],
-    cancelled: &AtomicBool,
-    lines: &Lines,
-) -> Result<Vec<NoteResult>, StageError> {
-    let flush = || {
-        for l in lines.lock().unwrap().drain(..) {
-            ctx.log(&l);
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(StageError::io("start the async runtime"))?;
-    let p = Arc::new(p.clone());
-    let window = p.limits.concurrency.saturating_mul(4).max(8);
-    let mut results: Vec<Option<NoteResult>> = (0..jobs.len()).map(|_| None).collect();
-    let started = Instant::now();
-    rt.block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        let mut next = 0usize;
-        let mut done = 0usize;
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            while next < jobs.len() && set.len() < window && !cancelled.load(Ordering::Relaxed) {
-                let (task, note) = jobs[next].clone();
-                let (client, p) = (client.clone(), p.clone());
-                let i = next;
-                set.spawn(async move {
-                    let r = match task {
-                        Task::General => general_note(&client, &p, &note).await,
-                        Task::Deid => deid_note(&client, &p, &note).await,
-                    };
-                    (i, r)
-                });
-                next += 1;
-            }
-            if set.is_empty() {
-                break;
-            }
-            tokio::select! {
-                joined = set.join_next() => {
-                    if let Some(Ok((i, r))) = joined {
-                        results[i] = Some(r);
-                        done += 1;
-                        ctx.progress().set_position(done as u64);
-                    }
-                }
-                _ = tick.tick() => {
-                    flush();
-                    if ctx.is_cancelled() {
-                        cancelled.store(true, Ordering::Relaxed);
-                    }
-                    let s = client.stats();
-                    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                    let eta = if rate > 0.0 { (jobs.len() - done) as f64 / rate } else { f64::NAN };
-                    ctx.progress().message(&format!(
-                        "{:.1} req/s · {:.0} tok/s · {} from log · {} retries · {} failed · ETA {}",
-                        s.requests_per_s(),
-                        s.tokens_per_s(),
-                        s.from_log,
-                        s.retries,
-                        s.failures,
-                        if eta.is_finite() { format!("{:.0}s", eta) } else { "?".into() }
-                    ));
-                }
-            }
-        }
-    });
-    flush();
-    if cancelled.load(Ordering::Relaxed) || ctx.is_cancelled() {
-        return Err(StageError::Cancelled);
-    }
-    results
-        .into_iter()
-        .map(|r| {
-            r.ok_or_else(|| StageError::msg("a note's task panicked (a bug in camel; please report it)"))
-        })
-        .collect()
+    SplitMix64::new(seed).shuffle(v, SplitMix64::below_modulo);
 }
 
 /// A request's outcome folded into the note's result: the content, or None after recording why.

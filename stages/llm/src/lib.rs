@@ -1,11 +1,13 @@
 //! camel's LLM client, shared by every stage that asks a language model something: instruction
-//! generation now, the evaluation judge next.
+//! generation (`instructions`) and the evaluation judge (`judge`).
 //!
 //! - [`provider`]: Azure OpenAI and OpenAI-compatible servers, the exact URL, headers and body.
 //! - [`client`]: bounded concurrency, requests- and tokens-per-minute limits, retries with
 //!   backoff that honours `Retry-After`, a per-request timeout, usage accounting.
 //! - [`log`]: the fsync'd request log that makes a rerun never pay for a response twice.
 //! - [`guard`]: the PHI guard; notes go only to loopback or to hosts the pipeline allows.
+//! - [`runner`]: a stage's client set up from its context, and the one windowed loop that sends
+//!   a stage's items through it (progress, cancellation, log lines).
 //!
 //! The API key is passed in by the caller (a stage reads it through `${env:NAME}` in an unhashed
 //! param) and used only as a header value: it is in no URL, body, log line, error or cache key.
@@ -14,11 +16,13 @@ pub mod client;
 pub mod guard;
 pub mod log;
 pub mod provider;
+pub mod runner;
 
 pub use client::{Client, ClientStats, Failure, Limits, Reply};
 pub use guard::{AllowedEndpoints, check_entry};
 pub use log::RequestLog;
 pub use provider::{AzureConfig, Completion, FinishReason, Message, OpenAiConfig, Provider, Usage};
+pub use runner::StageClient;
 
 /// Errors that stop a client from being made (a request's own failures are [`Failure`]s).
 #[derive(Debug, thiserror::Error)]

@@ -262,14 +262,8 @@ fn generate(path: &Path, bytes: u64, cover: &[u64]) -> u64 {
         "[**First Name8 (NamePattern2) 123**]",
         "[**Telephone/Fax (1) 62**]",
     ];
-    let mut rng = 0x5eed_u64;
-    let mut next = move || {
-        rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = camel_rng::SplitMix64::new(0x5eed);
+    let mut next = move || rng.next_u64();
     let mut cover: Vec<u64> = cover.to_vec();
     cover.sort_unstable();
     cover.dedup();

@@ -9,6 +9,9 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
+// splitmix64's finalizer, which scatters a hash's bits over the whole word.
+use camel_rng::mix;
+
 /// The hashes are already uniform: hash maps keyed by them use them as they are.
 #[derive(Default)]
 pub struct IdentityHasher(u64);
@@ -30,16 +33,7 @@ impl Hasher for IdentityHasher {
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
 type IdSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
 
-const BASE: u64 = 0x9E37_79B9_7F4A_7C15 | 1;
-
-fn mix(mut x: u64) -> u64 {
-    // splitmix64's finalizer.
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
+const BASE: u64 = camel_rng::GAMMA | 1;
 
 /// Calls `f` with the hash of each word of `text`.
 fn for_each_word(text: &str, mut f: impl FnMut(u64)) {

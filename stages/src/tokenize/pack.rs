@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 
 use super::Layout;
-use crate::synth::rng::SplitMix64;
+use camel_rng::SplitMix64;
 
 /// The width of one id in `tokens.bin`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,11 +135,7 @@ impl<W: Write> Packer<W> {
 pub fn permutation(n: usize, seed: u64) -> Vec<u32> {
     assert!(n <= u32::MAX as usize, "at most 2^32 - 1 notes");
     let mut perm: Vec<u32> = (0..n as u32).collect();
-    let mut rng = SplitMix64(seed);
-    for i in (1..n).rev() {
-        let j = ((u128::from(rng.next_u64()) * (i as u128 + 1)) >> 64) as usize;
-        perm.swap(i, j);
-    }
+    SplitMix64(seed).shuffle(&mut perm, SplitMix64::below_lemire);
     perm
 }
 
