@@ -143,27 +143,8 @@ pub fn write_token_dir(
     Ok(())
 }
 
-/// SplitMix64: tiny, fast, and fully specified, so the data order never depends on a library.
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (Lemire's multiply-shift; the tiny bias is irrelevant for shuffling).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-}
+/// The data order's stream: SplitMix64, fully specified, so it never depends on a library.
+pub use camel_rng::SplitMix64;
 
 /// Which examples each micro-batch holds: epochs of `n` examples cut into batches of `batch`
 /// (the last one of an epoch may be short, as a DataLoader without `drop_last`).
@@ -187,10 +168,7 @@ impl BatchOrder {
         let mut p: Vec<usize> = (0..self.n).collect();
         if self.shuffle {
             let mut rng = SplitMix64::new(self.seed ^ epoch.wrapping_mul(0xA24B_AED4_963E_E407));
-            for i in (1..p.len()).rev() {
-                let j = rng.below(i as u64 + 1) as usize;
-                p.swap(i, j);
-            }
+            rng.shuffle(&mut p, SplitMix64::below_lemire);
         }
         if let Some(lengths) = &self.lengths {
             for mega in p.chunks_mut(self.batch * 50) {

@@ -64,5 +64,5 @@ pub fn max_abs_diff(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
 /// A deterministic pseudo-random id sequence.
 pub fn ids(n: usize, vocab: i64, seed: u64) -> Vec<i64> {
     let mut r = camel_torch_worker::data::SplitMix64::new(seed);
-    (0..n).map(|_| r.below(vocab as u64) as i64).collect()
+    (0..n).map(|_| r.below_lemire(vocab as u64) as i64).collect()
 }
