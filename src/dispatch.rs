@@ -1,17 +1,18 @@
 //! Runs one parsed command and decides the exit code: 0 ok, 1 a stage failed, 2 an invalid
-//! pipeline or command line. This is the only place that maps errors to exit codes.
+//! pipeline or command line. [`main`] is the only place that maps errors to exit codes; each
+//! command is one function below that returns its code or an [`EngineError`].
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use camel_engine::{EngineError, Override, Plan, StageState};
-use camel_stages::train::launch::{Leader, follow as follow_leader};
-use camel_stages::train::{ExternalRank, worker_path};
+use camel_torch::cli::{FollowError, GenJob, GenParams, GenerateError, Role};
 use clap::Parser;
 
-use crate::cli::{Cli, Command, DagFormat};
+use crate::cli::{Cli, Command};
+use crate::render::{human_bytes, render_dag};
 use crate::reporter::Reporter;
 
 pub fn main() -> i32 {
@@ -35,161 +36,20 @@ pub fn main() -> i32 {
     }
 }
 
-fn load(pipeline: &Path, set: &[String]) -> Result<Plan, EngineError> {
-    let overrides =
-        set.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>().map_err(EngineError::Usage)?;
-    camel_engine::load(pipeline, &overrides, &camel_stages::registry())
-}
-
 fn execute(command: Command) -> Result<i32, EngineError> {
     match command {
         Command::Run { pipeline, force, until, only, set, jobs, wait } => {
-            let plan = load(&pipeline, &set)?;
-            // Started by torchrun/srun as one rank of a group: rank 0 runs the pipeline, the
-            // others follow its training jobs (stages/src/train/launch.rs).
-            let external = ExternalRank::from_env().map_err(EngineError::Usage)?;
-            if let Some(ext) = external.as_ref().filter(|e| !e.is_leader()) {
-                return follow(&plan, ext);
-            }
-            let leader = match &external {
-                Some(ext) => Some(
-                    Leader::start(&plan.workspace, ext)
-                        .map_err(EngineError::io("write the job list for the other ranks"))?,
-                ),
-                None => None,
-            };
-            let cancel = Arc::new(AtomicBool::new(false));
-            let c = cancel.clone();
-            let _ = ctrlc::set_handler(move || {
-                if c.swap(true, Ordering::SeqCst) {
-                    // A second Ctrl-C: leave now; staging directories are cleaned by the next run.
-                    std::process::exit(130);
-                }
-                eprintln!("camel: interrupting; press Ctrl-C again to leave at once");
-            });
-            let reporter = Reporter::new(&plan);
             let opts = camel_engine::RunOptions { force, until, only, jobs: jobs as usize, wait };
-            let result = camel_engine::run(&plan, &opts, reporter.sink(), cancel);
-            reporter.finish();
-            if let Some(leader) = leader {
-                leader.end(result.is_ok());
-            }
-            result.map(|()| 0)
+            run(&pipeline, &set, &opts)
         }
-        Command::Status { pipeline, json, set } => {
-            let overrides = set
-                .iter()
-                .map(|s| Override::parse(s))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(EngineError::Usage)?;
-            let plan = camel_engine::load_for_status(&pipeline, &overrides, &camel_stages::registry())?;
-            let st = camel_engine::status(&plan)?;
-            let mut out = std::io::stdout().lock();
-            if json {
-                let _ = writeln!(out, "{}", serde_json::to_string_pretty(&st).expect("status serializes"));
-            } else {
-                let w = st.iter().map(|s| s.stage.len()).max().unwrap_or(5).max(5);
-                for s in &st {
-                    let state = match s.state {
-                        StageState::Cached => "cached",
-                        StageState::Stale => "stale",
-                        StageState::Missing => "missing",
-                    };
-                    let key = s.key.as_deref().map_or("-".to_string(), |k| k[..12].to_string());
-                    let _ = writeln!(out, "{:<w$}  {:<7}  {:<12}  {}", s.stage, state, key, s.kind);
-                    for r in &s.reasons {
-                        let _ = writeln!(out, "{:<w$}    - {r}", "");
-                    }
-                }
-            }
-            Ok(0)
-        }
+        Command::Status { pipeline, json, set } => status(&pipeline, &set, json),
         Command::Dag { pipeline, format } => {
-            let plan = load(&pipeline, &[])?;
-            print!("{}", render_dag(&plan, format));
+            print!("{}", render_dag(&load(&pipeline, &[])?, format));
             Ok(0)
         }
-        Command::Show { pipeline, stage, json } => {
-            let plan = load(&pipeline, &[])?;
-            let r = camel_engine::show(&plan, &stage)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).expect("show serializes"));
-            } else {
-                println!("stage:   {}", r.stage);
-                println!("key:     {}", r.key);
-                println!("entry:   {}", r.entry.display());
-                for o in &r.outputs {
-                    println!(
-                        "output:  {} = {} ({}, {}, blake3 {})",
-                        o.name,
-                        o.path.display(),
-                        o.kind,
-                        human_bytes(o.size),
-                        &o.hash[..16]
-                    );
-                }
-                let p = &r.provenance;
-                for field in ["started", "finished", "host", "camel_version"] {
-                    if let Some(v) = p.get(field).and_then(|v| v.as_str()) {
-                        println!("{:<8} {v}", format!("{field}:"));
-                    }
-                }
-                if let Some(file) = p.pointer("/pipeline/file").and_then(|v| v.as_str()) {
-                    println!("pipeline: {file}");
-                }
-                if let Some(inputs) = p.get("inputs").and_then(|v| v.as_object()) {
-                    for (name, i) in inputs {
-                        println!(
-                            "input:   {name} <- {} (blake3 {})",
-                            i["from"].as_str().unwrap_or("?"),
-                            &i["hash"].as_str().unwrap_or("")
-                                [..16.min(i["hash"].as_str().unwrap_or("").len())]
-                        );
-                    }
-                }
-                println!("log:     {}", r.log.display());
-            }
-            Ok(0)
-        }
-        Command::Gc { pipelines, dry_run } => {
-            let plans = pipelines.iter().map(|p| load(p, &[])).collect::<Result<Vec<_>, _>>()?;
-            for r in camel_engine::gc(&plans, dry_run)? {
-                let verb = if dry_run { "would remove" } else { "removed" };
-                println!(
-                    "{}: kept {} entries, {verb} {} ({}), {verb} {} scratch dirs",
-                    r.workspace.display(),
-                    r.kept,
-                    r.removed.len(),
-                    human_bytes(r.freed_bytes),
-                    r.scratch_removed
-                );
-                if dry_run {
-                    for k in &r.removed {
-                        println!("  {k}");
-                    }
-                }
-            }
-            Ok(0)
-        }
-        Command::Verify { pipeline } => {
-            let plan = load(&pipeline, &[])?;
-            let entries = camel_engine::verify(&plan)?;
-            let mut bad = 0;
-            for e in &entries {
-                match e.result.as_str() {
-                    "corrupt" => {
-                        bad += 1;
-                        println!(
-                            "{}: CORRUPT ({}); entry removed, the next run rebuilds it",
-                            e.stage,
-                            e.problem.as_deref().unwrap_or("")
-                        );
-                    }
-                    other => println!("{}: {other}", e.stage),
-                }
-            }
-            Ok(if bad > 0 { 1 } else { 0 })
-        }
+        Command::Show { pipeline, stage, json } => show(&pipeline, &stage, json),
+        Command::Gc { pipelines, dry_run } => gc(&pipelines, dry_run),
+        Command::Verify { pipeline } => verify(&pipeline),
         Command::Generate {
             model,
             prompt,
@@ -203,164 +63,243 @@ fn execute(command: Command) -> Result<i32, EngineError> {
             device,
             json,
         } => {
-            let job = serde_json::json!({
-                "model": std::path::absolute(&model).map_err(EngineError::io("resolve the model path"))?,
-                "prompts": prompt,
-                "template": alpaca.then_some(camel_stages::train::ALPACA_PROMPT_NO_INPUT),
-                "device": device,
-                "params": {"max_new_tokens": max_new_tokens, "do_sample": sample, "temperature": temperature,
-                           "top_p": top_p, "seed": seed, "num_beams": num_beams},
-            });
+            let job = GenJob {
+                model: std::path::absolute(&model).map_err(EngineError::io("resolve the model path"))?,
+                prompts: prompt,
+                template: alpaca.then(|| camel_torch::cli::ALPACA_PROMPT_NO_INPUT.to_string()),
+                device,
+                dtype: "auto".into(),
+                params: GenParams {
+                    max_new_tokens,
+                    do_sample: sample,
+                    temperature,
+                    top_p,
+                    seed,
+                    num_beams: num_beams as usize,
+                    ..GenParams::default()
+                },
+            };
             generate(&job, json)
         }
-        Command::Kinds { kind } => {
-            let reg = camel_stages::registry();
-            match kind {
-                None => {
-                    for k in reg.kinds() {
-                        println!("{:<12} v{}  {}", k.kind, k.version, k.summary);
-                    }
-                }
-                Some(k) => {
-                    let Some(e) = reg.get(&k) else {
-                        let hint = camel_engine::did_you_mean(&k, reg.kinds().map(|e| e.kind))
-                            .map(|s| format!(" (did you mean `{s}`?)"))
-                            .unwrap_or_default();
-                        return Err(EngineError::Usage(format!("no stage kind `{k}`{hint}")));
-                    };
-                    println!("{} (implementation version {}): {}", e.kind, e.version, e.summary);
-                    let names = e.param_names();
-                    if !names.is_empty() {
-                        println!("params: {}", names.join(", "));
-                    }
-                    if !e.unhashed.is_empty() {
-                        println!(
-                            "params that are not hashed (may use ${{env:NAME}}): {}",
-                            e.unhashed.join(", ")
-                        );
-                    }
-                }
-            }
-            Ok(0)
-        }
+        Command::Kinds { kind } => kinds(kind.as_deref()),
     }
 }
 
-/// A rank other than 0 of an external launch: run this rank of each training job rank 0 publishes.
-fn follow(plan: &Plan, ext: &ExternalRank) -> Result<i32, EngineError> {
-    let worker = worker_path().map_err(|e| EngineError::Usage(e.to_string()))?;
-    let wait = std::env::var(FOLLOW_WAIT_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(std::time::Duration::from_secs(24 * 3600), std::time::Duration::from_secs);
-    match follow_leader(&plan.workspace, ext, &worker, wait) {
-        Ok(()) => Ok(0),
-        Err(message) => {
-            Err(EngineError::StageFailed { stage: format!("rank {}", ext.rank), message, log: None })
-        }
-    }
+fn overrides(set: &[String]) -> Result<Vec<Override>, EngineError> {
+    set.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>().map_err(EngineError::Usage)
 }
 
-/// How long a follower waits for rank 0 to publish its next job (seconds; default a day).
-const FOLLOW_WAIT_ENV: &str = "CAMEL_FOLLOW_WAIT_S";
-
-fn render_dag(plan: &Plan, format: DagFormat) -> String {
-    let mut s = String::new();
-    let edges = |i: usize| {
-        plan.stages[i].inputs.iter().filter_map(|(name, input)| match input {
-            camel_engine::InputRef::Stage { name: up, output, .. } => {
-                Some((up.clone(), output.clone(), name.clone()))
-            }
-            _ => None,
-        })
-    };
-    match format {
-        DagFormat::Text => {
-            for &i in &plan.order {
-                let st = &plan.stages[i];
-                s.push_str(&format!("{} ({})\n", st.name, st.bound.kind()));
-                for (name, input) in &st.inputs {
-                    s.push_str(&format!("  {name} <- {}\n", input.describe()));
-                }
-            }
-        }
-        DagFormat::Dot => {
-            s.push_str(&format!("digraph {:?} {{\n  rankdir=LR;\n", plan.name));
-            for &i in &plan.order {
-                let st = &plan.stages[i];
-                s.push_str(&format!("  {:?} [label=\"{}\\n({})\"];\n", st.name, st.name, st.bound.kind()));
-                for (up, output, input) in edges(i) {
-                    s.push_str(&format!(
-                        "  {:?} -> {:?} [label={:?}];\n",
-                        up,
-                        st.name,
-                        format!("{output} → {input}")
-                    ));
-                }
-            }
-            s.push_str("}\n");
-        }
-        DagFormat::Mermaid => {
-            s.push_str("graph LR\n");
-            for &i in &plan.order {
-                let st = &plan.stages[i];
-                s.push_str(&format!("  {}[\"{} ({})\"]\n", st.name, st.name, st.bound.kind()));
-                for (up, output, input) in edges(i) {
-                    s.push_str(&format!("  {up} -->|{output} → {input}| {}\n", st.name));
-                }
-            }
-        }
-    }
-    s
+fn load(pipeline: &Path, set: &[String]) -> Result<Plan, EngineError> {
+    camel_engine::load(pipeline, &overrides(set)?, &camel_stages::registry())
 }
 
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
-}
-
-/// Runs the torch worker's `generate` on a job; the worker reports its own errors on stderr.
-fn generate(job: &serde_json::Value, json: bool) -> Result<i32, EngineError> {
-    let worker = match camel_stages::train::worker_path() {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("camel: {e}");
-            return Ok(1);
+/// `camel run`. Started by torchrun/srun as one rank of a group, rank 0 runs the pipeline and the
+/// others follow its training jobs (camel-torch's `launch`).
+fn run(pipeline: &Path, set: &[String], opts: &camel_engine::RunOptions) -> Result<i32, EngineError> {
+    let plan = load(pipeline, set)?;
+    let leader = match camel_torch::cli::role(&plan.workspace) {
+        Ok(Role::Alone) => None,
+        Ok(Role::Leader(leader)) => Some(leader),
+        Ok(Role::Follower(follower)) => {
+            let rank = follower.rank();
+            return match follower.run() {
+                Ok(()) => Ok(0),
+                Err(FollowError::NoWorker(message)) => Err(EngineError::Usage(message)),
+                Err(FollowError::Failed(message)) => {
+                    Err(EngineError::StageFailed { stage: format!("rank {rank}"), message, log: None })
+                }
+            };
+        }
+        Err(camel_torch::cli::LaunchError::Environment(message)) => return Err(EngineError::Usage(message)),
+        Err(camel_torch::cli::LaunchError::JobList(e)) => {
+            return Err(EngineError::io("write the job list for the other ranks")(e));
         }
     };
-    let mut file = tempfile_in_tmp()?;
-    file.1.write_all(job.to_string().as_bytes()).map_err(EngineError::io("write the generation job"))?;
-    let out = std::process::Command::new(&worker)
-        .arg("generate")
-        .arg(&file.0)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(EngineError::io(format!("start {}", worker.display())))?;
-    let _ = std::fs::remove_file(&file.0);
-    if !out.status.success() {
-        return Ok(1);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let c = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if c.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C: leave now; staging directories are cleaned by the next run.
+            std::process::exit(130);
+        }
+        eprintln!("camel: interrupting; press Ctrl-C again to leave at once");
+    });
+    let reporter = Reporter::new(&plan);
+    let result = camel_engine::run(&plan, opts, reporter.sink(), cancel);
+    reporter.finish();
+    if let Some(leader) = leader {
+        leader.end(result.is_ok());
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    for line in text.lines() {
-        if json {
-            println!("{line}");
-        } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-            println!("{}\n", v["text"].as_str().unwrap_or_default());
+    result.map(|()| 0)
+}
+
+/// `camel status`: one line per stage (and why it would run), or the JSON of the key structs.
+fn status(pipeline: &Path, set: &[String], json: bool) -> Result<i32, EngineError> {
+    let plan = camel_engine::load_for_status(pipeline, &overrides(set)?, &camel_stages::registry())?;
+    let st = camel_engine::status(&plan)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&st).expect("status serializes"));
+        return Ok(0);
+    }
+    let w = st.iter().map(|s| s.stage.len()).max().unwrap_or(5).max(5);
+    for s in &st {
+        let state = match s.state {
+            StageState::Cached => "cached",
+            StageState::Stale => "stale",
+            StageState::Missing => "missing",
+        };
+        let key = s.key.as_deref().map_or("-".to_string(), |k| k[..12].to_string());
+        let _ = writeln!(out, "{:<w$}  {:<7}  {:<12}  {}", s.stage, state, key, s.kind);
+        for r in &s.reasons {
+            let _ = writeln!(out, "{:<w$}    - {r}", "");
         }
     }
     Ok(0)
 }
 
-fn tempfile_in_tmp() -> Result<(std::path::PathBuf, std::fs::File), EngineError> {
-    let path = std::env::temp_dir().join(format!("camel-generate-{}.json", std::process::id()));
-    let f = std::fs::File::create(&path).map_err(EngineError::io(format!("create {}", path.display())))?;
-    Ok((path, f))
+/// `camel show`: a cached stage's outputs and provenance.
+fn show(pipeline: &Path, stage: &str, json: bool) -> Result<i32, EngineError> {
+    let plan = load(pipeline, &[])?;
+    let r = camel_engine::show(&plan, stage)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).expect("show serializes"));
+        return Ok(0);
+    }
+    println!("stage:   {}", r.stage);
+    println!("key:     {}", r.key);
+    println!("entry:   {}", r.entry.display());
+    for o in &r.outputs {
+        println!(
+            "output:  {} = {} ({}, {}, blake3 {})",
+            o.name,
+            o.path.display(),
+            o.kind,
+            human_bytes(o.size),
+            &o.hash[..16]
+        );
+    }
+    let p = &r.provenance;
+    for field in ["started", "finished", "host", "camel_version"] {
+        if let Some(v) = p.get(field).and_then(|v| v.as_str()) {
+            println!("{:<8} {v}", format!("{field}:"));
+        }
+    }
+    if let Some(file) = p.pointer("/pipeline/file").and_then(|v| v.as_str()) {
+        println!("pipeline: {file}");
+    }
+    if let Some(inputs) = p.get("inputs").and_then(|v| v.as_object()) {
+        for (name, i) in inputs {
+            let hash = i["hash"].as_str().unwrap_or("");
+            println!(
+                "input:   {name} <- {} (blake3 {})",
+                i["from"].as_str().unwrap_or("?"),
+                &hash[..16.min(hash.len())]
+            );
+        }
+    }
+    println!("log:     {}", r.log.display());
+    Ok(0)
+}
+
+/// `camel gc`: cache entries none of the pipelines reaches.
+fn gc(pipelines: &[PathBuf], dry_run: bool) -> Result<i32, EngineError> {
+    let plans = pipelines.iter().map(|p| load(p, &[])).collect::<Result<Vec<_>, _>>()?;
+    for r in camel_engine::gc(&plans, dry_run)? {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        println!(
+            "{}: kept {} entries, {verb} {} ({}), {verb} {} scratch dirs",
+            r.workspace.display(),
+            r.kept,
+            r.removed.len(),
+            human_bytes(r.freed_bytes),
+            r.scratch_removed
+        );
+        if dry_run {
+            for k in &r.removed {
+                println!("  {k}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `camel verify`: 1 when a cached output was corrupt (and has been dropped).
+fn verify(pipeline: &Path) -> Result<i32, EngineError> {
+    let plan = load(pipeline, &[])?;
+    let entries = camel_engine::verify(&plan)?;
+    let mut bad = 0;
+    for e in &entries {
+        match e.result.as_str() {
+            "corrupt" => {
+                bad += 1;
+                println!(
+                    "{}: CORRUPT ({}); entry removed, the next run rebuilds it",
+                    e.stage,
+                    e.problem.as_deref().unwrap_or("")
+                );
+            }
+            other => println!("{}: {other}", e.stage),
+        }
+    }
+    Ok(if bad > 0 { 1 } else { 0 })
+}
+
+/// `camel generate`: the torch worker's text per prompt. The worker reports its own errors on
+/// stderr, so a failure only sets the exit code.
+fn generate(job: &GenJob, json: bool) -> Result<i32, EngineError> {
+    let outputs = match camel_torch::cli::generate(job) {
+        Ok(o) => o,
+        Err(GenerateError::Worker(_)) => return Ok(1),
+        Err(e @ GenerateError::NoWorker(_)) => {
+            eprintln!("camel: {e}");
+            return Ok(1);
+        }
+        Err(GenerateError::Start(source)) => {
+            eprintln!(
+                "camel: cannot run camel-torch-worker: {source}: {}",
+                std::error::Error::source(&source).map(|s| s.to_string()).unwrap_or_default()
+            );
+            return Ok(1);
+        }
+        Err(GenerateError::WriteJob { path, source }) => {
+            return Err(EngineError::io(format!("write {}", path.display()))(source));
+        }
+    };
+    for o in outputs {
+        if json {
+            println!("{}", serde_json::to_string(&o).expect("an output serializes"));
+        } else {
+            println!("{}\n", o.text);
+        }
+    }
+    Ok(0)
+}
+
+/// `camel kinds [KIND]`: the registry, or one kind's params.
+fn kinds(kind: Option<&str>) -> Result<i32, EngineError> {
+    let reg = camel_stages::registry();
+    let Some(k) = kind else {
+        for k in reg.kinds() {
+            println!("{:<12} v{}  {}", k.kind, k.version, k.summary);
+        }
+        return Ok(0);
+    };
+    let Some(e) = reg.get(k) else {
+        let hint = camel_engine::did_you_mean(k, reg.kinds().map(|e| e.kind))
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        return Err(EngineError::Usage(format!("no stage kind `{k}`{hint}")));
+    };
+    println!("{} (implementation version {}): {}", e.kind, e.version, e.summary);
+    let names = e.param_names();
+    if !names.is_empty() {
+        println!("params: {}", names.join(", "));
+    }
+    if !e.unhashed.is_empty() {
+        println!("params that are not hashed (may use ${{env:NAME}}): {}", e.unhashed.join(", "));
+    }
+    Ok(0)
 }
 
 fn report_error(e: &EngineError) {

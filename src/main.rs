@@ -2,6 +2,7 @@
 
 mod cli;
 mod dispatch;
+mod render;
 mod reporter;
 
 fn main() {

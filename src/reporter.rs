@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use camel_engine::{Event, EventSink, Outcome, Plan};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::dispatch::human_bytes;
+use crate::render::human_bytes;
 
 struct Row {
     stage: String,

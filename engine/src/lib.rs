@@ -5,6 +5,7 @@
 //! - [`plan`] validates a pipeline file into a [`Plan`] (errors point at lines).
 //! - [`Stage`] is the trait each stage kind implements; a [`Registry`] names the kinds.
 //! - [`run`] executes a plan; [`status`] explains what a run would do.
+//! - [`process`] starts and supervises the child processes of stages and of the CLI.
 //! - The engine reports through [`Event`]s and never prints.
 
 mod error;
@@ -15,6 +16,7 @@ mod maintenance;
 mod pipeline;
 pub mod plan;
 mod provenance;
+pub mod process;
 mod spans;
 mod stage;
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::process::Command as Process;
 use camel_engine::{OutputSpec, Stage, StageContext, StageError};
 use serde::{Deserialize, Serialize};
 
-use crate::process::{ChildOptions, run_child};
+use camel_engine::process::{ChildOptions, run_child};
 
 pub struct Command;
 

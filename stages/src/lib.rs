@@ -1,23 +1,20 @@
-//! The stage kinds camel ships. Each kind is one module implementing [`camel_engine::Stage`];
-//! [`registry`] is the one table that names them. Adding a kind: a new module, one line here.
+//! The light stage kinds (`command`, `synth`, `tokenize`), and [`registry`], the one table that
+//! names every kind camel ships, including those of the heavier crates. Adding a kind: a module
+//! implementing [`camel_engine::Stage`], one line here.
 
-pub mod answer;
 pub mod command;
-pub mod process;
 pub mod synth;
 pub mod tokenize;
-pub mod train;
 
 // Kinds with heavy dependencies live in their own crates (DuckDB for `notes`, reqwest/tokio for
-// `instructions`), so that edits elsewhere never rebuild them; libtorch lives in a separate process
-// (`stages/torch-worker`), which `train` spawns.
+// `instructions`), so that edits elsewhere never rebuild them. The kinds that run the libtorch
+// worker process (`pretrain`, `finetune`, `answer`) are in camel-torch.
 
 use camel_engine::Registry;
 
 /// Every kind a pipeline may use.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
-    r.register::<answer::Answer>();
     r.register::<command::Command>();
     r.register::<camel_instructions::Instructions>();
     r.register::<camel_eval::Judge>();
@@ -26,7 +23,6 @@ pub fn registry() -> Registry {
     r.register::<camel_notes::Notes>();
     r.register::<camel_eval::Report>();
     r.register::<tokenize::Tokenize>();
-    r.register::<train::Pretrain>();
-    r.register::<train::Finetune>();
+    camel_torch::register(&mut r);
     r
 }

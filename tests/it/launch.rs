@@ -1,4 +1,4 @@
-//! How training stages start their worker processes (stages/src/train/launch.rs), with a stand-in
+//! How training stages start their worker processes (stages/torch/src/launch.rs), with a stand-in
 //! worker (`$CAMEL_TORCH_WORKER`, a Python script that records its environment) so that the
 //! launcher is tested on its own: `nproc_per_node` local ranks with one rendezvous, the first
 //! failing rank stopping the others and naming the error, and a torchrun-style launch where rank 0

@@ -9,7 +9,7 @@
 //!   a reference system (CAMEL's "96 % of GPT-3.5"), per task type, the offline metrics; Markdown
 //!   and an SVG bar chart.
 //!
-//! The `answer` kind (a checkpoint answers the instructions) is in camel-stages: it runs the
+//! The `answer` kind (a checkpoint answers the instructions) is in camel-torch: it runs the
 //! libtorch worker. The answer sets the kinds here read are [`data`]'s: `answers.json` files and
 //! columns of results files such as CAMEL's `mtsamples_results.json`.
 

@@ -12,48 +12,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use serde::{Deserialize, Serialize};
+pub use camel_torch_job::{AnswerJob, Row};
+use serde::Deserialize;
 
-use crate::generate::{GenParams, generate};
+use crate::generate::generate;
 use crate::job::TrainParams;
 use crate::sft::{Record, prompt};
-
-/// What the `answer` stage hands the worker.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AnswerJob {
-    /// A Hugging Face checkpoint dir with `tokenizer.json`.
-    pub model: PathBuf,
-    /// A JSON list of `{instruction, input}` records.
-    pub instructions: PathBuf,
-    /// Where `rows.jsonl` goes (kept across kills).
-    pub scratch_dir: PathBuf,
-    /// Answer the first `limit` rows only.
-    #[serde(default)]
-    pub limit: Option<usize>,
-    pub batch_size: usize,
-    pub device: String,
-    pub dtype: String,
-    /// libtorch intra-op threads (0: its default).
-    #[serde(default)]
-    pub threads: usize,
-    pub prompt_input: String,
-    pub prompt_no_input: String,
-    pub generation: GenParams,
-}
-
-/// One finished row in `rows.jsonl`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Row {
-    pub index: usize,
-    pub output: String,
-    /// New tokens generated (eos included when reached).
-    pub tokens: usize,
-}
 
 #[derive(Deserialize)]
 struct Instruction {

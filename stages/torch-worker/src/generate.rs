@@ -5,42 +5,10 @@
 //! at eos.
 
 use anyhow::{Result, ensure};
-use serde::{Deserialize, Serialize};
+pub use camel_torch_job::{GenJob, GenOutput, GenParams};
 use tch::{Kind, Tensor};
 
 use crate::model::{KvCache, Llama};
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GenParams {
-    pub max_new_tokens: usize,
-    pub do_sample: bool,
-    pub temperature: f64,
-    pub top_p: f64,
-    /// Ids that end a sequence (default: the model config's eos ids).
-    pub eos_ids: Vec<i64>,
-    pub pad_id: i64,
-    pub seed: u64,
-    /// More than 1: beam search (deterministic; `do_sample` is ignored).
-    pub num_beams: usize,
-    pub length_penalty: f64,
-}
-
-impl Default for GenParams {
-    fn default() -> Self {
-        GenParams {
-            max_new_tokens: 64,
-            do_sample: false,
-            temperature: 1.0,
-            top_p: 1.0,
-            eos_ids: Vec::new(),
-            pad_id: 0,
-            seed: 0,
-            num_beams: 1,
-            length_penalty: 1.0,
-        }
-    }
-}
 
 /// `[batch, 1, q, k]` boolean mask: causal over real keys; a padding query sees itself only
 /// (its output is never used, and a fully masked row would make NaNs).
@@ -128,28 +96,6 @@ pub fn generate(model: &Llama, prompts: &[Vec<i64>], p: &GenParams) -> Result<Ve
     Ok(out)
 }
 
-/// A `camel generate` request: prompts as text, encoded and decoded with the checkpoint's
-/// tokenizer.json.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GenJob {
-    pub model: std::path::PathBuf,
-    pub prompts: Vec<String>,
-    /// A template with `{instruction}` each prompt is put into (e.g. Alpaca's), or none.
-    #[serde(default)]
-    pub template: Option<String>,
-    #[serde(default = "auto")]
-    pub device: String,
-    #[serde(default = "auto")]
-    pub dtype: String,
-    #[serde(default)]
-    pub params: GenParams,
-}
-
-fn auto() -> String {
-    "auto".into()
-}
-
 /// A checkpoint dir's model on `device` (`auto`, `cpu`, `cuda[:N]`) in `dtype` (`auto`: bf16 on
 /// CUDA, fp32 on the CPU) and its `tokenizer.json`, for `generate` and `answer` jobs.
 pub fn load_for_generation(
@@ -193,7 +139,7 @@ pub fn run_job(job: &GenJob, out: &mut dyn std::io::Write) -> Result<()> {
     for (i, ids) in outs.iter().enumerate() {
         let u: Vec<u32> = ids.iter().map(|&x| x as u32).collect();
         let text = tok.decode(&u, true).map_err(|e| anyhow::anyhow!("decoding failed: {e}"))?;
-        let line = serde_json::json!({"index": i, "text": text, "tokens": ids.len()});
+        let line = serde_json::to_string(&GenOutput { index: i, text, tokens: ids.len() })?;
         writeln!(out, "{line}").context("failed to write the output")?;
     }
     Ok(())

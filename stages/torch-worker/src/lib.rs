@@ -1,7 +1,7 @@
 //! The libtorch side of camel: the LLaMA model, Hugging Face checkpoints, the training loop and
-//! generation. The `camel-torch-worker` binary (src/main.rs) runs jobs that the `pretrain` and
-//! `finetune` stages of camel-stages hand it; the integration tests call this library directly
-//! and compare it with transformers.
+//! generation. The `camel-torch-worker` binary (src/main.rs) runs jobs that the `pretrain`,
+//! `finetune` and `answer` stages of camel-torch hand it (the job types are camel-torch-job's); the
+//! integration tests call this library directly and compare it with transformers.
 
 pub mod answer;
 pub mod checkpoint;

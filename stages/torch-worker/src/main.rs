@@ -15,6 +15,8 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
+use camel_torch_job::line::{Progress, error_line};
+use camel_torch_job::{AnswerJob, GenJob};
 use camel_torch_worker::job::{Job, Task};
 use camel_torch_worker::train::{self, Event};
 use serde_json::json;
@@ -35,7 +37,7 @@ commands:
 
 fn main() {
     if let Err(err) = run() {
-        eprintln!("camel-torch-worker: error: {err:#}");
+        eprintln!("{}", error_line(format_args!("{err:#}")));
         std::process::exit(1);
     }
 }
@@ -46,9 +48,7 @@ fn run() -> Result<()> {
         ["probe"] => probe(),
         ["train", job] => train(Path::new(job)),
         ["generate", job] => {
-            let text = std::fs::read_to_string(job).with_context(|| format!("failed to read {job}"))?;
-            let job: camel_torch_worker::generate::GenJob =
-                serde_json::from_str(&text).with_context(|| format!("invalid generation job {job}"))?;
+            let job = GenJob::from_file(Path::new(job))?;
             camel_torch_worker::generate::run_job(&job, &mut std::io::stdout().lock())
         }
         ["answer", job] => answer(Path::new(job)),
@@ -72,14 +72,12 @@ fn train(job_path: &Path) -> Result<()> {
     }
     let mut report = |e: Event| match e {
         Event::Log(line) => eprintln!("{line}"),
-        Event::Step { step, total, loss, tokens_per_s } => {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(
-                out,
-                "camel-progress: {step}/{total} steps loss {loss:.4} · {tokens_per_s:.0} tok/s"
-            );
-            let _ = out.flush();
-        }
+        Event::Step { step, total, loss, tokens_per_s } => progress(Progress {
+            pos: step,
+            total: Some(total),
+            unit: "steps".into(),
+            message: Some(format!("loss {loss:.4} · {tokens_per_s:.0} tok/s")),
+        }),
     };
     let summary = match job.task {
         Task::Pretrain => train::run_pretrain(&job, &mut report)?,
@@ -90,17 +88,24 @@ fn train(job_path: &Path) -> Result<()> {
 }
 
 fn answer(job_path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(job_path)
-        .with_context(|| format!("failed to read {}", job_path.display()))?;
-    let job: camel_torch_worker::answer::AnswerJob =
-        serde_json::from_str(&text).with_context(|| format!("invalid answer job {}", job_path.display()))?;
+    let job = AnswerJob::from_file(job_path)?;
     camel_torch_worker::answer::run(&job, &mut |done, total, tokens, secs| {
         let (rows_s, tok_s) =
             if secs > 0.0 { (done as f64 / secs, tokens as f64 / secs) } else { (0.0, 0.0) };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "camel-progress: {done}/{total} rows {rows_s:.2} rows/s · {tok_s:.0} tok/s");
-        let _ = out.flush();
+        progress(Progress {
+            pos: done as u64,
+            total: Some(total as u64),
+            unit: "rows".into(),
+            message: Some(format!("{rows_s:.2} rows/s · {tok_s:.0} tok/s")),
+        })
     })
+}
+
+/// A progress line on stdout, flushed at once (camel moves the stage's bar as it reads it).
+fn progress(p: Progress) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{p}");
+    let _ = out.flush();
 }
 
 fn probe() -> Result<()> {

@@ -1,4 +1,4 @@
-//! Starting the libtorch worker for a training stage: one process; `nproc_per_node` local ranks
+//! Launching a training job's ranks: one process; `nproc_per_node` local ranks
 //! (`distributed:` in the stage's params); or, when camel itself was started by a launcher
 //! (`torchrun --no-python`, Slurm's `srun`), this process's one rank of a larger group.
 //!
@@ -13,67 +13,15 @@
 //! leader writes that its run has ended. Only the leader writes stage outputs and cache entries.
 
 use std::io::{BufRead, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
+use camel_engine::process::StageHost;
 use camel_engine::{StageContext, StageError};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use camel_torch_job::follow::RunEnd;
+use camel_torch_job::{DistParams, Job, JobListLine};
 
-use crate::process::{ChildOptions, run_children};
-
-/// The stage param `distributed:`, handed to the worker in its job as it is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DistributedParams {
-    /// Worker processes this `camel run` starts, one device each. Under an external launcher
-    /// (torchrun, srun) the launcher starts the processes and this is not used.
-    pub nproc_per_node: usize,
-    /// `ddp` (replicated weights, all-reduced gradients) or `fsdp` (full shard per decoder layer).
-    pub strategy: Strategy,
-    /// `auto` (NCCL on CUDA devices, Gloo on CPUs), `nccl` or `gloo`.
-    pub backend: String,
-    /// A collective or the rendezvous waiting longer than this fails the job instead of hanging.
-    pub timeout_s: u64,
-}
-
-impl Default for DistributedParams {
-    fn default() -> Self {
-        DistributedParams {
-            nproc_per_node: 1,
-            strategy: Strategy::Ddp,
-            backend: "auto".into(),
-            timeout_s: 1800,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Strategy {
-    Ddp,
-    Fsdp,
-}
-
-impl DistributedParams {
-    pub fn validate(&self) -> Result<(), StageError> {
-        if self.nproc_per_node == 0 {
-            return Err(StageError::msg("distributed.nproc_per_node must be at least 1"));
-        }
-        if !matches!(self.backend.as_str(), "auto" | "nccl" | "gloo") {
-            return Err(StageError::msg(format!(
-                "distributed.backend is {:?}: use auto, nccl or gloo",
-                self.backend
-            )));
-        }
-        if self.timeout_s == 0 {
-            return Err(StageError::msg("distributed.timeout_s must be at least 1"));
-        }
-        Ok(())
-    }
-}
+use crate::worker::{RANK_VARS, Ranks, Subcommand, Terminal, Worker};
 
 /// This process's place in a group started by an external launcher (torchrun, srun).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +31,6 @@ pub struct ExternalRank {
     /// Names this launch, so that followers read the right job list.
     pub run_id: String,
 }
-
-const RANK_VARS: [&str; 5] = ["RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"];
 
 impl ExternalRank {
     /// `Some` when `WORLD_SIZE` and `RANK` are set (as torchrun sets them for every process it
@@ -142,83 +88,59 @@ impl ExternalRank {
 /// this process's rank of an external launch (then publishing the job to the followers).
 pub fn run_training_job(
     ctx: &StageContext,
-    worker: &Path,
+    worker: &Worker,
+    job: &Job,
     job_path: &Path,
-    dist: Option<&DistributedParams>,
+    dist: Option<&DistParams>,
 ) -> Result<(), StageError> {
-    let opts = ChildOptions { what: super::WORKER_NAME, error_prefix: Some("camel-torch-worker: error:") };
-    let base = || {
-        let mut cmd = Process::new(worker);
-        cmd.arg("train").arg(job_path).current_dir(ctx.work_dir());
-        cmd
-    };
     let external = ExternalRank::from_env().map_err(StageError::msg)?;
-    match (external, dist) {
-        (Some(ext), _) => {
-            if dist.is_none() {
-                return Err(StageError::msg(format!(
-                    "camel was started as rank {} of {} (RANK/WORLD_SIZE are set) but this stage has no \
-                     `distributed:` param: add `distributed: {{strategy: ddp}}` (or fsdp) to it",
-                    ext.rank, ext.world_size
-                )));
-            }
+    let ranks = match (external, dist) {
+        (Some(ext), None) => {
+            return Err(StageError::msg(format!(
+                "camel was started as rank {} of {} (RANK/WORLD_SIZE are set) but this stage has no \
+                 `distributed:` param: add `distributed: {{strategy: ddp}}` (or fsdp) to it",
+                ext.rank, ext.world_size
+            )));
+        }
+        (Some(ext), Some(_)) => {
             // The job itself goes in the list: the follower may start its worker after this
             // stage has finished (then the job's scratch dir is gone, and it has nothing to do
             // but the rendezvous fails); its checkpoint paths are in the shared workspace.
-            let job: serde_json::Value = std::fs::read(job_path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| StageError::msg(format!("cannot read back {}", job_path.display())))?;
-            publish(ctx.workspace_dir(), &ext, &json!({"stage": ctx.stage(), "job": job}))?;
+            publish(
+                ctx.workspace_dir(),
+                &ext,
+                &JobListLine::Job { stage: ctx.stage().to_string(), job: Box::new(job.clone()) },
+            )?;
             ctx.log(&format!(
                 "$ {} train {} (rank 0 of {}; followers run the other ranks)",
-                worker.display(),
+                worker.path().display(),
                 job_path.display(),
                 ext.world_size
             ));
-            run_children(ctx, vec![base()], opts)
+            Ranks::Inherit
         }
         (None, Some(d)) => {
-            let port = free_port().map_err(StageError::io("find a free port for the ranks' rendezvous"))?;
-            let n = d.nproc_per_node;
-            ctx.log(&format!(
-                "$ {} train {} × {n} ranks ({:?}, rendezvous 127.0.0.1:{port})",
-                worker.display(),
-                job_path.display(),
-                d.strategy
-            ));
-            let cmds = (0..n)
-                .map(|rank| {
-                    let mut cmd = base();
-                    cmd.env("RANK", rank.to_string())
-                        .env("LOCAL_RANK", rank.to_string())
-                        .env("WORLD_SIZE", n.to_string())
-                        .env("LOCAL_WORLD_SIZE", n.to_string())
-                        .env("MASTER_ADDR", "127.0.0.1")
-                        .env("MASTER_PORT", port.to_string());
-                    cmd
-                })
-                .collect();
-            run_children(ctx, cmds, opts)
+            let ranks = Ranks::local(d.nproc_per_node)?;
+            if let Ranks::Local { n, port } = ranks {
+                ctx.log(&format!(
+                    "$ {} train {} × {n} ranks ({:?}, rendezvous 127.0.0.1:{port})",
+                    worker.path().display(),
+                    job_path.display(),
+                    d.strategy
+                ));
+            }
+            ranks
         }
         (None, None) => {
-            ctx.log(&format!("$ {} train {}", worker.display(), job_path.display()));
-            let mut cmd = base();
-            for k in RANK_VARS.iter().chain(&["LOCAL_WORLD_SIZE"]) {
-                cmd.env_remove(k);
-            }
-            run_children(ctx, vec![cmd], opts)
+            ctx.log(&format!("$ {} train {}", worker.path().display(), job_path.display()));
+            Ranks::Single
         }
-    }
+    };
+    worker.run(&StageHost::new(ctx)?, Subcommand::Train, job_path, ranks, Some(ctx.work_dir()))
 }
 
-/// A port the OS had free a moment ago (bound, read, released).
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Appends one line to the leader's job list (created with a `start` line by [`lead`]).
-fn publish(workspace: &Path, ext: &ExternalRank, line: &serde_json::Value) -> Result<(), StageError> {
+/// Appends one line to the leader's job list (created with a `start` line by [`Leader::start`]).
+fn publish(workspace: &Path, ext: &ExternalRank, line: &JobListLine) -> Result<(), StageError> {
     if !ext.is_leader() {
         return Err(StageError::msg(format!(
             "internal: rank {} tried to publish a job; only rank 0 runs the pipeline",
@@ -230,7 +152,7 @@ fn publish(workspace: &Path, ext: &ExternalRank, line: &serde_json::Value) -> Re
         .append(true)
         .open(&path)
         .map_err(StageError::io(format!("open the job list {}", path.display())))?;
-    writeln!(f, "{line}")
+    writeln!(f, "{}", camel_torch_job::to_json_line(line))
         .and_then(|()| f.sync_all())
         .map_err(StageError::io(format!("write {}", path.display())))
 }
@@ -246,15 +168,19 @@ impl Leader {
         let path = ext.jobs_file(workspace);
         std::fs::create_dir_all(path.parent().expect("jobs file has a parent"))?;
         let tmp = path.with_extension("tmp");
-        let nonce = format!("{}-{}", std::process::id(), now_ms());
-        std::fs::write(&tmp, format!("{}\n", json!({"start": nonce, "world_size": ext.world_size})))?;
+        let start = JobListLine::Start {
+            start: format!("{}-{}", std::process::id(), now_ms()),
+            world_size: ext.world_size,
+        };
+        std::fs::write(&tmp, format!("{}\n", camel_torch_job::to_json_line(&start)))?;
         std::fs::rename(&tmp, &path)?;
         Ok(Leader { path })
     }
 
     pub fn end(self, ok: bool) {
+        let end = JobListLine::End { end: if ok { RunEnd::Ok } else { RunEnd::Failed } };
         if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&self.path) {
-            let _ = writeln!(f, "{}", json!({"end": if ok { "ok" } else { "failed" }}));
+            let _ = writeln!(f, "{}", camel_torch_job::to_json_line(&end));
             let _ = f.sync_all();
         }
     }
@@ -271,17 +197,24 @@ fn now_ms() -> u128 {
 pub fn follow(
     workspace: &Path,
     ext: &ExternalRank,
-    worker: &Path,
+    worker: &Worker,
     wait_limit: Duration,
 ) -> Result<(), String> {
     let path = ext.jobs_file(workspace);
     // A list that had ended when this follower started is an earlier launch's: wait for the
     // leader to replace it (it writes a new list, with a new `start` nonce, when its run begins).
-    let start_nonce = |lines: &[serde_json::Value]| {
-        lines.first().and_then(|l| l.get("start")).and_then(|v| v.as_str()).map(str::to_string)
+    let start_nonce = |lines: &[JobListLine]| match lines.first() {
+        Some(JobListLine::Start { start, .. }) => Some(start.clone()),
+        _ => None,
+    };
+    let ended = |lines: &[JobListLine]| {
+        lines.iter().find_map(|l| match l {
+            JobListLine::End { end } => Some(*end),
+            _ => None,
+        })
     };
     let initial = read_lines(&path);
-    let stale = if initial.iter().any(|l| l.get("end").is_some()) { start_nonce(&initial) } else { None };
+    let stale = if ended(&initial).is_some() { start_nonce(&initial) } else { None };
     let mut waited = Instant::now();
     let mut done = 0usize;
     let mut nonce: Option<String> = None;
@@ -300,28 +233,27 @@ pub fn follow(
             done = 0;
         }
         if fresh {
-            let jobs: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("job").is_some()).collect();
-            if let Some(job) = jobs.get(done) {
-                let stage = job["stage"].as_str().unwrap_or("?");
+            let mut jobs = lines.iter().filter_map(|l| match l {
+                JobListLine::Job { stage, job } => Some((stage, job)),
+                _ => None,
+            });
+            if let Some((stage, job)) = jobs.nth(done) {
                 let job_path = path.with_file_name(format!("rank{}-job{done}.json", ext.rank));
-                std::fs::write(&job_path, job["job"].to_string())
+                std::fs::write(&job_path, camel_torch_job::to_json_line(job))
                     .map_err(|e| format!("cannot write {}: {e}", job_path.display()))?;
-                let job_path = job_path.display().to_string();
-                eprintln!("camel: rank {}: running stage {stage} ({job_path})", ext.rank);
-                let status = Process::new(worker)
-                    .arg("train")
-                    .arg(job_path)
-                    .status()
-                    .map_err(|e| format!("cannot start {}: {e}", worker.display()))?;
-                if !status.success() {
-                    return Err(format!("rank {}'s worker for stage {stage} failed ({status})", ext.rank));
-                }
+                eprintln!("camel: rank {}: running stage {stage} ({})", ext.rank, job_path.display());
+                worker
+                    .run(&Terminal::passthrough(), Subcommand::Train, &job_path, Ranks::Inherit, None)
+                    .map_err(|e| format!("rank {}'s worker for stage {stage} failed: {e}", ext.rank))?;
                 done += 1;
                 waited = Instant::now();
                 continue;
             }
-            if let Some(end) = lines.iter().find_map(|l| l.get("end")) {
-                return if end == "ok" { Ok(()) } else { Err("rank 0's run failed; see its output".into()) };
+            if let Some(end) = ended(&lines) {
+                return match end {
+                    RunEnd::Ok => Ok(()),
+                    RunEnd::Failed => Err("rank 0's run failed; see its output".into()),
+                };
             }
         }
         if waited.elapsed() > wait_limit {
@@ -337,7 +269,9 @@ pub fn follow(
     }
 }
 
-fn read_lines(path: &Path) -> Vec<serde_json::Value> {
+/// The complete lines of the job list, up to the first that does not parse (the leader may be
+/// writing it).
+fn read_lines(path: &Path) -> Vec<JobListLine> {
     let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
     std::io::BufReader::new(f)
         .lines()
@@ -376,18 +310,5 @@ mod tests {
         let err = ExternalRank::from_vars(vars(&[("RANK", "2"), ("WORLD_SIZE", "2")])).unwrap_err();
         assert!(err.contains("not below"), "{err}");
         assert!(ExternalRank::from_vars(vars(&[("RANK", "x"), ("WORLD_SIZE", "2")])).is_err());
-    }
-
-    #[test]
-    fn distributed_params_parse_with_defaults() {
-        let d: DistributedParams = serde_yaml::from_str("{nproc_per_node: 2, strategy: fsdp}").unwrap();
-        assert_eq!(
-            (d.nproc_per_node, d.strategy, d.backend.as_str(), d.timeout_s),
-            (2, Strategy::Fsdp, "auto", 1800)
-        );
-        assert!(serde_yaml::from_str::<DistributedParams>("{strategy: zero3}").is_err());
-        assert!(serde_yaml::from_str::<DistributedParams>("{nprocs: 2}").is_err());
-        assert!(DistributedParams { nproc_per_node: 0, ..Default::default() }.validate().is_err());
-        assert!(DistributedParams { backend: "mpi".into(), ..Default::default() }.validate().is_err());
     }
 }

@@ -9,18 +9,18 @@
 //! starts and assembles `answers.json` (`{instruction, input, output}` per row, in input order;
 //! a row's `type` is carried over when the instructions file has one) once every row is there.
 //!
-//! This module lives in camel-stages rather than camel-eval because it runs the worker through
-//! [`crate::process`]; camel-eval holds the kinds that need no libtorch.
+//! This kind lives with the training kinds rather than in camel-eval because it runs the worker;
+//! camel-eval holds the evaluation kinds that need no libtorch.
 
 use std::path::Path;
-use std::process::Command as Process;
 
+use camel_engine::process::StageHost;
 use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use camel_torch_job::{ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, AnswerJob, GenParams, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::process::{ChildOptions, run_child};
-use crate::train::{ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, worker_path};
+use crate::worker::{Ranks, Subcommand, Worker};
 
 /// Params of `kind: answer`: batching, device, and decoding as transformers' `generate` names it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,39 +108,46 @@ impl Stage for Answer {
         let model = ctx.input("model")?;
         check_model(model)?;
 
-        let worker = worker_path()?;
-        let job = json!({
-            "model": model,
-            "instructions": instructions,
-            "scratch_dir": ctx.scratch_dir(),
-            "limit": p.limit,
-            "batch_size": p.batch_size,
-            "device": p.device,
-            "dtype": p.dtype,
-            "threads": p.threads,
-            "prompt_input": p.prompt_input,
-            "prompt_no_input": p.prompt_no_input,
-            "generation": {
-                "max_new_tokens": p.max_new_tokens,
-                "do_sample": p.do_sample,
-                "temperature": p.temperature,
-                "top_p": p.top_p,
-                "num_beams": p.num_beams,
-                "length_penalty": p.length_penalty,
-                "seed": p.seed,
+        let worker = Worker::find()?;
+        let job = AnswerJob {
+            model: model.to_path_buf(),
+            instructions: instructions.to_path_buf(),
+            scratch_dir: ctx.scratch_dir().to_path_buf(),
+            limit: p.limit,
+            batch_size: p.batch_size,
+            device: p.device.clone(),
+            dtype: p.dtype.clone(),
+            threads: p.threads,
+            prompt_input: p.prompt_input.clone(),
+            prompt_no_input: p.prompt_no_input.clone(),
+            generation: GenParams {
+                max_new_tokens: p.max_new_tokens,
+                do_sample: p.do_sample,
+                temperature: p.temperature,
+                top_p: p.top_p,
+                num_beams: p.num_beams,
+                length_penalty: p.length_penalty,
+                seed: p.seed,
+                // The checkpoint's own ids (`eos_ids`, `pad_id` are left unset).
+                ..GenParams::default()
             },
-        });
+        };
         std::fs::create_dir_all(ctx.scratch_dir()).map_err(StageError::io("create the scratch dir"))?;
         let job_path = ctx.scratch_dir().join("answer-job.json");
-        std::fs::write(&job_path, serde_json::to_string_pretty(&job).expect("job serializes"))
+        std::fs::write(&job_path, camel_torch_job::to_json_pretty(&job))
             .map_err(StageError::io(format!("write {}", job_path.display())))?;
-        ctx.log(&format!("$ {} answer {} ({} rows)", worker.display(), job_path.display(), rows.len()));
-        let mut cmd = Process::new(&worker);
-        cmd.arg("answer").arg(&job_path).current_dir(ctx.work_dir());
-        run_child(
-            ctx,
-            cmd,
-            ChildOptions { what: "camel-torch-worker", error_prefix: Some("camel-torch-worker: error:") },
+        ctx.log(&format!(
+            "$ {} answer {} ({} rows)",
+            worker.path().display(),
+            job_path.display(),
+            rows.len()
+        ));
+        worker.run(
+            &StageHost::new(ctx)?,
+            Subcommand::Answer,
+            &job_path,
+            Ranks::Inherit,
+            Some(ctx.work_dir()),
         )?;
 
         // Assemble the answers in input order from the worker's rows.
@@ -149,10 +156,10 @@ impl Stage for Answer {
             .map_err(StageError::io(format!("read {}", rows_path.display())))?;
         let mut outputs: Vec<Option<(String, u64)>> = vec![None; rows.len()];
         for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
-            let (Some(i), Some(o)) = (v["index"].as_u64(), v["output"].as_str()) else { continue };
-            if let Some(slot) = outputs.get_mut(i as usize) {
-                *slot = Some((o.to_string(), v["tokens"].as_u64().unwrap_or(0)));
+            // A line a kill cut short is not a row; the worker redid its batch.
+            let Ok(row) = serde_json::from_str::<Row>(line) else { continue };
+            if let Some(slot) = outputs.get_mut(row.index) {
+                *slot = Some((row.output, row.tokens as u64));
             }
         }
         let mut answers = Vec::with_capacity(rows.len());
@@ -172,7 +179,7 @@ impl Stage for Answer {
             "rows": rows.len(),
             "new_tokens": tokens,
             "mean_new_tokens": if rows.is_empty() { 0.0 } else { tokens as f64 / rows.len() as f64 },
-            "decoding": job["generation"],
+            "decoding": job.generation,
             "batch_size": p.batch_size,
         });
         write_atomic(&ctx.out_dir().join("stats.json"), &stats)?;

@@ -1,0 +1,438 @@
+//! The training job (`camel-torch-worker train JOB.json`) and the params it carries.
+//!
+//! The params of `kind: pretrain` and `kind: finetune` are the stages' own params (as written
+//! under `params:` in a pipeline, and as hashed into their cache keys); the worker reads both as
+//! one [`TrainParams`], the union of the two. All three structs are generated from one field list
+//! ([`train_params!`]), so a param is added in one place. A [`Job`] on the wire carries only its
+//! task's params, exactly the stage's params with every default filled in, so the worker reads the
+//! values that went into the cache key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::prompt::{ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT};
+
+/// Generates [`PretrainParams`], [`FinetuneParams`] and [`TrainParams`] (common fields, then
+/// pretraining's, then fine-tuning's), their defaults, and the conversions between them.
+macro_rules! train_params {
+    (
+        common { $($(#[$cm:meta])* $cf:ident : $ct:ty = $cd:expr,)* }
+        pretrain { $($(#[$pm:meta])* $pf:ident : $pt:ty = $pd:expr,)* }
+        finetune { $($(#[$fm:meta])* $ff:ident : $ft:ty = $fd:expr,)* }
+    ) => {
+        /// Params of `kind: pretrain`: HF Trainer's, with CAMEL's values as defaults. Every field
+        /// may be omitted; unknown ones are errors.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct PretrainParams {
+            $($(#[$cm])* pub $cf: $ct,)*
+            $($(#[$pm])* pub $pf: $pt,)*
+        }
+
+        /// Params of `kind: finetune`: the common training params, then the instruction data's.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct FinetuneParams {
+            $($(#[$cm])* pub $cf: $ct,)*
+            $($(#[$fm])* pub $ff: $ft,)*
+        }
+
+        /// What the worker reads: the params of both training kinds (a job fills in the other
+        /// kind's with their defaults).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct TrainParams {
+            $($(#[$cm])* pub $cf: $ct,)*
+            $($(#[$pm])* pub $pf: $pt,)*
+            $($(#[$fm])* pub $ff: $ft,)*
+        }
+
+        impl Default for PretrainParams {
+            fn default() -> Self {
+                PretrainParams { $($cf: $cd,)* $($pf: $pd,)* }
+            }
+        }
+
+        impl Default for FinetuneParams {
+            fn default() -> Self {
+                FinetuneParams { $($cf: $cd,)* $($ff: $fd,)* }
+            }
+        }
+
+        impl Default for TrainParams {
+            fn default() -> Self {
+                TrainParams { $($cf: $cd,)* $($pf: $pd,)* $($ff: $fd,)* }
+            }
+        }
+
+        impl From<PretrainParams> for TrainParams {
+            fn from(p: PretrainParams) -> Self {
+                TrainParams { $($cf: p.$cf,)* $($pf: p.$pf,)* $($ff: $fd,)* }
+            }
+        }
+
+        impl From<FinetuneParams> for TrainParams {
+            fn from(p: FinetuneParams) -> Self {
+                TrainParams { $($cf: p.$cf,)* $($pf: $pd,)* $($ff: p.$ff,)* }
+            }
+        }
+
+        impl From<&TrainParams> for PretrainParams {
+            fn from(p: &TrainParams) -> Self {
+                PretrainParams { $($cf: p.$cf.clone(),)* $($pf: p.$pf.clone(),)* }
+            }
+        }
+
+        impl From<&TrainParams> for FinetuneParams {
+            fn from(p: &TrainParams) -> Self {
+                FinetuneParams { $($cf: p.$cf.clone(),)* $($ff: p.$ff.clone(),)* }
+            }
+        }
+    };
+}
+
+train_params! {
+    common {
+        /// Random initialisation from these config.json fields when there is no `model` input.
+        config: Option<Value> = None,
+        seed: u64 = 42,
+        epochs: f64 = 1.0,
+        /// Per-device micro-batch size.
+        batch_size: usize = 1,
+        grad_accum: usize = 1,
+        lr: f64 = 2e-5,
+        weight_decay: f64 = 0.0,
+        warmup_ratio: f64 = 0.03,
+        adam_beta1: f64 = 0.9,
+        adam_beta2: f64 = 0.999,
+        adam_eps: f64 = 1e-8,
+        max_grad_norm: f64 = 1.0,
+        /// `adamw_torch_fused` (libtorch's fused kernel, HF Trainer's default) or `adamw_torch`.
+        optim: String = "adamw_torch_fused".into(),
+        /// Stop after this many optimizer steps (the schedule still spans the whole run, as HF's
+        /// `max_steps` does not: here it only truncates). `None`: the whole run.
+        max_steps: Option<u64> = None,
+        shuffle: bool = true,
+        /// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`.
+        device: String = "auto".into(),
+        /// Compute dtype: `auto` (bf16 on CUDA with fp32 master weights, fp32 on CPU), `float32`, `bfloat16`.
+        dtype: String = "auto".into(),
+        /// Dtype of the saved weights: `auto` (the base checkpoint's; fp32 for random init).
+        save_dtype: String = "auto".into(),
+        /// Optimizer steps between checkpoints in the scratch dir (0: none).
+        checkpoint_every: u64 = 50,
+        /// Recompute each decoder layer in the backward pass instead of keeping its activations.
+        activation_checkpointing: bool = false,
+        /// libtorch intra-op threads (0: its default, one per core).
+        threads: usize = 0,
+        /// Shard the saved weights above this many MB.
+        max_shard_mb: u64 = 5000,
+        /// Data-parallel training over several processes (see docs/training.md, "Distributed"):
+        /// `{nproc_per_node: 8, strategy: fsdp}`. `None`: one process, unless the torchrun
+        /// environment says otherwise (an error then). Left out of the JSON when `None`, so
+        /// single-process params read and hash as before it existed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        distributed: Option<DistParams> = None,
+    }
+    pretrain {
+        /// Set the token file's ignored ids (`[ANON]`) to -100 in the labels. CAMEL's published
+        /// collator built masked labels but passed the unmasked ids, so its model did learn
+        /// `[ANON]`: `mask_ids: false` reproduces that.
+        mask_ids: bool = true,
+    }
+    finetune {
+        /// Prompt + response tokens beyond this are cut.
+        max_length: usize = 512,
+        /// Prompt template for records with a non-empty `input` (`{instruction}`, `{input}`).
+        prompt_input: String = ALPACA_PROMPT_INPUT.into(),
+        /// Prompt template for records without one.
+        prompt_no_input: String = ALPACA_PROMPT_NO_INPUT.into(),
+        /// Added to the tokenizer (new embedding rows = the mean of the old ones) when it has no pad token.
+        pad_token: String = "[PAD]".into(),
+        /// Batches of similar lengths (less padding), in a seeded order.
+        group_by_length: bool = false,
+    }
+}
+
+/// How the `distributed` training processes split the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Every rank holds the whole model; gradients are averaged by bucketed all-reduce.
+    Ddp,
+    /// Fully sharded: parameters, gradients and optimizer state split across ranks per unit.
+    Fsdp,
+}
+
+/// The collective backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// NCCL when the rank's device is CUDA, Gloo on the CPU.
+    Auto,
+    Gloo,
+    Nccl,
+}
+
+/// The training stages' param `distributed:`, handed to the worker in its job as it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistParams {
+    /// Worker processes this `camel run` starts, one device each (torchrun's `--nproc_per_node`).
+    /// Under an external launcher (torchrun, srun) the launcher starts the processes and this is
+    /// not used.
+    pub nproc_per_node: usize,
+    /// `ddp` (replicated weights, all-reduced gradients) or `fsdp` (full shard per decoder layer).
+    pub strategy: Strategy,
+    /// `auto` (NCCL on CUDA devices, Gloo on CPUs), `nccl` or `gloo`.
+    pub backend: BackendChoice,
+    /// A collective or the rendezvous waiting longer than this fails the job instead of hanging.
+    pub timeout_s: u64,
+}
+
+impl Default for DistParams {
+    fn default() -> Self {
+        DistParams {
+            nproc_per_node: 1,
+            strategy: Strategy::Ddp,
+            backend: BackendChoice::Auto,
+            timeout_s: 1800,
+        }
+    }
+}
+
+impl DistParams {
+    /// What parsing cannot check.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nproc_per_node == 0 {
+            return Err("distributed.nproc_per_node must be at least 1".into());
+        }
+        if self.timeout_s == 0 {
+            return Err("distributed.timeout_s must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Pretrain,
+    Finetune,
+}
+
+/// A training job: what to train, on what, and where to write. Written by the training stages
+/// (with every default filled in), read by `camel-torch-worker train`; the defaults only serve
+/// tests that build jobs by hand.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    pub task: Task,
+    /// Pretraining: the token directory of the tokenize stage.
+    #[serde(default)]
+    pub tokens: Option<PathBuf>,
+    /// Fine-tuning: the Alpaca JSON list.
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    /// A Hugging Face checkpoint directory to start from (else `params.config`).
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+    pub out_dir: PathBuf,
+    pub scratch_dir: PathBuf,
+    pub params: TrainParams,
+}
+
+/// The params a job's task has: the other kind's are left out (they hold their defaults).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TaskParams {
+    Pretrain(PretrainParams),
+    Finetune(FinetuneParams),
+}
+
+/// On the wire, a job names the input its task reads (`tokens` or `data`), always `model` (null
+/// for a pretraining from `config`), and its task's params only.
+impl Serialize for Job {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            task: Task,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tokens: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            data: Option<&'a Path>,
+            model: Option<&'a Path>,
+            out_dir: &'a Path,
+            scratch_dir: &'a Path,
+            params: TaskParams,
+        }
+        Wire {
+            task: self.task,
+            tokens: self.tokens.as_deref(),
+            data: self.data.as_deref(),
+            model: self.model.as_deref(),
+            out_dir: &self.out_dir,
+            scratch_dir: &self.scratch_dir,
+            params: match self.task {
+                Task::Pretrain => TaskParams::Pretrain((&self.params).into()),
+                Task::Finetune => TaskParams::Finetune((&self.params).into()),
+            },
+        }
+        .serialize(s)
+    }
+}
+
+impl Job {
+    /// A `pretrain` stage's job.
+    pub fn pretrain(
+        tokens: PathBuf,
+        model: Option<PathBuf>,
+        params: PretrainParams,
+        out_dir: PathBuf,
+        scratch_dir: PathBuf,
+    ) -> Job {
+        Job {
+            task: Task::Pretrain,
+            tokens: Some(tokens),
+            data: None,
+            model,
+            out_dir,
+            scratch_dir,
+            params: params.into(),
+        }
+    }
+
+    /// A `finetune` stage's job.
+    pub fn finetune(
+        data: PathBuf,
+        model: PathBuf,
+        params: FinetuneParams,
+        out_dir: PathBuf,
+        scratch_dir: PathBuf,
+    ) -> Job {
+        Job {
+            task: Task::Finetune,
+            tokens: None,
+            data: Some(data),
+            model: Some(model),
+            out_dir,
+            scratch_dir,
+            params: params.into(),
+        }
+    }
+
+    /// Reads a job file.
+    pub fn from_file(path: &Path) -> Result<Job, crate::ReadError> {
+        crate::read_json_file(path, "job description")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::round_trip;
+
+    /// What `kind: pretrain` wrote before this crate (its `json!` job), for a default stage.
+    const PRETRAIN_JOB: &str = r#"{
+  "model": null,
+  "out_dir": "/ws/tmp/out",
+  "params": {
+    "activation_checkpointing": false,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.999,
+    "adam_eps": 1e-8,
+    "batch_size": 1,
+    "checkpoint_every": 50,
+    "config": {
+      "hidden_size": 48,
+      "vocab_size": 97
+    },
+    "device": "cpu",
+    "dtype": "auto",
+    "epochs": 1.0,
+    "grad_accum": 1,
+    "lr": 0.00002,
+    "mask_ids": true,
+    "max_grad_norm": 1.0,
+    "max_shard_mb": 5000,
+    "max_steps": null,
+    "optim": "adamw_torch_fused",
+    "save_dtype": "auto",
+    "seed": 42,
+    "shuffle": true,
+    "threads": 0,
+    "warmup_ratio": 0.03,
+    "weight_decay": 0.0
+  },
+  "scratch_dir": "/ws/scratch/k",
+  "task": "pretrain",
+  "tokens": "/ws/tokens"
+}"#;
+
+    #[test]
+    fn a_pretrain_job_reads_and_writes_as_before() {
+        let params = PretrainParams {
+            config: Some(serde_json::json!({"vocab_size": 97, "hidden_size": 48})),
+            device: "cpu".into(),
+            ..Default::default()
+        };
+        let job =
+            Job::pretrain("/ws/tokens".into(), None, params, "/ws/tmp/out".into(), "/ws/scratch/k".into());
+        round_trip(&job, PRETRAIN_JOB);
+    }
+
+    #[test]
+    fn a_distributed_finetune_job_reads_and_writes_as_before() {
+        let params = FinetuneParams {
+            max_length: 10,
+            distributed: Some(DistParams {
+                nproc_per_node: 2,
+                strategy: Strategy::Fsdp,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let job = Job::finetune("/d.json".into(), "/m".into(), params, "/o".into(), "/s".into());
+        // The pretraining-only `mask_ids` is not on the wire, and the worker reads its default.
+        let literal = r#"{"data":"/d.json","model":"/m","out_dir":"/o","params":{"activation_checkpointing":false,"adam_beta1":0.9,"adam_beta2":0.999,"adam_eps":1e-8,"batch_size":1,"checkpoint_every":50,"config":null,"device":"auto","distributed":{"backend":"auto","nproc_per_node":2,"strategy":"fsdp","timeout_s":1800},"dtype":"auto","epochs":1.0,"grad_accum":1,"group_by_length":false,"lr":0.00002,"max_grad_norm":1.0,"max_length":10,"max_shard_mb":5000,"max_steps":null,"optim":"adamw_torch_fused","pad_token":"[PAD]","prompt_input":"Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:","prompt_no_input":"Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:","save_dtype":"auto","seed":42,"shuffle":true,"threads":0,"warmup_ratio":0.03,"weight_decay":0.0},"scratch_dir":"/s","task":"finetune"}"#;
+        round_trip(&job, literal);
+        assert!(job.params.mask_ids);
+    }
+
+    #[test]
+    fn stage_params_keep_their_fields_and_defaults() {
+        // The cache keys hash these serializations: the field sets must not move between kinds.
+        let keys = |v: Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        let pre = keys(serde_json::to_value(PretrainParams::default()).unwrap());
+        let fine = keys(serde_json::to_value(FinetuneParams::default()).unwrap());
+        assert!(pre.contains(&"mask_ids".to_string()) && !pre.contains(&"max_length".to_string()));
+        assert!(fine.contains(&"max_length".to_string()) && !fine.contains(&"mask_ids".to_string()));
+        assert_eq!((pre.len(), fine.len()), (23, 27));
+        let p: PretrainParams = serde_json::from_str(r#"{"epochs": 2}"#).unwrap();
+        assert_eq!(
+            (p.lr, p.warmup_ratio, p.weight_decay, p.max_grad_norm, p.mask_ids, p.epochs),
+            (2e-5, 0.03, 0.0, 1.0, true, 2.0)
+        );
+        assert!(serde_json::from_str::<PretrainParams>(r#"{"max_length": 10}"#).is_err());
+        assert_eq!(TrainParams::from(p.clone()).max_length, 512);
+        assert_eq!(PretrainParams::from(&TrainParams::from(p.clone())), p);
+    }
+
+    #[test]
+    fn distributed_params_parse_with_defaults() {
+        let d: DistParams = serde_json::from_str(r#"{"nproc_per_node": 2, "strategy": "fsdp"}"#).unwrap();
+        assert_eq!(
+            (d.nproc_per_node, d.strategy, d.backend, d.timeout_s),
+            (2, Strategy::Fsdp, BackendChoice::Auto, 1800)
+        );
+        round_trip(&d, r#"{"backend":"auto","nproc_per_node":2,"strategy":"fsdp","timeout_s":1800}"#);
+        assert!(serde_json::from_str::<DistParams>(r#"{"strategy": "zero3"}"#).is_err());
+        assert!(serde_json::from_str::<DistParams>(r#"{"nprocs": 2}"#).is_err());
+        assert!(serde_json::from_str::<DistParams>(r#"{"backend": "mpi"}"#).is_err());
+        assert!(DistParams { nproc_per_node: 0, ..Default::default() }.validate().is_err());
+        assert!(DistParams { timeout_s: 0, ..Default::default() }.validate().is_err());
+        assert!(DistParams::default().validate().is_ok());
+    }
+}
