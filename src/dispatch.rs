@@ -179,23 +179,18 @@ fn show(pipeline: &Path, stage: &str, json: bool) -> Result<i32, EngineError> {
             &o.hash[..16]
         );
     }
-    let p = &r.provenance;
-    for field in ["started", "finished", "host", "camel_version"] {
-        if let Some(v) = p.get(field).and_then(|v| v.as_str()) {
+    if let Some(p) = &r.record {
+        for (field, v) in [
+            ("started", &p.started),
+            ("finished", &p.finished),
+            ("host", &p.host),
+            ("camel_version", &p.camel_version),
+        ] {
             println!("{:<8} {v}", format!("{field}:"));
         }
-    }
-    if let Some(file) = p.pointer("/pipeline/file").and_then(|v| v.as_str()) {
-        println!("pipeline: {file}");
-    }
-    if let Some(inputs) = p.get("inputs").and_then(|v| v.as_object()) {
-        for (name, i) in inputs {
-            let hash = i["hash"].as_str().unwrap_or("");
-            println!(
-                "input:   {name} <- {} (blake3 {})",
-                i["from"].as_str().unwrap_or("?"),
-                &hash[..16.min(hash.len())]
-            );
+        println!("pipeline: {}", p.pipeline.file.display());
+        for (name, i) in &p.inputs {
+            println!("input:   {name} <- {} (blake3 {})", i.from, &i.hash[..16.min(i.hash.len())]);
         }
     }
     println!("log:     {}", r.log.display());

@@ -15,8 +15,8 @@ mod key;
 mod maintenance;
 mod pipeline;
 pub mod plan;
-mod provenance;
 pub mod process;
+mod provenance;
 mod spans;
 mod stage;
 #[cfg(test)]

@@ -103,7 +103,7 @@ pub fn load_for_generation(
     device: &str,
     dtype: &str,
 ) -> Result<(Llama, tokenizers::Tokenizer)> {
-    let device = crate::train::parse_device(device)?;
+    let device = crate::device::parse_device(device)?;
     let kind = if dtype == "auto" {
         if device.is_cuda() { Kind::BFloat16 } else { Kind::Float }
     } else {

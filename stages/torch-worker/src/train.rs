@@ -24,7 +24,6 @@ use crate::config::LlamaConfig;
 use crate::data::{BatchOrder, TokenData};
 use crate::device::compute_kind;
 /// Generation (src/generate.rs) reads the device here.
-pub use crate::device::parse_device;
 use crate::examples::{Blocks, Examples};
 use crate::fsdp::Sharded;
 use crate::job::{Job, Task, TrainParams};

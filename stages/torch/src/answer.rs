@@ -238,13 +238,9 @@ fn check_model(dir: &Path) -> Result<(), StageError> {
     Ok(())
 }
 
-/// Writes pretty JSON to a temporary name beside `path`, then renames it over `path`.
+/// Pretty JSON, written atomically (camel-cache's writer: temp file, fsync, rename).
 fn write_atomic(path: &Path, v: &Value) -> Result<(), StageError> {
-    let tmp = path.with_extension("json.tmp");
-    let mut text = serde_json::to_string_pretty(v).expect("JSON serializes");
-    text.push('\n');
-    std::fs::write(&tmp, text).map_err(StageError::io(format!("write {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(StageError::io(format!("rename {}", tmp.display())))
+    camel_cache::write_json_atomic(path, v).map_err(|e| StageError::Other(Box::new(e)))
 }
 
 #[cfg(test)]

@@ -167,13 +167,12 @@ impl Leader {
     pub fn start(workspace: &Path, ext: &ExternalRank) -> std::io::Result<Leader> {
         let path = ext.jobs_file(workspace);
         std::fs::create_dir_all(path.parent().expect("jobs file has a parent"))?;
-        let tmp = path.with_extension("tmp");
         let start = JobListLine::Start {
             start: format!("{}-{}", std::process::id(), now_ms()),
             world_size: ext.world_size,
         };
-        std::fs::write(&tmp, format!("{}\n", camel_torch_job::to_json_line(&start)))?;
-        std::fs::rename(&tmp, &path)?;
+        let line = format!("{}\n", camel_torch_job::to_json_line(&start));
+        camel_cache::write_atomic(&path, line.as_bytes()).map_err(std::io::Error::other)?;
         Ok(Leader { path })
     }
 
