@@ -249,7 +249,11 @@ ensure_duckdb() {
     CAMEL_DUCKDB_PATH="prebuilt $DUCKDB_NPM_VERSION (cached)"
     return
   fi
-  if [[ "$(uname -s)/$(uname -m)" != Linux/x86_64 ]] || ! ldd --version 2>&1 | grep -qi 'glibc\|gnu libc'; then
+  # (Not `ldd --version | grep -q`: grep's early exit makes ldd die of SIGPIPE, and pipefail
+  # turns that into a failed check.)
+  local libc
+  libc="$(ldd --version 2>&1 || true)"
+  if [[ "$(uname -s)/$(uname -m)" != Linux/x86_64 || ! "${libc,,}" =~ glibc|"gnu libc" ]]; then
     duckdb_bundled "no prebuilt library for $(uname -s)/$(uname -m) (only Linux x86-64 with glibc)"
     return
   fi
