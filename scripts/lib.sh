@@ -314,11 +314,12 @@ camel_setup() {
   ensure_duckdb
   td=$(date +%s)
   log "DuckDB: $CAMEL_DUCKDB_PATH"
-  # The launcher's stamp (./camel): taken *before* the build, so edits made during it count.
-  local stamp
+  # The launcher's stamp (./camel): its mtime is the build's start, so edits made during the build
+  # count; it holds the binary's mtime after the build, so a binary replaced since is noticed.
+  local stamp started
   stamp="$(launcher_stamp)"
   mkdir -p "$(dirname "$stamp")"
-  touch "$stamp.new"
+  started=$(date +%s)
   venv_path
   if ! venv_ok "$CAMEL_VENV"; then
     mkdir -p "$CAMEL_CACHE"
@@ -344,6 +345,8 @@ camel_setup() {
   tv=$(date +%s)
   log "cargo build --release --workspace ${CAMEL_CARGO_FEATURES[*]+"${CAMEL_CARGO_FEATURES[*]}"}"
   camel_build || die "cargo build failed"
+  stat -c %Y "$CAMEL_TARGET/release/camel" >"$stamp.new"
+  touch -d "@$started" "$stamp.new"
   mv -f "$stamp.new" "$stamp"
   tb=$(date +%s)
   log "setup done in $((tb - t0))s: DuckDB $((td - t0))s ($CAMEL_DUCKDB_PATH), venv and build $((tb - td))s"
