@@ -29,8 +29,8 @@ use crate::checkpoint;
 use crate::dist::{ProcessGroup, ReduceOp};
 use crate::examples::Batch;
 use crate::job::TrainParams;
-use crate::model::{self, Llama};
-use crate::optim::{AdamW, Implementation};
+use crate::model::Llama;
+use crate::optim::AdamW;
 use crate::parallel::{self, Dist};
 use crate::resume;
 use crate::step::{StepStrategy, Units, recompute_micro_step};
@@ -151,15 +151,7 @@ impl Sharded {
                 }
             }
         }
-        let mut opt = AdamW::new(
-            named_pieces,
-            model::is_no_decay,
-            p.adam_beta1,
-            p.adam_beta2,
-            p.adam_eps,
-            p.weight_decay,
-        );
-        opt.implementation = Implementation::from_name(&p.optim)?;
+        let opt = AdamW::for_training(named_pieces, p)?;
         let s = Sharded { units, pg, rank, world, device, compute: model.compute_kind, opt, pieces };
         for u in 0..n_units {
             s.free(model, u);

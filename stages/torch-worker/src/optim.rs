@@ -61,6 +61,22 @@ pub struct AdamW {
 }
 
 impl AdamW {
+    /// The optimizer a training job asks for (its betas, eps, weight decay and implementation),
+    /// over `params`, with HF's no-decay rule for biases and norms. Both step strategies build it
+    /// here (replicated over whole tensors, sharded over each rank's pieces).
+    pub fn for_training(params: Vec<(String, Tensor)>, p: &crate::job::TrainParams) -> Result<Self> {
+        let mut opt = AdamW::new(
+            params,
+            crate::model::is_no_decay,
+            p.adam_beta1,
+            p.adam_beta2,
+            p.adam_eps,
+            p.weight_decay,
+        );
+        opt.implementation = Implementation::from_name(&p.optim)?;
+        Ok(opt)
+    }
+
     pub fn new(
         params: Vec<(String, Tensor)>,
         no_decay: impl Fn(&str) -> bool,

@@ -12,8 +12,8 @@ use tch::Tensor;
 use crate::checkpoint;
 use crate::examples::Batch;
 use crate::job::TrainParams;
-use crate::model::{self, Llama, causal_lm_loss};
-use crate::optim::{AdamW, Implementation, clip_grad_norm};
+use crate::model::{Llama, causal_lm_loss};
+use crate::optim::{AdamW, clip_grad_norm};
 use crate::parallel::{self, Dist};
 use crate::resume;
 use crate::step::{StepStrategy, Units, recompute_micro_step};
@@ -32,15 +32,7 @@ impl Replicated {
     pub fn new(model: &Llama, dist: &Dist, p: &TrainParams) -> Result<Self> {
         let params = model.named_parameters();
         dist.broadcast_parameters(&params)?;
-        let mut opt = AdamW::new(
-            model.named_parameters(),
-            model::is_no_decay,
-            p.adam_beta1,
-            p.adam_beta2,
-            p.adam_eps,
-            p.weight_decay,
-        );
-        opt.implementation = Implementation::from_name(&p.optim)?;
+        let opt = AdamW::for_training(model.named_parameters(), p)?;
         Ok(Replicated {
             params,
             opt,
