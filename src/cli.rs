@@ -48,6 +48,20 @@ camel run pipelines/demo.yaml --force count --jobs 2\n  camel run pipelines/full
         /// Wait for another camel process using the same workspace instead of failing.
         #[arg(long)]
         wait: bool,
+        /// Submit the stages placed on Slurm and return without waiting for their jobs; a later
+        /// `camel run` (or `camel status`) picks them up.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Run one stage from a spec file that `camel run` wrote (what a Slurm job of a stage runs).
+    #[command(
+        name = "exec-stage",
+        after_help = "camel run writes the spec and a batch script that calls this command into \
+<workspace>/slurm/<key>/; see docs/slurm.md."
+    )]
+    ExecStage {
+        /// The stage's spec.json.
+        spec: PathBuf,
     },
     /// Say, per stage, whether it is cached, stale (and exactly why) or missing.
     Status {

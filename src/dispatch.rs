@@ -38,10 +38,11 @@ pub fn main() -> i32 {
 
 fn execute(command: Command) -> Result<i32, EngineError> {
     match command {
-        Command::Run { pipeline, force, until, only, set, jobs, wait } => {
-            let opts = camel_engine::RunOptions { force, until, only, jobs: jobs as usize, wait };
+        Command::Run { pipeline, force, until, only, set, jobs, wait, detach } => {
+            let opts = camel_engine::RunOptions { force, until, only, jobs: jobs as usize, wait, detach };
             run(&pipeline, &set, &opts)
         }
+        Command::ExecStage { spec } => exec_stage(&spec),
         Command::Status { pipeline, json, set } => status(&pipeline, &set, json),
         Command::Dag { pipeline, format } => {
             print!("{}", render_dag(&load(&pipeline, &[])?, format));
@@ -97,24 +98,48 @@ fn load(pipeline: &Path, set: &[String]) -> Result<Plan, EngineError> {
 /// others follow its training jobs (camel-torch's `launch`).
 fn run(pipeline: &Path, set: &[String], opts: &camel_engine::RunOptions) -> Result<i32, EngineError> {
     let plan = load(pipeline, set)?;
-    let leader = match camel_torch::cli::role(&plan.workspace) {
-        Ok(Role::Alone) => None,
-        Ok(Role::Leader(leader)) => Some(leader),
+    let leader = match rank_role(&plan)? {
+        Ok(leader) => leader,
+        Err(follower) => return follower.map(|()| 0),
+    };
+    let cancel = cancel_on_ctrl_c();
+    let reporter = Reporter::new(&plan);
+    let result = camel_engine::run(&plan, opts, reporter.sink(), cancel);
+    reporter.finish();
+    if let Some(leader) = leader {
+        leader.end(result.is_ok());
+    }
+    result.map(|()| 0)
+}
+
+/// This process's part in a group started by torchrun/srun: `Ok(leader)` runs the pipeline (as
+/// the leader of a group, or alone), `Err(outcome)` is a follower's finished run of its ranks.
+#[allow(clippy::type_complexity)]
+fn rank_role(
+    plan: &Plan,
+) -> Result<Result<Option<camel_torch::cli::Leader>, Result<(), EngineError>>, EngineError> {
+    Ok(match camel_torch::cli::role(&plan.workspace) {
+        Ok(Role::Alone) => Ok(None),
+        Ok(Role::Leader(leader)) => Ok(Some(leader)),
         Ok(Role::Follower(follower)) => {
             let rank = follower.rank();
-            return match follower.run() {
-                Ok(()) => Ok(0),
+            Err(match follower.run() {
+                Ok(()) => Ok(()),
                 Err(FollowError::NoWorker(message)) => Err(EngineError::Usage(message)),
                 Err(FollowError::Failed(message)) => {
                     Err(EngineError::StageFailed { stage: format!("rank {rank}"), message, log: None })
                 }
-            };
+            })
         }
         Err(camel_torch::cli::LaunchError::Environment(message)) => return Err(EngineError::Usage(message)),
         Err(camel_torch::cli::LaunchError::JobList(e)) => {
             return Err(EngineError::io("write the job list for the other ranks")(e));
         }
-    };
+    })
+}
+
+/// A flag set by the first Ctrl-C (or SIGTERM); a second one leaves at once.
+fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
     let cancel = Arc::new(AtomicBool::new(false));
     let c = cancel.clone();
     let _ = ctrlc::set_handler(move || {
@@ -124,13 +149,32 @@ fn run(pipeline: &Path, set: &[String], opts: &camel_engine::RunOptions) -> Resu
         }
         eprintln!("camel: interrupting; press Ctrl-C again to leave at once");
     });
-    let reporter = Reporter::new(&plan);
-    let result = camel_engine::run(&plan, opts, reporter.sink(), cancel);
-    reporter.finish();
+    cancel
+}
+
+/// `camel exec-stage SPEC`: inside a Slurm job, one stage (rank 0) or a follower's ranks of it.
+/// Exits 75 when SIGUSR1 interrupted a stage that can resume, which the job script requeues.
+fn exec_stage(spec_path: &Path) -> Result<i32, EngineError> {
+    use camel_engine::slurm::{EXIT_RESUMABLE, exec_stage};
+    exec_stage::catch_usr1();
+    let spec = camel_engine::slurm::StageSpec::read(spec_path).map_err(EngineError::Usage)?;
+    // Inputs of other stages may live where only the login node sees them: not an error here.
+    let plan = camel_engine::load_for_status(
+        &spec.pipeline,
+        &overrides(&spec.overrides)?,
+        &camel_stages::registry(),
+    )?;
+    let leader = match rank_role(&plan)? {
+        Ok(leader) => leader,
+        Err(Ok(())) => return Ok(0),
+        Err(Err(_)) if exec_stage::usr1_received() => return Ok(EXIT_RESUMABLE),
+        Err(Err(e)) => return Err(e),
+    };
+    let code = exec_stage::exec_stage(&plan, &spec, cancel_on_ctrl_c());
     if let Some(leader) = leader {
-        leader.end(result.is_ok());
+        leader.end(code == 0);
     }
-    result.map(|()| 0)
+    Ok(code)
 }
 
 /// `camel status`: one line per stage (and why it would run), or the JSON of the key structs.
@@ -150,7 +194,20 @@ fn status(pipeline: &Path, set: &[String], json: bool) -> Result<i32, EngineErro
             StageState::Missing => "missing",
         };
         let key = s.key.as_deref().map_or("-".to_string(), |k| k[..12].to_string());
-        let _ = writeln!(out, "{:<w$}  {:<7}  {:<12}  {}", s.stage, state, key, s.kind);
+        let place = if s.executor == "local" { String::new() } else { format!(" (on {})", s.executor) };
+        let _ = writeln!(out, "{:<w$}  {:<7}  {:<12}  {}{place}", s.stage, state, key, s.kind);
+        if let Some(job) = &s.job {
+            let id = job.job_id.as_deref().unwrap_or("?");
+            let what = if job.finished_ok {
+                "finished; `camel run` commits its outputs".to_string()
+            } else {
+                match &job.reason {
+                    Some(r) => format!("{} ({r})", job.state),
+                    None => job.state.clone(),
+                }
+            };
+            let _ = writeln!(out, "{:<w$}    - Slurm job {id}: {what}", "");
+        }
         for r in &s.reasons {
             let _ = writeln!(out, "{:<w$}    - {r}", "");
         }

@@ -158,6 +158,12 @@ fn handle(multi: &Option<MultiProgress>, state: &Mutex<State>, ev: Event) {
                     ),
                 ),
                 Outcome::Skipped => ("skipped", format!("- {stage} skipped")),
+                Outcome::Submitted(job) => (
+                    "submitted",
+                    format!(
+                        "↗ {stage} submitted as Slurm job {job}; `camel run` again picks it up when it is done"
+                    ),
+                ),
             };
             line(multi, text);
             st.rows.push(Row { stage, result: result.into(), elapsed, bytes: output_bytes });

@@ -148,6 +148,9 @@ pub enum EngineError {
     StagesFailed(usize, String),
     #[error("interrupted; finished stages are cached, rerun to continue")]
     Cancelled,
+    /// `--detach`: the stage was submitted to Slurm (not an error; the scheduler reports it).
+    #[error("stage `{stage}` was submitted as Slurm job {job_id}")]
+    Detached { stage: String, job_id: String },
     #[error(transparent)]
     Cache(#[from] camel_cache::CacheError),
     #[error("failed to {context}")]

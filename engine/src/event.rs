@@ -14,6 +14,8 @@ pub enum Outcome {
     Failed(String),
     /// Not run: an upstream stage failed, or the run was interrupted first.
     Skipped,
+    /// `--detach`: submitted to Slurm as this job id; a later `camel run` commits it.
+    Submitted(String),
 }
 
 #[derive(Clone, Debug)]

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,8 @@ use crate::event::{Event, EventSink, Outcome};
 use crate::key::{CacheKey, diff};
 use crate::plan::{InputRef, Plan};
 use crate::provenance::{PROVENANCE_FILE, Provenance, ProvenanceInput, ProvenancePipeline};
+use crate::slurm::job::{JobDir, JobError, StageJob, Waited};
+use crate::slurm::{Executor, JobInfo, SlurmJobs};
 use crate::stage::{Progress, StageContext, StageError};
 use crate::workspace::{StageRecord, Workspace, pid_alive};
 
@@ -34,6 +37,8 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Wait for the workspace lock instead of failing.
     pub wait: bool,
+    /// Submit the Slurm stages that are ready and return instead of waiting for their jobs.
+    pub detach: bool,
 }
 
 /// A resolved stage that is available: its key and its outputs.
@@ -58,6 +63,9 @@ struct Ctx<'a> {
     stat_cache: StatCache,
     sink: EventSink,
     cancel: Arc<AtomicBool>,
+    /// The Slurm client, when a stage of the plan runs there.
+    slurm: Option<SlurmJobs>,
+    detach: bool,
 }
 
 impl Ctx<'_> {
@@ -172,6 +180,9 @@ impl Ctx<'_> {
         fs::create_dir_all(&scratch).map_err(EngineError::io(format!("create {}", scratch.display())))?;
         let (log, log_path) = self.open_log(name)?;
         let started = SystemTime::now();
+        if let (Executor::Slurm, Some(jobs)) = (stage.executor, &self.slurm) {
+            return self.execute_on_slurm(i, r, replace, t0, jobs, staging, &scratch, log, log_path, started);
+        }
         let ctx = StageContext {
             stage: name.clone(),
             inputs: r.paths.clone(),
@@ -201,6 +212,29 @@ impl Ctx<'_> {
                 e => fail(error_chain(&e)),
             });
         }
+        self.commit(i, r, replace, t0, staging, &scratch, log_path, started)
+    }
+
+    /// Hashes and commits the outputs in `staging`, and records the stage's success.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        i: usize,
+        r: &Resolved,
+        replace: bool,
+        t0: Instant,
+        staging: camel_cache::Staging,
+        scratch: &std::path::Path,
+        log_path: PathBuf,
+        started: SystemTime,
+    ) -> Result<Done, EngineError> {
+        let stage = &self.plan.stages[i];
+        let name = &stage.name;
+        let fail = |message: String| EngineError::StageFailed {
+            stage: name.clone(),
+            message,
+            log: Some(log_path.clone()),
+        };
         let outputs: Vec<(String, String)> =
             stage.bound.outputs().into_iter().map(|o| (o.name, o.path)).collect();
         let provenance = self.provenance(i, r, started).to_bytes();
@@ -219,7 +253,7 @@ impl Ctx<'_> {
             }
             Err(e) => return Err(e.into()),
         };
-        let _ = fs::remove_dir_all(&scratch);
+        let _ = fs::remove_dir_all(scratch);
         self.remember(name, r)?;
         (self.sink)(Event::StageFinished {
             stage: name.clone(),
@@ -229,6 +263,75 @@ impl Ctx<'_> {
             log: Some(log_path),
         });
         Ok(Done { key: r.digest.clone(), outputs: manifest.outputs })
+    }
+
+    /// Runs stage `i` as a Slurm job (or waits for the one an earlier run submitted), then
+    /// commits the outputs the job wrote, as for a local stage.
+    #[allow(clippy::too_many_arguments)]
+    fn execute_on_slurm(
+        &self,
+        i: usize,
+        r: &Resolved,
+        replace: bool,
+        t0: Instant,
+        jobs: &SlurmJobs,
+        staging: camel_cache::Staging,
+        scratch: &std::path::Path,
+        log: fs::File,
+        log_path: PathBuf,
+        started: SystemTime,
+    ) -> Result<Done, EngineError> {
+        let stage = &self.plan.stages[i];
+        let name = &stage.name;
+        let log = Mutex::new(log);
+        let say = |line: String| {
+            if let Ok(mut f) = log.lock() {
+                let _ = writeln!(f, "camel: {line}");
+            }
+            (self.sink)(Event::Info { message: format!("{name}: {line}") });
+        };
+        let progress = Progress::new(name, self.sink.clone());
+        let job = StageJob {
+            stage: name,
+            key: &r.digest,
+            cache_key: &r.cache_key,
+            resources: &stage.resources,
+            inputs: &r.paths,
+            scratch,
+            pipeline: &self.plan.file,
+            overrides: &self.plan.overrides,
+            workspace: &self.plan.workspace,
+        };
+        let waited = jobs.run(&job, self.detach, &self.cancel, &progress, &say);
+        let jd = JobDir::new(&self.plan.workspace, &r.digest);
+        // The job's own log of the stage goes into the stage log, as a local stage's would.
+        if let Ok(text) = fs::read(jd.stage_log())
+            && let Ok(mut f) = log.lock()
+        {
+            let _ = f.write_all(&text);
+        }
+        match waited {
+            Ok(Waited::Done(out)) => {
+                let target = staging.out_dir();
+                fs::remove_dir(&target).and_then(|()| fs::rename(&out, &target)).map_err(EngineError::io(
+                    format!("move {} into the cache's staging area", out.display()),
+                ))?;
+                self.commit(i, r, replace, t0, staging, scratch, log_path, started)
+            }
+            Ok(Waited::Detached(id)) => {
+                staging.discard()?;
+                Err(EngineError::Detached { stage: name.clone(), job_id: id })
+            }
+            Err(e) => {
+                staging.discard()?;
+                Err(match e {
+                    JobError::Cancelled => EngineError::Cancelled,
+                    JobError::Failed(message) => {
+                        EngineError::StageFailed { stage: name.clone(), message, log: Some(log_path) }
+                    }
+                })
+            }
+        }
     }
 
     /// The stage's log for this run, emptied, and its path.
@@ -276,7 +379,7 @@ impl Ctx<'_> {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -300,6 +403,8 @@ enum Node {
     Running,
     Done,
     Failed,
+    /// Submitted to Slurm with `--detach`: not done, not failed; dependents wait for a later run.
+    Detached,
 }
 
 /// Runs the plan. Returns when every selected stage is done, or after a failure once the stages
@@ -337,6 +442,8 @@ pub fn run(
         store,
         sink: sink.clone(),
         cancel: cancel.clone(),
+        slurm: slurm_jobs(plan, &sink, true),
+        detach: opts.detach,
     };
     sink(Event::RunStarted {
         pipeline: plan.name.clone(),
@@ -368,6 +475,23 @@ pub fn run(
             errors.iter().map(|(s, _)| format!("`{s}`")).collect::<Vec<_>>().join(", "),
         )),
     }
+}
+
+/// A Slurm client for the run, when any of the plan's stages is placed on Slurm. A controller
+/// that needs retries is reported as a warning.
+fn slurm_jobs(plan: &Plan, sink: &EventSink, retry: bool) -> Option<SlurmJobs> {
+    if !plan.stages.iter().any(|s| s.executor == Executor::Slurm) {
+        return None;
+    }
+    let sink = sink.clone();
+    let mut settings = plan.slurm.clone();
+    if !retry {
+        settings.retry_for = 0.0;
+    }
+    Some(SlurmJobs::new(
+        settings,
+        Box::new(move |m: &str| sink(Event::Warning { stage: None, message: m.to_string() })),
+    ))
 }
 
 /// What each stage does in this run: `--until` skips what the stage does not need; `--only`
@@ -414,27 +538,40 @@ fn schedule(
     let mut nodes: Vec<Node> = (0..n).map(|_| Node::Pending).collect();
     let mut done: Vec<Option<Done>> = vec![None; n];
     let mut errors: Vec<(String, EngineError)> = Vec::new();
+    // Stages that run here count against `jobs` (and an exclusive one runs alone); a Slurm
+    // stage only waits for its job, so independent ones are in the queue at the same time.
     let mut running = 0usize;
+    let mut remote_running = 0usize;
     let mut exclusive_running = false;
+    let remote = |i: usize| ctx.slurm.is_some() && plan.stages[i].executor == Executor::Slurm;
     let (tx, rx) = mpsc::channel::<(usize, Result<Done, EngineError>)>();
 
     std::thread::scope(|scope| {
         loop {
             let stop = !errors.is_empty() || ctx.cancel.load(Ordering::Relaxed);
-            while !stop && running < jobs && !exclusive_running {
+            loop {
+                if stop {
+                    break;
+                }
+                let local_slot = running < jobs && !exclusive_running;
                 let next = plan.order.iter().copied().find(|&i| {
                     matches!(nodes[i], Node::Pending)
                         && mode[i] != Mode::Skip
                         && plan.stages[i].deps.iter().all(|&d| matches!(nodes[d], Node::Done))
+                        && (local_slot || remote(i))
                 });
                 let Some(i) = next else { break };
-                let excl = plan.stages[i].bound.exclusive();
+                let excl = !remote(i) && plan.stages[i].bound.exclusive();
                 if excl && running > 0 {
                     break;
                 }
                 nodes[i] = Node::Running;
-                running += 1;
-                exclusive_running = excl;
+                if remote(i) {
+                    remote_running += 1;
+                } else {
+                    running += 1;
+                    exclusive_running = excl;
+                }
                 let snapshot = done.clone();
                 let tx = tx.clone();
                 let m = mode[i];
@@ -444,16 +581,30 @@ fn schedule(
                     let _ = tx.send((i, r));
                 });
             }
-            if running == 0 {
+            if running + remote_running == 0 {
                 break;
             }
             let (i, r) = rx.recv().expect("a running stage reports back");
-            running -= 1;
-            exclusive_running = false;
+            if remote(i) {
+                remote_running -= 1;
+            } else {
+                running -= 1;
+                exclusive_running = false;
+            }
             match r {
                 Ok(d) => {
                     done[i] = Some(d);
                     nodes[i] = Node::Done;
+                }
+                Err(EngineError::Detached { stage, job_id }) => {
+                    nodes[i] = Node::Detached;
+                    (ctx.sink)(Event::StageFinished {
+                        stage,
+                        outcome: Outcome::Submitted(job_id),
+                        elapsed: Default::default(),
+                        output_bytes: 0,
+                        log: None,
+                    });
                 }
                 Err(e) => {
                     nodes[i] = Node::Failed;
@@ -499,19 +650,28 @@ pub struct StageStatus {
     /// The full key struct, where known.
     pub cache_key: Option<CacheKey>,
     pub output_bytes: Option<u64>,
+    /// `local` or `slurm`.
+    pub executor: String,
+    /// A Slurm stage's job that has not been committed yet: id, state, pending reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobInfo>,
 }
 
 /// Resolves every stage's key without running anything. Takes no lock: entries appear
 /// atomically, so a concurrent run can only make the answer slightly out of date.
 pub fn status(plan: &Plan) -> Result<Vec<StageStatus>, EngineError> {
     let ws = Workspace::new(&plan.workspace);
+    let sink = crate::event::silent();
     let ctx = Ctx {
         plan,
         stat_cache: StatCache::load(&ws.stat_cache_path()),
         store: ws.store(),
         ws: ws.clone(),
-        sink: crate::event::silent(),
+        // `status` answers at once: no retries of a busy controller.
+        slurm: slurm_jobs(plan, &sink, false),
+        sink,
         cancel: Arc::new(AtomicBool::new(false)),
+        detach: false,
     };
     let mut done: Vec<Option<Done>> = vec![None; plan.stages.len()];
     let mut out: Vec<Option<StageStatus>> = vec![None; plan.stages.len()];
@@ -537,6 +697,8 @@ impl Ctx<'_> {
             reasons,
             cache_key: None,
             output_bytes: None,
+            executor: s.executor.as_str().into(),
+            job: None,
         };
         if !s.missing_inputs.is_empty() {
             return unknown(s.missing_inputs.clone());
@@ -565,6 +727,12 @@ impl Ctx<'_> {
             }
             EntryState::Missing => (seen, self.reasons(&s.name, &r), None),
         };
+        let job = match (&self.slurm, state) {
+            (Some(jobs), StageState::Stale | StageState::Missing) => {
+                jobs.info(&self.plan.workspace, &r.digest)
+            }
+            _ => None,
+        };
         StageStatus {
             stage: s.name.clone(),
             kind: s.bound.kind().into(),
@@ -573,6 +741,8 @@ impl Ctx<'_> {
             reasons,
             cache_key: Some(r.cache_key),
             output_bytes: bytes,
+            executor: s.executor.as_str().into(),
+            job,
         }
     }
 }

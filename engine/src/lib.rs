@@ -5,6 +5,7 @@
 //! - [`plan`] validates a pipeline file into a [`Plan`] (errors point at lines).
 //! - [`Stage`] is the trait each stage kind implements; a [`Registry`] names the kinds.
 //! - [`run`] executes a plan; [`status`] explains what a run would do.
+//! - [`slurm`] runs stages placed on a Slurm cluster as batch jobs.
 //! - [`process`] starts and supervises the child processes of stages and of the CLI.
 //! - The engine reports through [`Event`]s and never prints.
 
@@ -17,6 +18,7 @@ mod pipeline;
 pub mod plan;
 pub mod process;
 mod provenance;
+pub mod slurm;
 mod spans;
 mod stage;
 #[cfg(test)]

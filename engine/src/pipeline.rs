@@ -20,12 +20,16 @@ pub(crate) struct RawPipeline {
     /// Hosts that stages may send notes to (LLM endpoints); loopback is always allowed.
     #[serde(default)]
     pub allowed_endpoints: Option<Vec<String>>,
+    /// Defaults for stages placed on Slurm (see `crate::slurm::settings`), checked by the planner.
+    #[serde(default)]
+    pub slurm: Option<Value>,
     pub stages: IndexMap<String, RawStage>,
 }
 
 pub(crate) const PIPELINE_FIELDS: &[&str] =
-    &["name", "description", "workspace", "params", "allowed_endpoints", "stages"];
-pub(crate) const STAGE_FIELDS: &[&str] = &["kind", "description", "inputs", "params"];
+    &["name", "description", "workspace", "params", "allowed_endpoints", "slurm", "stages"];
+pub(crate) const STAGE_FIELDS: &[&str] =
+    &["kind", "description", "inputs", "params", "executor", "resources"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,10 +41,17 @@ pub(crate) struct RawStage {
     pub inputs: IndexMap<String, String>,
     #[serde(default)]
     pub params: Value,
+    /// `local` (default) or `slurm`; checked by the planner.
+    #[serde(default)]
+    pub executor: Option<Value>,
+    /// What a Slurm stage asks for, over the pipeline's `slurm:` defaults.
+    #[serde(default)]
+    pub resources: Option<Value>,
 }
 
 /// One `--set TARGET=VALUE` from the command line: `STAGE.PARAM[.SUB…]=VALUE` sets a stage param,
-/// `params.NAME=VALUE` a pipeline param. VALUE is read as YAML (`4` is a number, `[a, b]` a list).
+/// `params.NAME=VALUE` a pipeline param, `STAGE.executor=slurm` and `STAGE.resources.FIELD=VALUE`
+/// a stage's placement, `slurm.FIELD=VALUE` the pipeline's Slurm defaults. VALUE is read as YAML (`4` is a number, `[a, b]` a list).
 #[derive(Clone, Debug)]
 pub struct Override {
     pub target: Vec<String>,

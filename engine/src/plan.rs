@@ -14,6 +14,8 @@ use crate::pipeline::{
     InterpError, Interpolator, Override, PIPELINE_FIELDS, RawPipeline, RawStage, STAGE_FIELDS,
     endpoint_problem, set_path,
 };
+use crate::slurm::settings::{RESOURCE_FIELDS, SETTINGS_FIELDS};
+use crate::slurm::{Executor, Resources, SlurmSettings};
 use crate::spans::SpanIndex;
 use crate::stage::{BoundStage, InputSpec, KindEntry, ParamError, Registry};
 
@@ -27,6 +29,11 @@ pub struct Plan {
     pub workspace: PathBuf,
     /// `allowed_endpoints` as written (validated): where stages may send notes besides loopback.
     pub allowed_endpoints: Vec<String>,
+    /// The pipeline's `slurm:` section (defaults for stages placed on Slurm).
+    pub slurm: SlurmSettings,
+    /// The `--set` overrides the plan was made with, as written (a Slurm job reloads the
+    /// pipeline with them).
+    pub overrides: Vec<String>,
     /// Stages in file order.
     pub stages: Vec<PlannedStage>,
     /// Indices into `stages`, each after all its upstream stages (ties in file order).
@@ -45,6 +52,10 @@ pub struct PlannedStage {
     /// Input paths that do not exist, as messages; only a plan loaded with [`load_for_status`]
     /// has any (elsewhere they are errors).
     pub missing_inputs: Vec<String>,
+    /// Where the stage runs (`executor:`), not part of its key.
+    pub executor: Executor,
+    /// For a Slurm stage: its `resources:` over the pipeline's `slurm:` defaults.
+    pub resources: Resources,
 }
 
 #[derive(Clone, Debug)]
@@ -180,6 +191,8 @@ struct StageScope<'a> {
     /// From [`Planner::apply_overrides`].
     set_paths: &'a [(Vec<String>, String)],
     registry: &'a Registry,
+    /// The pipeline's `slurm:` defaults.
+    slurm: &'a SlurmSettings,
 }
 
 /// `; set it with --set params.NAME=PATH` when the input is written as `${params.NAME}`.
@@ -342,6 +355,7 @@ impl Planner<'_> {
         self.check_header(&raw);
         let workspace = self.resolve_workspace(&raw, &dir);
         let allowed_endpoints = self.check_allowed_endpoints(&raw);
+        let slurm = self.check_slurm(&raw);
 
         let scope = StageScope {
             params: &raw.params,
@@ -349,6 +363,7 @@ impl Planner<'_> {
             dir: &dir,
             set_paths: &set_paths,
             registry,
+            slurm: &slurm,
         };
         let stages: Vec<PlannedStage> =
             raw.stages.iter().filter_map(|(name, rs)| self.plan_stage(name, rs, &scope)).collect();
@@ -366,6 +381,8 @@ impl Planner<'_> {
             dir,
             workspace,
             allowed_endpoints,
+            slurm,
+            overrides: overrides.iter().map(|o| o.text.clone()).collect(),
             stages,
             order,
         })
@@ -396,7 +413,17 @@ impl Planner<'_> {
                     _ => unreachable!("set_path keeps a mapping at the root"),
                 };
             } else if let Some(stage) = raw.stages.get_mut(&o.target[0]) {
-                set_path(&mut stage.params, &o.target[1..], o.value.clone());
+                match o.target[1].as_str() {
+                    "executor" if o.target.len() == 2 => stage.executor = Some(o.value.clone()),
+                    "resources" => {
+                        let r = stage.resources.get_or_insert(Value::Null);
+                        set_path(r, &o.target[2..], o.value.clone());
+                    }
+                    _ => set_path(&mut stage.params, &o.target[1..], o.value.clone()),
+                }
+            } else if o.target[0] == "slurm" {
+                let r = raw.slurm.get_or_insert(Value::Null);
+                set_path(r, &o.target[1..], o.value.clone());
             } else {
                 let hint = did_you_mean(&o.target[0], raw.stages.keys().map(String::as_str))
                     .map(|s| format!("did you mean `{s}`?"))
@@ -457,6 +484,139 @@ impl Planner<'_> {
         allowed_endpoints
     }
 
+    /// The pipeline's `slurm:` section: how camel talks to Slurm, and default resources.
+    fn check_slurm(&mut self, raw: &RawPipeline) -> SlurmSettings {
+        let mut settings = SlurmSettings::new();
+        let Some(v) = &raw.slurm else { return settings };
+        let base = path_of(&["slurm"]);
+        let Some(map) = v.as_mapping() else {
+            if !v.is_null() {
+                self.errors.push(
+                    self.error(&base, false, "`slurm` must be a mapping of defaults")
+                        .help("e.g. `slurm: {partition: gpu, account: mylab, time: \"24:00:00\"}`"),
+                );
+            }
+            return settings;
+        };
+        let mut rest = serde_yaml::Mapping::new();
+        for (k, val) in map {
+            let key = crate::pipeline::key_string(k);
+            let at = |f: &str| path_of(&["slurm", f]);
+            match key.as_str() {
+                "poll_interval" | "retry_for" => match val.as_f64().filter(|x| x.is_finite() && *x >= 0.0) {
+                    Some(x) if key == "poll_interval" && x > 0.0 => settings.poll_interval = x,
+                    Some(x) if key == "retry_for" => settings.retry_for = x,
+                    _ => self.errors.push(self.error(
+                        &at(&key),
+                        false,
+                        format!("`slurm.{key}` must be a number of seconds above 0"),
+                    )),
+                },
+                "camel" => match val.as_str() {
+                    Some(c) if !c.trim().is_empty() => settings.camel = Some(c.to_string()),
+                    _ => self.errors.push(self.error(
+                        &at("camel"),
+                        false,
+                        "`slurm.camel` must be the path of camel on the compute nodes",
+                    )),
+                },
+                _ => {
+                    rest.insert(k.clone(), val.clone());
+                }
+            }
+        }
+        if let Some(r) = self.parse_resources(&base, None, &Value::Mapping(rest), SETTINGS_FIELDS) {
+            settings.defaults = r;
+        }
+        settings
+    }
+
+    /// Parses and checks a `resources:` mapping (or the resource part of `slurm:`) at `base`.
+    fn parse_resources(
+        &mut self,
+        base: &[String],
+        stage: Option<&str>,
+        v: &Value,
+        more_fields: &[&str],
+    ) -> Option<Resources> {
+        let with_stage = |e: PipelineError| match stage {
+            Some(s) => e.stage(s),
+            None => e,
+        };
+        let r: Resources = match serde_path_to_error::deserialize(v.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                let mut p = base.to_vec();
+                p.extend(e.path().iter().map(|s| s.to_string()).filter(|s| s != "?"));
+                let inner = e.into_inner().to_string();
+                let err = match unknown_field_name(&inner) {
+                    Some(field) => {
+                        p.push(field.clone());
+                        let mut known: Vec<&str> = RESOURCE_FIELDS.to_vec();
+                        known.extend(more_fields);
+                        let help = match did_you_mean(&field, known.iter().copied()) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("allowed here: {}", known.join(", ")),
+                        };
+                        self.error(&p, true, format!("unknown Slurm resource `{field}`")).help(help)
+                    }
+                    None => self.error(
+                        &p,
+                        false,
+                        format!("{}: {}", p[base.len()..].join("."), humanize(&inner, &p)),
+                    ),
+                };
+                self.errors.push(with_stage(err));
+                return None;
+            }
+        };
+        let problems = r.problems();
+        for (field, message) in &problems {
+            let mut p = base.to_vec();
+            p.push(field.to_string());
+            self.errors.push(with_stage(self.error(&p, false, message.clone())));
+        }
+        problems.is_empty().then_some(r)
+    }
+
+    /// A stage's `executor:` and `resources:` (over the pipeline's `slurm:` defaults).
+    fn placement(
+        &mut self,
+        base: &[String],
+        name: &str,
+        rs: &RawStage,
+        slurm: &SlurmSettings,
+    ) -> (Executor, Resources) {
+        let mut executor = Executor::Local;
+        if let Some(v) = &rs.executor {
+            let mut p = base.to_vec();
+            p.push("executor".into());
+            match v.as_str() {
+                Some("local") => {}
+                Some("slurm") => executor = Executor::Slurm,
+                other => {
+                    let written = other.map_or_else(|| format!("{v:?}"), str::to_string);
+                    let help = match did_you_mean(&written, ["local", "slurm"]) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "a stage runs `local` (the default) or on `slurm`".to_string(),
+                    };
+                    self.errors.push(
+                        self.error(&p, false, format!("unknown executor `{written}`")).stage(name).help(help),
+                    );
+                }
+            }
+        }
+        let mut resources = slurm.defaults.clone();
+        if let Some(v) = rs.resources.as_ref().filter(|v| !v.is_null()) {
+            let mut p = base.to_vec();
+            p.push("resources".into());
+            if let Some(r) = self.parse_resources(&p, Some(name), v, &[]) {
+                resources = r.over(&slurm.defaults);
+            }
+        }
+        (executor, resources)
+    }
+
     /// Plans one stage: its name, kind, params, outputs and inputs. `None` when the stage cannot
     /// be planned at all (bad name, unknown kind, params that do not parse); a stage returned
     /// may still have recorded errors (outputs, inputs), which the caller checks.
@@ -473,6 +633,7 @@ impl Planner<'_> {
         let (bound, missing_env) = self.bind_params(&base, name, rs, entry, scope)?;
         self.check_outputs(&base, name, bound.as_ref());
         let (inputs, missing_inputs) = self.bind_inputs(&base, name, rs, scope);
+        let (executor, resources) = self.placement(&base, name, rs, scope.slurm);
         self.check_input_names(&base, name, rs, bound.as_ref());
         let mut deps: Vec<usize> = inputs
             .values()
@@ -491,6 +652,8 @@ impl Planner<'_> {
             deps,
             missing_env,
             missing_inputs,
+            executor,
+            resources,
         })
     }
 

@@ -12,6 +12,7 @@ mod invalid;
 mod launch;
 mod linking;
 mod notes;
+mod slurm;
 mod synth;
 mod tokenize;
 mod train;

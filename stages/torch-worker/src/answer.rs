@@ -131,6 +131,15 @@ pub fn run(job: &AnswerJob, progress: &mut dyn FnMut(usize, usize, u64, f64)) ->
         out.sync_data()?;
         finished += chunk.len();
         progress(finished, n, new_tokens, started.elapsed().as_secs_f64());
+        // SIGUSR1 (Slurm: time limit near, preemption): the rows so far are on disk, and a
+        // rerun goes on after them.
+        if crate::interrupt::requested() && finished < n {
+            return Err(crate::interrupt::Interrupted {
+                step: finished as u64,
+                saved: "the answers to the first",
+            }
+            .into());
+        }
     }
     Ok(())
 }

@@ -36,9 +36,11 @@ commands:
   answer JOB.json    answer instructions for camel's `answer` stage";
 
 fn main() {
+    camel_torch_worker::interrupt::install();
     if let Err(err) = run() {
         eprintln!("{}", error_line(format_args!("{err:#}")));
-        std::process::exit(1);
+        let interrupted = err.downcast_ref::<camel_torch_worker::interrupt::Interrupted>().is_some();
+        std::process::exit(if interrupted { camel_torch_worker::interrupt::EXIT_INTERRUPTED } else { 1 });
     }
 }
 

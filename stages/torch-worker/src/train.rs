@@ -26,6 +26,7 @@ use crate::device::compute_kind;
 /// Generation (src/generate.rs) reads the device here.
 use crate::examples::{Blocks, Examples};
 use crate::fsdp::Sharded;
+use crate::interrupt;
 use crate::job::{Job, Task, TrainParams};
 use crate::model::{self, Llama};
 use crate::parallel::{self, Dist};
@@ -203,6 +204,16 @@ pub fn train(
         }
         report(Event::Step { step: step + 1, total: stop, loss, tokens_per_s: tps });
         let done = step + 1 == stop;
+        // SIGUSR1 (Slurm: time limit near, preemption) reaches the ranks at different moments;
+        // they stop together at the first step boundary where any of them has seen it.
+        if !done && dist.sum(&[f64::from(u8::from(interrupt::requested()))], model.device)?[0] > 0.0 {
+            if let Some(m) = &mut metrics {
+                m.flush()?;
+            }
+            strategy.save_checkpoint(&job.scratch_dir, step + 1, p)?;
+            dist.barrier()?;
+            return Err(interrupt::Interrupted { step: step + 1, saved: "a checkpoint at step" }.into());
+        }
         if p.checkpoint_every > 0 && (step + 1) % p.checkpoint_every == 0 && !done {
             // A resumed run keeps the metrics up to its checkpoint, so they are on disk first.
             if let Some(m) = &mut metrics {

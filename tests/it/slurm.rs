@@ -1,0 +1,501 @@
+//! Stages placed on Slurm, on a real one-node cluster (Debian's slurmctld/slurmd, started by
+//! `scripts/slurm-cluster`): the same outputs and keys as local runs, reattach after `kill -9`,
+//! `--detach`, Ctrl-C, requeue at the time limit and on preemption with the weights of an
+//! uninterrupted run, failures that say what happened, a controller failing for a moment, and a
+//! two-task DDP job equal to the local two-rank run.
+//!
+//! The cluster needs root to start; elsewhere these tests print why they skip and pass.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::common::{Run, TestContext, camel_bin, project_root};
+
+/// The cluster's `SLURM_CONF`, starting the cluster on first use; `None` (skip) where it cannot.
+fn cluster() -> Option<&'static Path> {
+    static CONF: OnceLock<Option<PathBuf>> = OnceLock::new();
+    CONF.get_or_init(|| {
+        let script = project_root().join("scripts/slurm-cluster");
+        let out = Command::new(&script).arg("start").stderr(Stdio::inherit()).output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let text = String::from_utf8_lossy(&o.stdout);
+                let conf = text.trim().strip_prefix("export SLURM_CONF=").map(PathBuf::from);
+                if conf.is_none() {
+                    eprintln!("SKIP Slurm tests: scripts/slurm-cluster start printed {text:?}");
+                }
+                conf
+            }
+            _ => {
+                eprintln!(
+                    "SKIP Slurm tests: no Slurm cluster could be started here (it needs root and Debian's \
+                     slurmctld, slurmd, slurm-client and munge); run `scripts/test` as root, or \
+                     `sudo scripts/slurm-cluster start`"
+                );
+                None
+            }
+        }
+    })
+    .as_deref()
+}
+
+struct Slurm {
+    t: TestContext,
+    conf: PathBuf,
+    /// A directory first on PATH: an `sbatch` that logs each call before the real one.
+    bin: PathBuf,
+}
+
+const SBATCH_WRAPPER: &str = r#"#!/bin/bash
+# Counts submissions; fails the first $FAIL_FIRST calls as a busy controller would.
+dir=$(dirname "$0")
+n=$(($(cat "$dir/sbatch.calls" 2>/dev/null || echo 0) + 1))
+echo $n > "$dir/sbatch.calls"
+if [ "$n" -le "${FAIL_FIRST:-0}" ]; then
+    echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
+    exit 1
+fi
+exec /usr/bin/sbatch "$@"
+"#;
+
+impl Slurm {
+    fn new() -> Option<Slurm> {
+        let conf = cluster()?.to_path_buf();
+        let t = TestContext::new();
+        let bin = t.path("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let w = t.write("bin/sbatch", SBATCH_WRAPPER);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Some(Slurm { t, conf, bin })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = self.t.command(args);
+        let path = format!("{}:{}", self.bin.display(), std::env::var("PATH").unwrap_or_default());
+        c.env("SLURM_CONF", &self.conf).env("PATH", path);
+        c
+    }
+
+    fn camel(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("run camel").into()
+    }
+
+    fn submissions(&self) -> usize {
+        std::fs::read_to_string(self.bin.join("sbatch.calls")).map_or(0, |s| s.trim().parse().unwrap())
+    }
+
+    /// The job ids camel recorded for this workspace's Slurm stages.
+    fn job_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for e in std::fs::read_dir(self.t.path(".camel/slurm")).into_iter().flatten().flatten() {
+            if let Ok(s) = std::fs::read_to_string(e.path().join("submission.json")) {
+                let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+                if let Some(id) = v["job_id"].as_str() {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        ids
+    }
+
+    fn slurm_cmd(&self, program: &str, args: &[&str]) -> String {
+        let o = Command::new(program).args(args).env("SLURM_CONF", &self.conf).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    }
+
+    /// `squeue`'s state of job `id` (empty once Slurm forgot it).
+    fn state(&self, id: &str) -> String {
+        self.slurm_cmd("squeue", &["-h", "-t", "all", "-j", id, "-o", "%T"]).trim().to_string()
+    }
+
+    fn wait_for(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while !f() {
+            assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Every stage under `slurm`, or none: the same pipeline both ways.
+fn on_slurm(yaml: &str, stages: &[&str], resources: &str) -> String {
+    let mut out = yaml.replace("name: ", "slurm: {poll_interval: 0.5, retry_for: 60}\nname: ");
+    for s in stages {
+        out = out.replace(
+            &format!("  {s}:\n"),
+            &format!("  {s}:\n    executor: slurm\n    resources: {resources}\n"),
+        );
+    }
+    out
+}
+
+const COMMANDS: &str = r#"
+name: slurm-commands
+stages:
+  a:
+    kind: command
+    inputs: {data: data.txt}
+    params:
+      run: tr a-z A-Z < "$CAMEL_IN_DATA" > "$CAMEL_OUT_OUT"; sleep "$PAUSE"
+      outputs: {out: a.txt}
+      env: {PAUSE: "0"}
+  b:
+    kind: command
+    inputs: {a: a.out}
+    params:
+      run: wc -c < "$CAMEL_IN_A" > "$CAMEL_OUT_OUT"
+      outputs: {out: b.txt}
+"#;
+
+fn keys(t: &TestContext, pipeline: &str) -> Vec<(String, String)> {
+    t.status(pipeline)
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap().to_string(), s["key"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+#[test]
+fn a_command_stage_on_slurm_gives_the_outputs_and_keys_of_a_local_run() {
+    let Some(s) = Slurm::new() else { return };
+    let local = TestContext::new();
+    local.write("data.txt", "hello slurm\n");
+    local.write("p.yaml", COMMANDS);
+    local.camel(&["run", "p.yaml"]).assert_ok();
+
+    s.t.write("data.txt", "hello slurm\n");
+    s.t.write("p.yaml", &on_slurm(COMMANDS, &["a"], "{time: \"5\"}"));
+    let r = s.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    assert_eq!(r.ran(), ["a", "b"]);
+    assert!(r.stderr.contains("submitted as Slurm job"), "{}", r.stderr);
+    assert_eq!(s.submissions(), 1);
+    assert_eq!(s.t.read(".camel/out/a/a.txt"), "HELLO SLURM\n");
+    assert_eq!(s.t.read(".camel/out/b/b.txt"), local.read(".camel/out/b/b.txt"));
+    assert_eq!(keys(&s.t, "p.yaml"), keys(&local, "p.yaml"), "placement is not part of the key");
+    // The batch script stays for the user to read, and status says where the stage runs.
+    let st = s.camel(&["status", "p.yaml"]);
+    assert!(st.stdout.contains("command (on slurm)"), "{}", st.stdout);
+    let script = std::fs::read_dir(s.t.path(".camel/slurm")).unwrap().next().unwrap().unwrap().path();
+    assert!(std::fs::read_to_string(script.join("job.sh")).unwrap().contains("#SBATCH --time=5"));
+    // Cached now: nothing is submitted again.
+    let r = s.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    assert_eq!(r.cached(), ["a", "b"]);
+    assert_eq!(s.submissions(), 1);
+}
+
+/// Starts `camel run` and returns it once its Slurm job is in the queue.
+fn start_and_wait_for_job(s: &Slurm, args: &[&str]) -> (Child, String) {
+    let child = s.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut id = String::new();
+    s.wait_for("the job to be submitted", Duration::from_secs(60), || {
+        id = s.job_ids().into_iter().next().unwrap_or_default();
+        !id.is_empty()
+    });
+    (child, id)
+}
+
+#[test]
+fn a_killed_camel_run_reattaches_to_its_job_instead_of_submitting_again() {
+    let Some(s) = Slurm::new() else { return };
+    s.t.write("data.txt", "kill me\n");
+    s.t.write("p.yaml", &on_slurm(&COMMANDS.replace("PAUSE: \"0\"", "PAUSE: \"4\""), &["a"], "{}"));
+    let (mut child, id) = start_and_wait_for_job(&s, &["run", "p.yaml"]);
+    child.kill().unwrap(); // SIGKILL: no chance to clean up or cancel
+    child.wait().unwrap();
+    let st = s.camel(&["status", "p.yaml"]);
+    assert!(st.stdout.contains(&format!("Slurm job {id}")), "{}", st.stdout);
+
+    let r = s.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    assert!(r.stderr.contains(&format!("found Slurm job {id}")), "{}", r.stderr);
+    assert_eq!(s.submissions(), 1, "the stage was submitted twice");
+    assert_eq!(s.t.read(".camel/out/a/a.txt"), "KILL ME\n");
+}
+
+#[test]
+fn detach_submits_and_a_later_run_commits_the_finished_job() {
+    let Some(s) = Slurm::new() else { return };
+    s.t.write("data.txt", "later\n");
+    s.t.write("p.yaml", &on_slurm(COMMANDS, &["a"], "{}"));
+    let r = s.camel(&["run", "p.yaml", "--detach"]);
+    r.assert_ok();
+    assert!(r.stderr.contains("submitted as Slurm job"), "{}", r.stderr);
+    assert!(r.stderr.contains("- b skipped"), "{}", r.stderr);
+    let id = s.job_ids().pop().unwrap();
+    s.wait_for("the job to finish", Duration::from_secs(120), || s.state(&id) == "COMPLETED");
+    let st = s.camel(&["status", "p.yaml"]);
+    assert!(st.stdout.contains("finished; `camel run` commits its outputs"), "{}", st.stdout);
+    let r = s.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    assert_eq!(r.ran(), ["a", "b"]);
+    assert_eq!(s.submissions(), 1);
+    assert_eq!(s.t.read(".camel/out/a/a.txt"), "LATER\n");
+}
+
+#[test]
+fn ctrl_c_cancels_the_job_it_waits_for() {
+    let Some(s) = Slurm::new() else { return };
+    s.t.write("data.txt", "stop\n");
+    s.t.write("p.yaml", &on_slurm(&COMMANDS.replace("PAUSE: \"0\"", "PAUSE: \"300\""), &["a"], "{}"));
+    let (child, id) = start_and_wait_for_job(&s, &["run", "p.yaml"]);
+    s.wait_for("the job to run", Duration::from_secs(60), || s.state(&id) == "RUNNING");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("cancelled Slurm job {id} (scancel)")), "{stderr}");
+    s.wait_for("the job to be cancelled", Duration::from_secs(30), || s.state(&id) == "CANCELLED");
+    assert!(!s.t.path(".camel/out/a").exists());
+}
+
+#[test]
+fn failures_name_the_job_its_state_and_its_last_lines() {
+    let Some(s) = Slurm::new() else { return };
+    s.t.write("data.txt", "x\n");
+    let failing = COMMANDS.replace(
+        r#"run: tr a-z A-Z < "$CAMEL_IN_DATA" > "$CAMEL_OUT_OUT"; sleep "$PAUSE""#,
+        r#"run: echo "about to fail" >&2; exit 3"#,
+    );
+    s.t.write("p.yaml", &on_slurm(&failing, &["a"], "{}"));
+    let r = s.camel(&["run", "p.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let id = s.job_ids().pop().unwrap();
+    assert!(r.stderr.contains(&format!("Slurm job {id} ended FAILED")), "{}", r.stderr);
+    assert!(r.stderr.contains("exited with status 3"), "{}", r.stderr);
+    assert!(r.stderr.contains("- b skipped"), "{}", r.stderr);
+    assert!(!s.t.path(".camel/out/a").exists());
+
+    // Over its memory: Slurm kills it, and camel says to raise `mem`.
+    let hog = COMMANDS.replace(
+        r#"run: tr a-z A-Z < "$CAMEL_IN_DATA" > "$CAMEL_OUT_OUT"; sleep "$PAUSE""#,
+        r#"run: python3 -c "import time; b = bytearray(400 * 2**20); time.sleep(30)""#,
+    );
+    s.t.write("p.yaml", &on_slurm(&hog, &["a"], "{mem: 100M}"));
+    let r = s.camel(&["run", "p.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("ended OUT_OF_MEMORY"), "{}", r.stderr);
+    assert!(r.stderr.contains("raise `resources.mem`"), "{}", r.stderr);
+
+    // A partition the cluster does not have: sbatch's own words, no retry.
+    s.t.write("p.yaml", &on_slurm(COMMANDS, &["a"], "{partition: nosuch}"));
+    let before = s.submissions();
+    let r = s.camel(&["run", "p.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("stage `a` failed: sbatch refused the job"), "{}", r.stderr);
+    assert!(r.stderr.contains("nvalid partition"), "{}", r.stderr);
+    assert_eq!(s.submissions(), before + 1);
+}
+
+#[test]
+fn a_controller_that_fails_for_a_moment_is_retried_and_submits_once() {
+    let Some(s) = Slurm::new() else { return };
+    // Unique data, so that the stage's key (in its job name) is this test run's own.
+    s.t.write("data.txt", &format!("retry {}\n", s.t.dir.path().display()));
+    s.t.write("p.yaml", &on_slurm(COMMANDS, &["a"], "{}"));
+    let r: Run = s.command(&["run", "p.yaml"]).env("FAIL_FIRST", "2").output().unwrap().into();
+    r.assert_ok();
+    assert!(r.stderr.contains("Socket timed out"), "the retries are visible: {}", r.stderr);
+    assert_eq!(s.submissions(), 3, "two failures, then one real submission");
+    assert_eq!(s.job_ids().len(), 1);
+    let name = s.slurm_cmd("squeue", &["-h", "-t", "all", "-j", &s.job_ids()[0], "-o", "%j"]);
+    let prefix = name.trim().rsplit_once('-').unwrap().0.to_string();
+    let all = s.slurm_cmd("squeue", &["-h", "-t", "all", "-o", "%j"]);
+    assert_eq!(all.lines().filter(|l| l.starts_with(&prefix)).count(), 1, "{all}");
+}
+
+// ---- training on Slurm -------------------------------------------------------------------
+
+fn worker_built() -> bool {
+    let w = Path::new(camel_bin()).with_file_name("camel-torch-worker");
+    if !w.is_file() {
+        eprintln!("SKIP: {} is missing (scripts/setup builds it)", w.display());
+    }
+    w.is_file()
+}
+
+/// `blocks` × `block` token ids below `vocab`, as the tokenize stage writes them.
+fn token_dir(t: &TestContext, blocks: usize, block: usize, vocab: u64) {
+    let dir = t.path("tokens");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut r = camel_rng::SplitMix64::new(11);
+    let bytes: Vec<u8> =
+        (0..blocks * block).flat_map(|_| (r.below_modulo(vocab) as u16).to_le_bytes()).collect();
+    std::fs::write(dir.join("tokens.bin"), bytes).unwrap();
+    let meta = serde_json::json!({
+        "format": "camel-tokens-v1", "dtype": "u16", "vocab_size": vocab, "block_size": block, "blocks": blocks,
+        "tokens_total": blocks * block, "tokens_dropped": 0, "bos_id": 1, "eos_id": 2, "added_tokens": {},
+        "ignore_ids": [], "layout": "camel", "shuffle": false, "seed": 0, "tokenizer_blake3": "test"
+    });
+    std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+}
+
+fn pretrain(hidden: usize, epochs: usize, extra: &str) -> String {
+    format!(
+        r#"
+name: slurm-pretrain
+stages:
+  pretrain:
+    kind: pretrain
+    inputs: {{tokens: tokens}}
+    params:
+      config: {{vocab_size: 97, hidden_size: {hidden}, intermediate_size: {}, num_hidden_layers: 2,
+               num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64}}
+      epochs: {epochs}
+      batch_size: 1
+      lr: 3e-3
+      checkpoint_every: 1000
+      mask_ids: false
+      device: cpu
+      threads: 1
+{extra}"#,
+        hidden * 2
+    )
+}
+
+fn weights(t: &TestContext) -> Vec<u8> {
+    std::fs::read(t.path(".camel/out/pretrain/model/model.safetensors")).unwrap()
+}
+
+#[test]
+fn pretraining_on_slurm_equals_the_local_run() {
+    if !worker_built() {
+        return;
+    }
+    let Some(s) = Slurm::new() else { return };
+    let p = pretrain(48, 1, "");
+    let local = TestContext::new();
+    token_dir(&local, 16, 32, 97);
+    local.write("p.yaml", &p);
+    local.camel(&["run", "p.yaml"]).assert_ok();
+
+    token_dir(&s.t, 16, 32, 97);
+    s.t.write("p.yaml", &on_slurm(&p, &["pretrain"], "{cpus_per_task: 1}"));
+    s.camel(&["run", "p.yaml"]).assert_ok();
+    assert!(weights(&s.t) == weights(&local), "Slurm's weights differ from the local run's");
+    assert_eq!(keys(&s.t, "p.yaml"), keys(&local, "p.yaml"));
+}
+
+/// A training stage that needs longer than its 1-minute time limit: Slurm signals it before the
+/// limit, it checkpoints and is requeued, and after its requeues it ends at the weights of an
+/// uninterrupted run.
+///
+/// Slurm checks time limits every 30 s and sends the signal once `now + 30 s + grace` passes the
+/// limit, so with `time: 1` and `signal_grace: 10` each attempt gets 20 to 50 s. The training is
+/// sized (from a one-epoch measurement) to need about 130 s, so at least three attempts; the
+/// uninterrupted reference runs beside the Slurm job.
+#[test]
+fn a_training_stage_outlives_its_time_limit_by_requeueing_from_checkpoints() {
+    if !worker_built() {
+        return;
+    }
+    let Some(s) = Slurm::new() else { return };
+    let probe = TestContext::new();
+    token_dir(&probe, 48, 64, 97);
+    probe.write("p.yaml", &pretrain(160, 1, ""));
+    probe.camel(&["run", "p.yaml"]).assert_ok();
+    // Training speed without the process's start-up: the throughput of the last step.
+    let metrics = probe.read(".camel/out/pretrain/metrics.jsonl");
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    let epoch = (48.0 * 64.0) / last["tokens_per_s"].as_f64().unwrap();
+    let epochs = (130.0 / epoch).ceil() as usize;
+    let p = pretrain(160, epochs, "");
+
+    token_dir(&s.t, 48, 64, 97);
+    s.t.write("p.yaml", &on_slurm(&p, &["pretrain"], "{time: \"1\", signal_grace: 10, max_requeues: 20}"));
+    let slurm_run =
+        s.command(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let local = TestContext::new();
+    token_dir(&local, 48, 64, 97);
+    local.write("p.yaml", &p);
+    let t0 = Instant::now();
+    local.camel(&["run", "p.yaml"]).assert_ok();
+    let local_time = t0.elapsed();
+    let out = slurm_run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let dir = std::fs::read_dir(s.t.path(".camel/slurm")).unwrap().next().unwrap().unwrap().path();
+    let id = s.job_ids().pop().unwrap();
+    let job_log = std::fs::read_to_string(dir.join(format!("slurm-{id}.out"))).unwrap();
+    let requeues = job_log.matches("requeueing").count();
+    assert!(
+        requeues >= 2,
+        "expected at least 2 requeues ({epochs} epochs; the local run took {local_time:?}); job log:\n{job_log}"
+    );
+    assert_eq!(s.submissions(), 1, "requeued by Slurm, not submitted again");
+    assert!(
+        weights(&s.t) == weights(&local),
+        "the requeued run's weights differ from the uninterrupted run's"
+    );
+}
+
+/// A preemption, simulated as Slurm's own notice (SIGUSR1 to the job's steps) followed by a
+/// requeue: the stage resumes from the checkpoint it saved.
+#[test]
+fn a_preempted_training_job_resumes_from_its_checkpoint() {
+    if !worker_built() {
+        return;
+    }
+    let Some(s) = Slurm::new() else { return };
+    let p = pretrain(96, 4, "");
+    let local = TestContext::new();
+    token_dir(&local, 32, 64, 97);
+    local.write("p.yaml", &p);
+    local.camel(&["run", "p.yaml"]).assert_ok();
+
+    token_dir(&s.t, 32, 64, 97);
+    s.t.write("p.yaml", &on_slurm(&p, &["pretrain"], "{}"));
+    let (child, id) = start_and_wait_for_job(&s, &["run", "p.yaml"]);
+    let dir = std::fs::read_dir(s.t.path(".camel/slurm")).unwrap().next().unwrap().unwrap().path();
+    // Wait until training has made some steps, then preempt.
+    s.wait_for("training progress", Duration::from_secs(120), || {
+        std::fs::read_to_string(dir.join("progress.json"))
+            .is_ok_and(|p| p.contains("\"pos\":") && !p.contains("\"pos\":0"))
+    });
+    s.slurm_cmd("scancel", &["--signal=USR1", &id]);
+    s.wait_for("the stage to checkpoint", Duration::from_secs(60), || {
+        std::fs::read_to_string(dir.join("stage.log")).is_ok_and(|l| l.contains("saved a checkpoint at step"))
+    });
+    s.slurm_cmd("scontrol", &["requeue", &id]);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let log = std::fs::read_to_string(s.t.path(".camel/logs/pretrain.log")).unwrap();
+    assert!(log.contains("resuming from the checkpoint at step"), "{log}");
+    assert_eq!(s.submissions(), 1);
+    assert!(
+        weights(&s.t) == weights(&local),
+        "the preempted run's weights differ from the uninterrupted run's"
+    );
+}
+
+/// `tasks_per_node: 2` starts two ranks with srun; with `distributed: {strategy: ddp}` they train
+/// together over Gloo, as the local two-rank run does.
+#[test]
+fn a_two_task_ddp_job_equals_the_local_two_rank_run() {
+    if !worker_built() {
+        return;
+    }
+    let Some(s) = Slurm::new() else { return };
+    let dist = "      distributed: {strategy: ddp, nproc_per_node: 2, timeout_s: 120}\n";
+    let p = pretrain(48, 1, dist);
+    let local = TestContext::new();
+    token_dir(&local, 16, 32, 97);
+    local.write("p.yaml", &p);
+    local.camel(&["run", "p.yaml"]).assert_ok();
+
+    token_dir(&s.t, 16, 32, 97);
+    s.t.write("p.yaml", &on_slurm(&p, &["pretrain"], "{tasks_per_node: 2, cpus_per_task: 1}"));
+    let r = s.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    let dir = std::fs::read_dir(s.t.path(".camel/slurm")).unwrap().next().unwrap().unwrap().path();
+    assert!(std::fs::read_to_string(dir.join("job.sh")).unwrap().contains("--ntasks-per-node=2"));
+    assert!(
+        weights(&s.t) == weights(&local),
+        "the two-task Slurm run's weights differ from the local two-rank run's"
+    );
+}
