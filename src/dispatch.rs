@@ -38,11 +38,15 @@ pub fn main() -> i32 {
 
 fn execute(command: Command) -> Result<i32, EngineError> {
     match command {
-        Command::Run { pipeline, force, until, only, set, jobs, wait } => {
-            let opts = camel_engine::RunOptions { force, until, only, jobs: jobs as usize, wait };
+        Command::Run { pipeline, force, until, only, set, jobs, wait, keep_going } => {
+            let opts = camel_engine::RunOptions { force, until, only, jobs: jobs as usize, wait, keep_going };
             run(&pipeline, &set, &opts)
         }
         Command::Status { pipeline, json, set } => status(&pipeline, &set, json),
+        Command::Diff { a, b, set, set_a, set_b, json } => {
+            let b = b.unwrap_or_else(|| a.clone());
+            crate::compare::diff(&a, &b, &[set.clone(), set_a].concat(), &[set, set_b].concat(), json)
+        }
         Command::Dag { pipeline, format } => {
             print!("{}", render_dag(&load(&pipeline, &[])?, format));
             Ok(0)
@@ -153,6 +157,9 @@ fn status(pipeline: &Path, set: &[String], json: bool) -> Result<i32, EngineErro
         let _ = writeln!(out, "{:<w$}  {:<7}  {:<12}  {}", s.stage, state, key, s.kind);
         for r in &s.reasons {
             let _ = writeln!(out, "{:<w$}    - {r}", "");
+        }
+        if let Some(p) = &s.partial {
+            let _ = writeln!(out, "{:<w$}    partial: {}", "", p.state);
         }
     }
     Ok(0)

@@ -101,6 +101,21 @@ impl Stage for Judge {
     fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
         run(p, ctx)
     }
+
+    /// `SYSTEM.judge_mean`: each system's mean score over the rows the judge scored.
+    fn metrics(_: &JudgeParams, out_dir: &std::path::Path) -> std::collections::BTreeMap<String, f64> {
+        let mut sums: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+        let rows = crate::read_json_value(&out_dir.join("judgments.json"));
+        for row in rows.as_ref().and_then(Value::as_array).into_iter().flatten() {
+            for (system, score) in row["scores"].as_object().into_iter().flatten() {
+                if let Some(x) = score.as_f64() {
+                    let e = sums.entry(system.clone()).or_default();
+                    *e = (e.0 + x, e.1 + 1);
+                }
+            }
+        }
+        sums.into_iter().map(|(s, (sum, n))| (format!("{s}.judge_mean"), sum / n as f64)).collect()
+    }
 }
 
 /// One row's verdict.

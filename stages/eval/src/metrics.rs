@@ -56,6 +56,20 @@ impl Stage for Metrics {
         vec![OutputSpec::new("metrics", "metrics.json"), OutputSpec::new("rows", "rows.jsonl")]
     }
 
+    /// `SYSTEM.rouge_l`, `SYSTEM.bleu`, `SYSTEM.token_f1`: each system's overall scores.
+    fn metrics(_: &MetricsParams, out_dir: &std::path::Path) -> std::collections::BTreeMap<String, f64> {
+        let mut out = std::collections::BTreeMap::new();
+        let Some(v) = crate::read_json_value(&out_dir.join("metrics.json")) else { return out };
+        for (system, s) in v["systems"].as_object().into_iter().flatten() {
+            for m in ["rouge_l", "bleu", "token_f1"] {
+                if let Some(x) = s["overall"][m].as_f64() {
+                    out.insert(format!("{system}.{m}"), x);
+                }
+            }
+        }
+        out
+    }
+
     fn run(p: &MetricsParams, ctx: &StageContext) -> Result<(), StageError> {
         data::check_systems(&p.systems, 2, Some(&p.reference))?;
         if p.use_stemmer {
