@@ -183,3 +183,24 @@ fn diff_compares_two_set_variants() {
     let v: serde_json::Value = serde_json::from_str(&same.stdout).unwrap();
     assert!(v.as_array().unwrap().iter().all(|s| s["verdict"] == "same"), "{v}");
 }
+
+#[test]
+fn kinds_describe_inputs_outputs_and_params() {
+    let t = TestContext::new();
+    let r = t.camel(&["kinds", "pretrain"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("inputs: tokens (required), model (optional)\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("outputs: model (model), metrics (metrics.jsonl), loss_curve (loss.svg)\n"),
+        "{}",
+        r.stdout
+    );
+    let lr = r.stdout.lines().find(|l| l.trim_start().starts_with("lr ")).expect("an lr line");
+    let cols: Vec<&str> = lr.split_whitespace().collect();
+    assert_eq!(cols, ["lr", "number", "0.00002"], "{lr}");
+    assert!(r.stdout.contains("max_steps") && r.stdout.contains("optional  unset"), "{}", r.stdout);
+    // `command` needs `run`: no defaults to show, but what is missing is said.
+    let r = t.camel(&["kinds", "command"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("missing field `run`"), "{}", r.stdout);
+}
