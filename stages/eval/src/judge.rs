@@ -387,6 +387,25 @@ fn parse_first_line(reply: &str, n: usize) -> Option<Vec<f64>> {
 mod tests {
     use super::*;
 
+    /// `camel diff`'s numbers: the mean over the rows each system was scored on (unscored rows,
+    /// recorded as null, are left out rather than counted as 0).
+    #[test]
+    fn the_mean_scores_are_the_metrics() {
+        let d = tempfile::tempdir().unwrap();
+        let rows = json!([
+            {"index": 0, "scores": {"camel": 7.0, "gpt": 9.0}},
+            {"index": 1, "scores": {"camel": 8.0, "gpt": null}},
+        ]);
+        std::fs::write(d.path().join("judgments.json"), rows.to_string()).unwrap();
+        let p: JudgeParams = serde_json::from_value(json!({
+            "systems": [], "provider": {"type": "openai", "base_url": "http://127.0.0.1:1", "model": "m"}
+        }))
+        .expect("judge params");
+        let got = <Judge as Stage>::metrics(&p, d.path());
+        let got: Vec<(&str, f64)> = got.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(got, [("camel.judge_mean", 7.5), ("gpt.judge_mean", 9.0)]);
+    }
+
     #[test]
     fn replies_parse_in_every_accepted_form() {
         assert_eq!(parse_scores("Assistant 1: 7\nAssistant 2: 9\nThe first…", 2), Some(vec![7.0, 9.0]));

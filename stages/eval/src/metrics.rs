@@ -424,6 +424,20 @@ pub fn token_f1(prediction: &str, truth: &str) -> f64 {
 mod tests {
     use super::*;
 
+    /// `camel diff`'s numbers: each system's overall scores from `metrics.json`.
+    #[test]
+    fn the_overall_scores_are_the_metrics() {
+        let d = tempfile::tempdir().unwrap();
+        let m = json!({"systems": {"camel": {"overall": {"rows": 2, "rouge_l": 0.25, "bleu": 12.5, "token_f1": 0.5}, "by_type": {}}}});
+        std::fs::write(d.path().join("metrics.json"), m.to_string()).unwrap();
+        let got = <Metrics as Stage>::metrics(
+            &MetricsParams { systems: vec![], reference: "ref".into(), limit: None, use_stemmer: false },
+            d.path(),
+        );
+        let got: Vec<(&str, f64)> = got.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(got, [("camel.bleu", 12.5), ("camel.rouge_l", 0.25), ("camel.token_f1", 0.5)]);
+    }
+
     #[test]
     fn rouge_l_by_hand() {
         // rouge-score's README example: LCS "the fox" … target 6 tokens, prediction 6.
