@@ -52,6 +52,9 @@ camel run pipelines/demo.yaml --force count --jobs 2\n  camel run pipelines/full
         /// `camel run` (or `camel status`) picks them up.
         #[arg(long)]
         detach: bool,
+        /// After a failure, still run the stages that do not depend on it.
+        #[arg(long, short = 'k')]
+        keep_going: bool,
     },
     /// Run one stage from a spec file that `camel run` wrote (what a Slurm job of a stage runs).
     #[command(
@@ -66,11 +69,33 @@ camel run pipelines/demo.yaml --force count --jobs 2\n  camel run pipelines/full
     /// Say, per stage, whether it is cached, stale (and exactly why) or missing.
     Status {
         pipeline: PathBuf,
-        /// Print a JSON array of {stage, kind, state, key, reasons, cache_key}.
+        /// Print a JSON array of {stage, kind, state, key, reasons, cache_key, output_bytes, partial}.
         #[arg(long)]
         json: bool,
         #[arg(long = "set", value_name = "TARGET=VALUE")]
         set: Vec<String>,
+    },
+    /// Compare two pipelines (or one under two sets of overrides): which stages differ and why, and
+    /// their metrics side by side (final training loss, ROUGE-L/BLEU/F1, mean judge scores).
+    #[command(after_help = "Examples:\n  camel diff pipelines/demo.yaml --set-b pretrain.lr=1e-3\n  \
+camel diff runs/a.yaml runs/b.yaml --json")]
+    Diff {
+        /// Pipeline A.
+        a: PathBuf,
+        /// Pipeline B (default: A again, so that only the overrides differ).
+        b: Option<PathBuf>,
+        /// Override a param on both sides (repeatable).
+        #[arg(long = "set", value_name = "TARGET=VALUE")]
+        set: Vec<String>,
+        /// Override a param on side A only (repeatable).
+        #[arg(long = "set-a", value_name = "TARGET=VALUE")]
+        set_a: Vec<String>,
+        /// Override a param on side B only (repeatable).
+        #[arg(long = "set-b", value_name = "TARGET=VALUE")]
+        set_b: Vec<String>,
+        /// Print a JSON array of {stage, kind, verdict, reasons, a, b, metrics}.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the pipeline's graph of stages.
     Dag {

@@ -38,12 +38,24 @@ pub fn main() -> i32 {
 
 fn execute(command: Command) -> Result<i32, EngineError> {
     match command {
-        Command::Run { pipeline, force, until, only, set, jobs, wait, detach } => {
-            let opts = camel_engine::RunOptions { force, until, only, jobs: jobs as usize, wait, detach };
+        Command::Run { pipeline, force, until, only, set, jobs, wait, detach, keep_going } => {
+            let opts = camel_engine::RunOptions {
+                force,
+                until,
+                only,
+                jobs: jobs as usize,
+                wait,
+                detach,
+                keep_going,
+            };
             run(&pipeline, &set, &opts)
         }
         Command::ExecStage { spec } => exec_stage(&spec),
         Command::Status { pipeline, json, set } => status(&pipeline, &set, json),
+        Command::Diff { a, b, set, set_a, set_b, json } => {
+            let b = b.unwrap_or_else(|| a.clone());
+            crate::compare::diff(&a, &b, &[set.clone(), set_a].concat(), &[set, set_b].concat(), json)
+        }
         Command::Dag { pipeline, format } => {
             print!("{}", render_dag(&load(&pipeline, &[])?, format));
             Ok(0)
@@ -211,6 +223,9 @@ fn status(pipeline: &Path, set: &[String], json: bool) -> Result<i32, EngineErro
         for r in &s.reasons {
             let _ = writeln!(out, "{:<w$}    - {r}", "");
         }
+        if let Some(p) = &s.partial {
+            let _ = writeln!(out, "{:<w$}    partial: {}", "", p.state);
+        }
     }
     Ok(0)
 }
@@ -344,14 +359,68 @@ fn kinds(kind: Option<&str>) -> Result<i32, EngineError> {
         return Err(EngineError::Usage(format!("no stage kind `{k}`{hint}")));
     };
     println!("{} (implementation version {}): {}", e.kind, e.version, e.summary);
-    let names = e.param_names();
-    if !names.is_empty() {
-        println!("params: {}", names.join(", "));
-    }
+    print!("{}", describe_kind(e));
     if !e.unhashed.is_empty() {
         println!("params that are not hashed (may use ${{env:NAME}}): {}", e.unhashed.join(", "));
     }
     Ok(0)
+}
+
+/// A kind's inputs, outputs and params (each with its type and the default the kind fills in),
+/// learnt from the kind itself: its params parsed with nothing given. A kind with required params
+/// cannot be parsed so; it lists those as required and the rest by name.
+fn describe_kind(e: &camel_engine::KindEntry) -> String {
+    let mut out = String::new();
+    let names = e.param_names();
+    match e.parse(serde_yaml::Value::Mapping(Default::default())) {
+        Ok(bound) => {
+            match bound.inputs() {
+                camel_engine::InputSpec::Any => {
+                    out.push_str("inputs: any names (each becomes CAMEL_IN_<NAME>)\n")
+                }
+                camel_engine::InputSpec::Named { required, optional } => {
+                    let mut all: Vec<String> = required.iter().map(|r| format!("{r} (required)")).collect();
+                    all.extend(optional.iter().map(|o| format!("{o} (optional)")));
+                    out.push_str(&format!(
+                        "inputs: {}\n",
+                        if all.is_empty() { "none".into() } else { all.join(", ") }
+                    ));
+                }
+            }
+            let outs: Vec<String> =
+                bound.outputs().iter().map(|o| format!("{} ({})", o.name, o.path)).collect();
+            out.push_str(&format!("outputs: {}\n", outs.join(", ")));
+            let defaults = bound.params_json();
+            out.push_str("params (type, default):\n");
+            let w = names.iter().map(String::len).max().unwrap_or(0);
+            for n in &names {
+                let v = defaults.get(n).unwrap_or(&serde_json::Value::Null);
+                let mut shown = if v.is_null() { "unset".to_string() } else { v.to_string() };
+                if shown.chars().count() > 60 {
+                    shown = format!("{}…", shown.chars().take(59).collect::<String>());
+                }
+                out.push_str(&format!("  {n:<w$}  {:<8}  {shown}\n", json_type(v)));
+            }
+        }
+        Err(err) => {
+            out.push_str(&format!("params: {}\n", names.join(", ")));
+            out.push_str(&format!("  ({}; inputs and outputs depend on the params)\n", err.message));
+        }
+    }
+    out
+}
+
+/// The JSON type of a default (`null`: optional, unset by default).
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "optional",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(n) if n.is_f64() => "number",
+        serde_json::Value::Number(_) => "integer",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "list",
+        serde_json::Value::Object(_) => "map",
+    }
 }
 
 fn report_error(e: &EngineError) {

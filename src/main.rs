@@ -1,6 +1,7 @@
 //! The `camel` command line. Everything happens in [`dispatch::main`]; see `camel --help`.
 
 mod cli;
+mod compare;
 mod dispatch;
 mod render;
 mod reporter;

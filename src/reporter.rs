@@ -22,6 +22,10 @@ struct State {
     bars: HashMap<String, ProgressBar>,
     last_plain: HashMap<String, Instant>,
     rows: Vec<Row>,
+    /// Where each resumed stage's progress starts: its ETA is measured from there.
+    resumed_at: HashMap<String, u64>,
+    /// Stages skipped because these upstream stages failed.
+    blocked: Vec<(String, Vec<String>)>,
 }
 
 pub struct Reporter {
@@ -42,6 +46,8 @@ impl Reporter {
                 bars: HashMap::new(),
                 last_plain: HashMap::new(),
                 rows: Vec::new(),
+                resumed_at: HashMap::new(),
+                blocked: Vec::new(),
             })),
             order: plan.order.iter().map(|&i| plan.stages[i].name.clone()).collect(),
         }
@@ -67,7 +73,7 @@ impl Reporter {
         let w = rows.iter().map(|r| r.stage.len()).max().unwrap_or(5).max(5);
         let mut out = String::new();
         out.push_str(&format!("\n{:<w$}  {:<8}  {:>9}  {:>10}\n", "stage", "result", "time", "output"));
-        for r in rows {
+        for r in &rows {
             out.push_str(&format!(
                 "{:<w$}  {:<8}  {:>9}  {:>10}\n",
                 r.stage,
@@ -76,7 +82,64 @@ impl Reporter {
                 if r.bytes > 0 { human_bytes(r.bytes) } else { "-".into() }
             ));
         }
+        out.push_str(&failure_summary(&st.rows, &st.blocked));
         let _ = std::io::stderr().lock().write_all(out.as_bytes());
+    }
+}
+
+/// What failed, and what was skipped because of it (`--keep-going` runs the rest).
+fn failure_summary(rows: &[Row], blocked: &[(String, Vec<String>)]) -> String {
+    let failed: Vec<&str> = rows.iter().filter(|r| r.result == "FAILED").map(|r| r.stage.as_str()).collect();
+    if failed.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("\nfailed: {}\n", failed.join(", "));
+    // Grouped by the failures they wait on, in the order the first of each group was skipped.
+    let mut groups: Vec<(&[String], Vec<&str>)> = Vec::new();
+    for (stage, because) in blocked {
+        match groups.iter_mut().find(|(b, _)| *b == because.as_slice()) {
+            Some((_, stages)) => stages.push(stage),
+            None => groups.push((because, vec![stage])),
+        }
+    }
+    for (because, stages) in groups {
+        let names: Vec<String> = because.iter().map(|b| format!("`{b}`")).collect();
+        out.push_str(&format!("skipped because {} failed: {}\n", names.join(", "), stages.join(", ")));
+    }
+    out
+}
+
+/// The remaining time at the rate measured since `base` (elapsed seconds, position): the first
+/// position a stage reported at or after where it resumed. A resumed stage's first report jumps
+/// to its checkpoint in no time, which would otherwise make it look many times faster.
+fn eta_since(base: (f64, u64), now: (f64, u64), len: u64) -> Option<Duration> {
+    let (dt, dp) = (now.0 - base.0, now.1.checked_sub(base.1)?);
+    if dp == 0 || dt <= 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(len.saturating_sub(now.1) as f64 * dt / dp as f64))
+}
+
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The bar's `{eta}`: [`eta_since`] from the first position at or after `from`.
+fn eta_key(from: u64) -> impl Fn(&indicatif::ProgressState, &mut dyn std::fmt::Write) + Clone {
+    let base: Arc<Mutex<Option<(f64, u64)>>> = Arc::new(Mutex::new(None));
+    move |state, w| {
+        let now = (state.elapsed().as_secs_f64(), state.pos());
+        let mut b = base.lock().unwrap();
+        if b.is_none() && now.1 >= from {
+            *b = Some(now);
+        }
+        let eta = b.and_then(|b| eta_since(b, now, state.len()?));
+        let _ = w.write_str(&eta.map_or("?".to_string(), human_duration));
     }
 }
 
@@ -119,11 +182,13 @@ fn handle(multi: &Option<MultiProgress>, state: &Mutex<State>, ev: Event) {
                     && bar.length() != Some(t)
                 {
                     bar.set_length(t);
+                    let from = st.resumed_at.get(&stage).copied().unwrap_or(0);
                     bar.set_style(
                         ProgressStyle::with_template(&format!(
                             "  {{prefix}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} {{per_sec}} eta {{eta}} {{msg}}"
                         ))
                         .expect("valid template")
+                        .with_key("eta", eta_key(from))
                         .progress_chars("=> "),
                     );
                 }
@@ -164,14 +229,50 @@ fn handle(multi: &Option<MultiProgress>, state: &Mutex<State>, ev: Event) {
                         "↗ {stage} submitted as Slurm job {job}; `camel run` again picks it up when it is done"
                     ),
                 ),
+                Outcome::Interrupted => {
+                    ("interrupted", format!("⏸ {stage} interrupted after {:.2}s", elapsed.as_secs_f64()))
+                }
             };
             line(multi, text);
             st.rows.push(Row { stage, result: result.into(), elapsed, bytes: output_bytes });
         }
+        Event::StageResumes { stage, partial } => {
+            line(multi, format!("  {stage} resumes from {} ({})", partial.resumes_from, partial.state));
+            if let Some(p) = partial.position {
+                st.resumed_at.insert(stage, p);
+            }
+        }
+        Event::StageBlocked { stage, failed } => st.blocked.push((stage, failed)),
         Event::Warning { stage, message } => {
             let s = stage.map(|s| format!("{s}: ")).unwrap_or_default();
             line(multi, format!("warning: {s}{message}"));
         }
         Event::Info { message } => line(multi, format!("camel: {message}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eta_uses_the_rate_since_the_resume() {
+        // Resumed at step 30 of 330, reported 2 s after the start (loading the checkpoint);
+        // 10 steps later took 20 s: 290 steps to go at 2 s each.
+        let eta = eta_since((2.0, 30), (22.0, 40), 330).unwrap();
+        assert_eq!(eta.as_secs(), 580);
+        assert_eq!(human_duration(eta), "9m 40s");
+        assert_eq!(eta_since((2.0, 30), (2.0, 30), 330), None, "no rate yet");
+        assert_eq!(human_duration(Duration::from_secs(7300)), "2h 01m");
+    }
+
+    #[test]
+    fn the_summary_lists_failures_and_what_they_held_back() {
+        let row =
+            |s: &str, r: &str| Row { stage: s.into(), result: r.into(), elapsed: Duration::ZERO, bytes: 0 };
+        let rows = [row("a", "FAILED"), row("b", "skipped"), row("c", "skipped"), row("d", "ran")];
+        let blocked = [("b".to_string(), vec!["a".to_string()]), ("c".to_string(), vec!["a".to_string()])];
+        assert_eq!(failure_summary(&rows, &blocked), "\nfailed: a\nskipped because `a` failed: b, c\n");
+        assert_eq!(failure_summary(&rows[3..], &[]), "");
     }
 }

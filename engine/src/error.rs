@@ -167,10 +167,12 @@ impl EngineError {
         move |source| EngineError::Io { context, source }
     }
 
-    /// 2 for an invalid pipeline or command line, 1 for anything that went wrong while running.
+    /// 2 for an invalid pipeline or command line, 130 for an interrupted run (as a shell reports
+    /// SIGINT), 1 for anything else that went wrong while running.
     pub fn exit_code(&self) -> i32 {
         match self {
             EngineError::Invalid(_) | EngineError::Usage(_) => 2,
+            EngineError::Cancelled => 130,
             _ => 1,
         }
     }

@@ -16,6 +16,8 @@ pub enum Outcome {
     Skipped,
     /// `--detach`: submitted to Slurm as this job id; a later `camel run` commits it.
     Submitted(String),
+    /// Stopped by Ctrl-C while running; its scratch state is kept for the next run.
+    Interrupted,
 }
 
 #[derive(Clone, Debug)]
@@ -29,6 +31,17 @@ pub enum Event {
         stage: String,
         key: String,
         reasons: Vec<String>,
+    },
+    /// Sent right after [`Event::StageStarted`] when the stage picks up what an earlier run left.
+    StageResumes {
+        stage: String,
+        partial: crate::stage::Partial,
+    },
+    /// Sent before a stage's [`Outcome::Skipped`] when it was skipped because upstream stages failed
+    /// (`--keep-going` runs everything else).
+    StageBlocked {
+        stage: String,
+        failed: Vec<String>,
     },
     Progress {
         stage: String,

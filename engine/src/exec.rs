@@ -21,7 +21,7 @@ use crate::plan::{InputRef, Plan};
 use crate::provenance::{PROVENANCE_FILE, Provenance, ProvenanceInput, ProvenancePipeline};
 use crate::slurm::job::{JobDir, JobError, StageJob, Waited};
 use crate::slurm::{Executor, JobInfo, SlurmJobs};
-use crate::stage::{Progress, StageContext, StageError};
+use crate::stage::{Partial, PartialProbe, Progress, StageContext, StageError};
 use crate::workspace::{StageRecord, Workspace, pid_alive};
 
 /// What `camel run` was asked to do.
@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub wait: bool,
     /// Submit the Slurm stages that are ready and return instead of waiting for their jobs.
     pub detach: bool,
+    /// After a failure, go on with the stages that do not depend on it (`make -k`).
+    pub keep_going: bool,
 }
 
 /// A resolved stage that is available: its key and its outputs.
@@ -112,6 +114,15 @@ impl Ctx<'_> {
         }
     }
 
+    /// What an unfinished run of stage `i` left for its current key, as its kind reads it.
+    fn partial(&self, i: usize, r: &Resolved) -> Option<Partial> {
+        let scratch = self.ws.scratch_dir(&r.digest);
+        if !scratch.is_dir() {
+            return None;
+        }
+        self.plan.stages[i].bound.partial(&PartialProbe { scratch_dir: &scratch, inputs: &r.paths })
+    }
+
     fn remember(&self, stage: &str, r: &Resolved) -> Result<(), EngineError> {
         let rec =
             StageRecord { key: r.digest.clone(), cache_key: r.cache_key.clone(), sources: r.sources.clone() };
@@ -168,7 +179,14 @@ impl Ctx<'_> {
         }
         let mut reasons = if force { vec!["forced (--force)".to_string()] } else { Vec::new() };
         reasons.extend(self.reasons(name, &r));
+        let partial = self.partial(i, &r);
+        if partial.is_some() {
+            unfinished(&mut reasons);
+        }
         (self.sink)(Event::StageStarted { stage: name.clone(), key: r.digest.clone(), reasons });
+        if let Some(partial) = partial {
+            (self.sink)(Event::StageResumes { stage: name.clone(), partial });
+        }
         self.execute(i, &r, force, t0)
     }
 
@@ -450,9 +468,13 @@ pub fn run(
         stages: mode.iter().filter(|m| **m != Mode::Skip).count(),
     });
 
-    let (nodes, mut errors) = schedule(&ctx, &mode, &force, opts.jobs.max(1));
+    let (nodes, mut errors) = schedule(&ctx, &mode, &force, opts.jobs.max(1), opts.keep_going);
     for &i in &plan.order {
         if matches!(nodes[i], Node::Pending) && mode[i] != Mode::Skip {
+            let failed = failed_upstream(plan, &nodes, i);
+            if !failed.is_empty() {
+                sink(Event::StageBlocked { stage: plan.stages[i].name.clone(), failed });
+            }
             sink(Event::StageFinished {
                 stage: plan.stages[i].name.clone(),
                 outcome: Outcome::Skipped,
@@ -523,15 +545,34 @@ fn select(plan: &Plan, opts: &RunOptions) -> Result<Vec<Mode>, EngineError> {
     Ok(mode)
 }
 
+/// A stage that left resumable state did run, without finishing: "never run" would mislead.
+fn unfinished(reasons: &mut [String]) {
+    for r in reasons.iter_mut().filter(|r| *r == "never run") {
+        *r = "never finished".into();
+    }
+}
+
+/// The failed stages upstream of stage `i` (directly or through others), in plan order.
+fn failed_upstream(plan: &Plan, nodes: &[Node], i: usize) -> Vec<String> {
+    let above = plan.ancestors_and_self(i);
+    plan.order
+        .iter()
+        .filter(|&&j| j != i && above[j] && matches!(nodes[j], Node::Failed))
+        .map(|&j| plan.stages[j].name.clone())
+        .collect()
+}
+
 /// The scheduler: starts each selected stage once its upstream stages are done, in plan order,
 /// up to `jobs` at a time, an exclusive stage alone. After the first failure (or a cancel) it
-/// starts nothing more and waits for the running stages. Returns every stage's final state and
-/// the errors by stage name, in the order they happened.
+/// starts nothing more and waits for the running stages; with `keep_going`, a failure only
+/// holds back the stages downstream of it. Returns every stage's final state and the errors by
+/// stage name, in the order they happened.
 fn schedule(
     ctx: &Ctx,
     mode: &[Mode],
     force: &[bool],
     jobs: usize,
+    keep_going: bool,
 ) -> (Vec<Node>, Vec<(String, EngineError)>) {
     let plan = ctx.plan;
     let n = plan.stages.len();
@@ -544,11 +585,11 @@ fn schedule(
     let mut remote_running = 0usize;
     let mut exclusive_running = false;
     let remote = |i: usize| ctx.slurm.is_some() && plan.stages[i].executor == Executor::Slurm;
-    let (tx, rx) = mpsc::channel::<(usize, Result<Done, EngineError>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<Done, EngineError>, std::time::Duration)>();
 
     std::thread::scope(|scope| {
         loop {
-            let stop = !errors.is_empty() || ctx.cancel.load(Ordering::Relaxed);
+            let stop = (!errors.is_empty() && !keep_going) || ctx.cancel.load(Ordering::Relaxed);
             loop {
                 if stop {
                     break;
@@ -577,14 +618,15 @@ fn schedule(
                 let m = mode[i];
                 let f = force[i];
                 scope.spawn(move || {
+                    let t0 = Instant::now();
                     let r = ctx.process(i, &snapshot, m, f);
-                    let _ = tx.send((i, r));
+                    let _ = tx.send((i, r, t0.elapsed()));
                 });
             }
             if running + remote_running == 0 {
                 break;
             }
-            let (i, r) = rx.recv().expect("a running stage reports back");
+            let (i, r, elapsed) = rx.recv().expect("a running stage reports back");
             if remote(i) {
                 remote_running -= 1;
             } else {
@@ -608,14 +650,17 @@ fn schedule(
                 }
                 Err(e) => {
                     nodes[i] = Node::Failed;
-                    let (message, log) = match &e {
-                        EngineError::StageFailed { message, log, .. } => (message.clone(), log.clone()),
-                        e => (e.to_string(), None),
+                    let (outcome, log) = match &e {
+                        EngineError::Cancelled => (Outcome::Interrupted, None),
+                        EngineError::StageFailed { message, log, .. } => {
+                            (Outcome::Failed(message.clone()), log.clone())
+                        }
+                        e => (Outcome::Failed(e.to_string()), None),
                     };
                     (ctx.sink)(Event::StageFinished {
                         stage: plan.stages[i].name.clone(),
-                        outcome: Outcome::Failed(message),
-                        elapsed: Default::default(),
+                        outcome,
+                        elapsed,
                         output_bytes: 0,
                         log,
                     });
@@ -655,6 +700,8 @@ pub struct StageStatus {
     /// A Slurm stage's job that has not been committed yet: id, state, pending reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<JobInfo>,
+    /// What an unfinished run left for the current key that the next run resumes from.
+    pub partial: Option<Partial>,
 }
 
 /// Resolves every stage's key without running anything. Takes no lock: entries appear
@@ -699,6 +746,7 @@ impl Ctx<'_> {
             output_bytes: None,
             executor: s.executor.as_str().into(),
             job: None,
+            partial: None,
         };
         if !s.missing_inputs.is_empty() {
             return unknown(s.missing_inputs.clone());
@@ -733,6 +781,11 @@ impl Ctx<'_> {
             }
             _ => None,
         };
+        let partial = if state == StageState::Cached { None } else { self.partial(i, &r) };
+        let mut reasons = reasons;
+        if partial.is_some() {
+            unfinished(&mut reasons);
+        }
         StageStatus {
             stage: s.name.clone(),
             kind: s.bound.kind().into(),
@@ -743,6 +796,7 @@ impl Ctx<'_> {
             output_bytes: bytes,
             executor: s.executor.as_str().into(),
             job,
+            partial,
         }
     }
 }
@@ -883,6 +937,92 @@ stages:
         r.result.as_ref().unwrap();
         assert_eq!(r.with(&Outcome::Cached), ["d"]);
         assert_eq!(r.with(&Outcome::Ran), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn keep_going_runs_what_does_not_depend_on_a_failure() {
+        let t = Bench::new();
+        // a fails at once; d (independent) must still run although it comes later in plan order
+        // and only one job runs at a time.
+        let failing = CHAIN.replace("text: A}", "text: A, fail: true}");
+        let r = t.run(&failing, RunOptions { keep_going: true, ..opts() });
+        assert!(matches!(&r.result, Err(EngineError::StageFailed { stage, .. }) if stage == "a"));
+        assert_eq!(r.failed(), ["a"]);
+        assert_eq!(r.with(&Outcome::Ran), ["d"]);
+        assert_eq!(r.with(&Outcome::Skipped), ["b", "c"]);
+        let blocked: Vec<(String, Vec<String>)> = r
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StageBlocked { stage, failed } => Some((stage.clone(), failed.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(blocked, [("b".into(), vec!["a".into()]), ("c".into(), vec!["a".into()])]);
+
+        // Without it, the first failure stops the run: d is skipped, and not because of a.
+        t.take_runs();
+        let r = t.run(&failing, opts());
+        assert_eq!(r.with(&Outcome::Skipped), ["b", "c", "d"]);
+        assert!(!r.events.iter().any(|e| matches!(e, Event::StageBlocked { stage, .. } if stage == "d")));
+    }
+
+    #[test]
+    fn an_interrupted_stage_is_reported_as_interrupted() {
+        let t = Bench::new();
+        let yaml = "name: p\nstages:\n  a: {kind: fake, params: {text: A, sleep_ms: 300}}\n  b: {kind: fake, inputs: {x: a.out}}\n";
+        let cancel = Arc::new(AtomicBool::new(false));
+        let c = cancel.clone();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            c.store(true, Ordering::SeqCst);
+        });
+        let r = t.run_with_cancel(yaml, opts(), cancel);
+        stopper.join().unwrap();
+        assert!(matches!(r.result, Err(EngineError::Cancelled)), "{:?}", r.result);
+        assert_eq!(r.result.as_ref().unwrap_err().exit_code(), 130);
+        assert_eq!(r.with(&Outcome::Interrupted), ["a"]);
+        assert_eq!(r.with(&Outcome::Skipped), ["b"]);
+        let elapsed = r.events.iter().find_map(|e| match e {
+            Event::StageFinished { stage, elapsed, .. } if stage == "a" => Some(*elapsed),
+            _ => None,
+        });
+        assert!(elapsed.unwrap() >= std::time::Duration::from_millis(250), "{elapsed:?}");
+    }
+
+    #[test]
+    fn resumable_scratch_state_shows_in_status_and_when_the_stage_starts() {
+        let t = Bench::new();
+        std::fs::write(t.path("fail-d"), "").unwrap();
+        assert!(t.run(CHAIN, opts()).result.is_err());
+        std::fs::remove_file(t.path("fail-d")).unwrap();
+        let plan = t.plan(CHAIN).unwrap();
+        let st = status(&plan).unwrap();
+        let d = st.iter().find(|s| s.stage == "d").unwrap();
+        assert_eq!(d.state, StageState::Missing);
+        assert_eq!(d.reasons, ["never finished"]);
+        let p = d.partial.as_ref().expect("d left a checkpoint");
+        assert_eq!(
+            (p.state.as_str(), p.resumes_from.as_str(), p.position),
+            ("checkpoint at step 3/10", "step 3", Some(3))
+        );
+        assert!(st.iter().filter(|s| s.stage != "d").all(|s| s.partial.is_none()));
+        let json = serde_json::to_value(d).unwrap();
+        assert_eq!(json["partial"]["state"], "checkpoint at step 3/10");
+
+        // The rerun says where it resumes, right after it starts.
+        let r = t.run(CHAIN, opts());
+        r.result.as_ref().unwrap();
+        let i = r
+            .events
+            .iter()
+            .position(|e| matches!(e, Event::StageStarted { stage, .. } if stage == "d"))
+            .unwrap();
+        assert!(
+            matches!(&r.events[i + 1], Event::StageResumes { stage, partial } if stage == "d" && partial.resumes_from == "step 3"),
+            "{:?}",
+            r.events[i + 1]
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`process`] starts and supervises the child processes of stages and of the CLI.
 //! - The engine reports through [`Event`]s and never prints.
 
+mod compare;
 mod error;
 mod event;
 mod exec;
@@ -25,6 +26,7 @@ mod stage;
 mod testkit;
 mod workspace;
 
+pub use compare::{Side, StageComparison, Verdict, compare};
 pub use error::{EngineError, PipelineError, did_you_mean};
 pub use event::{Event, EventSink, Outcome, silent};
 pub use exec::{Done, RunOptions, StageState, StageStatus, current_entries, run, status};
@@ -34,7 +36,7 @@ pub use pipeline::Override;
 pub use plan::{InputRef, Plan, PlannedStage, load, load_for_status, plan_from_str};
 pub use provenance::{PROVENANCE_FILE, Provenance, ProvenanceInput, ProvenancePipeline};
 pub use stage::{
-    BoundStage, InputSpec, KindEntry, OutputSpec, ParamError, Progress, Registry, Stage, StageContext,
-    StageError,
+    BoundStage, InputSpec, KindEntry, OutputSpec, ParamError, Partial, PartialProbe, Progress, Registry,
+    Stage, StageContext, StageError,
 };
 pub use workspace::{StageRecord, Workspace, WorkspaceLock};

@@ -49,6 +49,39 @@ pub trait Stage: Send + Sync + 'static {
     }
 
     fn run(params: &Self::Params, ctx: &StageContext) -> Result<(), StageError>;
+
+    /// What an unfinished run left in the scratch directory that the next run reuses (training
+    /// checkpoints, answered rows), for `camel status` and the run's header. Each kind knows its
+    /// own scratch layout, so the engine asks rather than looks.
+    fn partial(_params: &Self::Params, _at: &PartialProbe) -> Option<Partial> {
+        None
+    }
+
+    /// The headline numbers of a finished run, read from its committed outputs in `out_dir`
+    /// (final training loss, ROUGE-L, mean judge score), for `camel diff`. Names are short and
+    /// stable (`loss`, `base.rouge_l`).
+    fn metrics(_params: &Self::Params, _out_dir: &Path) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+}
+
+/// Resumable state found in a stage's scratch directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Partial {
+    /// What is there, e.g. `checkpoint at step 30/330`.
+    pub state: String,
+    /// Where the next run starts, e.g. `step 30`.
+    pub resumes_from: String,
+    /// The progress position the next run starts at, in the units of the stage's progress bar:
+    /// the renderer measures the rate (and so the ETA) from there.
+    pub position: Option<u64>,
+}
+
+/// Where [`Stage::partial`] looks: the scratch directory of the stage's current key and its
+/// resolved inputs.
+pub struct PartialProbe<'a> {
+    pub scratch_dir: &'a Path,
+    pub inputs: &'a BTreeMap<String, PathBuf>,
 }
 
 /// The input names a kind accepts.
@@ -327,6 +360,16 @@ pub trait BoundStage: Send + Sync {
     fn exclusive(&self) -> bool;
     fn run(&self, ctx: &StageContext) -> Result<(), StageError>;
 
+    /// [`Stage::partial`].
+    fn partial(&self, _at: &PartialProbe) -> Option<Partial> {
+        None
+    }
+
+    /// [`Stage::metrics`].
+    fn metrics(&self, _out_dir: &Path) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+
     /// The params that enter the cache key: [`BoundStage::params_json`] without the unhashed ones.
     fn hashed_params(&self) -> serde_json::Value {
         let mut v = self.params_json();
@@ -365,6 +408,12 @@ impl<S: Stage> BoundStage for Bound<S> {
     }
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         S::run(&self.0, ctx)
+    }
+    fn partial(&self, at: &PartialProbe) -> Option<Partial> {
+        S::partial(&self.0, at)
+    }
+    fn metrics(&self, out_dir: &Path) -> BTreeMap<String, f64> {
+        S::metrics(&self.0, out_dir)
     }
 }
 

@@ -11,11 +11,14 @@ use crate::EngineError;
 use crate::event::{Event, EventSink, Outcome};
 use crate::exec::{RunOptions, run};
 use crate::plan::{Plan, plan_from_str};
-use crate::stage::{OutputSpec, Registry, Stage, StageContext, StageError};
+use crate::stage::{OutputSpec, Partial, PartialProbe, Registry, Stage, StageContext, StageError};
 
 /// Writes `text` followed by every input's content (in input-name order) to output `out`, and
 /// appends `start NAME` / `end NAME` lines to `runs.log` in the pipeline's directory, so that a
-/// test can see what ran and in what order. `note` changes the cache key but not the output.
+/// test can see what ran and in what order. `note` changes the cache key but not the output. A
+/// file `fail-NAME` beside the pipeline makes stage NAME fail as `fail` does, without changing its
+/// key. A failing stage leaves `step` = 3 in its scratch dir, which [`Stage::partial`] reports; a
+/// cancelled one stops after its sleep.
 pub struct Fake;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -46,7 +49,10 @@ impl Stage for Fake {
     fn run(p: &FakeParams, ctx: &StageContext) -> Result<(), StageError> {
         record(ctx.work_dir(), &format!("start {}", ctx.stage()));
         std::thread::sleep(std::time::Duration::from_millis(p.sleep_ms));
-        let result = if p.fail {
+        let result = if ctx.is_cancelled() {
+            Err(StageError::Cancelled)
+        } else if p.fail || ctx.work_dir().join(format!("fail-{}", ctx.stage())).exists() {
+            std::fs::write(ctx.scratch_dir().join("step"), "3").map_err(StageError::io("write step"))?;
             Err(StageError::msg("told to fail"))
         } else {
             let mut out = p.text.clone();
@@ -57,6 +63,21 @@ impl Stage for Fake {
         };
         record(ctx.work_dir(), &format!("end {}", ctx.stage()));
         result
+    }
+
+    /// `chars`: the length of the output.
+    fn metrics(_: &FakeParams, out_dir: &Path) -> std::collections::BTreeMap<String, f64> {
+        let n = std::fs::read_to_string(out_dir.join("out.txt")).map_or(0, |t| t.len());
+        [("chars".to_string(), n as f64)].into()
+    }
+
+    fn partial(_: &FakeParams, at: &PartialProbe) -> Option<Partial> {
+        let step: u64 = std::fs::read_to_string(at.scratch_dir.join("step")).ok()?.trim().parse().ok()?;
+        Some(Partial {
+            state: format!("checkpoint at step {step}/10"),
+            resumes_from: format!("step {step}"),
+            position: Some(step),
+        })
     }
 }
 
@@ -88,6 +109,8 @@ pub struct RunReport {
     pub finished: Vec<(String, Outcome)>,
     /// The `stages` count of `RunStarted`.
     pub selected: Option<usize>,
+    /// Every event, in order.
+    pub events: Vec<Event>,
 }
 
 impl RunReport {
@@ -128,13 +151,23 @@ impl Bench {
 
     /// Runs `yaml` with `opts` (`jobs` 0 means 1), collecting what happened.
     pub fn run(&self, yaml: &str, opts: RunOptions) -> RunReport {
+        self.run_with_cancel(yaml, opts, Arc::new(std::sync::atomic::AtomicBool::new(false)))
+    }
+
+    /// As [`Bench::run`], with a cancel flag the test may set while the run goes on.
+    pub fn run_with_cancel(
+        &self,
+        yaml: &str,
+        opts: RunOptions,
+        cancel: Arc<std::sync::atomic::AtomicBool>,
+    ) -> RunReport {
         let plan = self.plan(yaml).unwrap_or_else(|e| panic!("the pipeline plans: {e:?}"));
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink: EventSink = {
             let events = events.clone();
             Arc::new(move |e| events.lock().unwrap().push(e))
         };
-        let result = run(&plan, &opts, sink, Arc::new(std::sync::atomic::AtomicBool::new(false)));
+        let result = run(&plan, &opts, sink, cancel);
         let events = events.lock().unwrap();
         let finished = events
             .iter()
@@ -147,7 +180,7 @@ impl Bench {
             Event::RunStarted { stages, .. } => Some(*stages),
             _ => None,
         });
-        RunReport { result, finished, selected }
+        RunReport { result, finished, selected, events: events.clone() }
     }
 
     /// The lines of `runs.log` so far, and empties it.

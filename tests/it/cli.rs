@@ -77,3 +77,130 @@ fn the_camel_binary_does_not_link_libtorch() {
     assert!(text.contains("NEEDED"), "readelf printed no dynamic section:\n{text}");
     assert!(!text.contains("libtorch"), "camel links libtorch:\n{text}");
 }
+
+/// Removing one entry of a list param names that entry, in `status`, `status --json` and `run`.
+#[test]
+fn a_changed_list_entry_is_named_precisely() {
+    let t = TestContext::new();
+    let pipe = |outs: &str| {
+        format!(
+            "name: lists\nstages:\n  many:\n    kind: command\n    params:\n      run: for f in a.txt b.txt; do echo $f > \"$CAMEL_OUT/$f\"; done\n      outputs: [{outs}]\n"
+        )
+    };
+    t.write("p.yaml", &pipe("a.txt, b.txt"));
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    t.write("p.yaml", &pipe("a.txt"));
+    let want = r#"param `outputs`: removed "b.txt""#;
+    let (state, reasons) = t.state_of("p.yaml", "many");
+    assert_eq!((state.as_str(), reasons), ("stale", vec![want.to_string()]));
+    let status = t.camel(&["status", "p.yaml"]);
+    assert!(status.stdout.contains(&format!("- {want}")), "{}", status.stdout);
+    let run = t.camel(&["run", "p.yaml"]);
+    run.assert_ok();
+    assert!(run.stderr.contains(&format!("runs: {want}")), "{}", run.stderr);
+}
+
+const FAILING: &str = r#"
+name: kg
+stages:
+  bad:
+    kind: command
+    params: {run: exit 3, outputs: {out: o.txt}}
+  after:
+    kind: command
+    inputs: {x: bad.out}
+    params: {run: cp "$CAMEL_IN_X" "$CAMEL_OUT/o.txt", outputs: {out: o.txt}}
+  later:
+    kind: command
+    inputs: {x: after.out}
+    params: {run: cp "$CAMEL_IN_X" "$CAMEL_OUT/o.txt", outputs: {out: o.txt}}
+  other:
+    kind: command
+    params: {run: echo ok > "$CAMEL_OUT/o.txt", outputs: {out: o.txt}}
+"#;
+
+#[test]
+fn keep_going_runs_what_does_not_depend_on_the_failure() {
+    let t = TestContext::new();
+    t.write("p.yaml", FAILING);
+    let stop = t.camel(&["run", "p.yaml"]);
+    assert_eq!(stop.code, 1);
+    assert!(stop.ran().is_empty(), "without --keep-going nothing runs after `bad`: {}", stop.stderr);
+
+    let r = t.camel(&["run", "p.yaml", "--keep-going"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.ran(), ["other"]);
+    assert!(r.stderr.contains("\nfailed: bad\nskipped because `bad` failed: after, later\n"), "{}", r.stderr);
+    assert_eq!(t.state_of("p.yaml", "other").0, "cached");
+}
+
+/// Ctrl-C while a stage runs: the stage is `interrupted` (not FAILED) and camel exits with 130.
+#[test]
+fn an_interrupt_is_reported_as_interrupted_with_exit_130() {
+    let t = TestContext::new();
+    t.write(
+        "p.yaml",
+        "name: slow\nstages:\n  slow:\n    kind: command\n    params: {run: sleep 30, outputs: {out: o.txt}}\n",
+    );
+    let child = t.command(&["run", "p.yaml"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // The stage has started once its log exists.
+    let log = t.path(".camel/logs/slow.log");
+    let t0 = std::time::Instant::now();
+    while !log.exists() && t0.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill(2) on the child's pid, which has not been waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let r: crate::common::Run = child.wait_with_output().unwrap().into();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(25), "the stage was not stopped");
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    assert!(r.stderr.contains("slow interrupted after"), "{}", r.stderr);
+    assert!(!r.stderr.contains("FAILED"), "{}", r.stderr);
+    assert!(r.stderr.lines().any(|l| l.starts_with("slow") && l.contains("interrupted")), "{}", r.stderr);
+}
+
+#[test]
+fn diff_compares_two_set_variants() {
+    let t = TestContext::new();
+    t.write("p.yaml", PIPE);
+    t.write("seed.txt", "42\n");
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    let r = t.camel(&["diff", "p.yaml", "--set-b", "params.greeting=bonjour"]);
+    r.assert_ok();
+    insta::with_settings!({filters => filters()}, {
+        insta::assert_snapshot!("diff_set_variant", r.stdout);
+    });
+    let r = t.camel(&["diff", "p.yaml", "p.yaml", "--set-b", "params.greeting=bonjour", "--json"]);
+    r.assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["stage"], "make");
+    assert_eq!(v[0]["verdict"], "differs");
+    assert_eq!(v[0]["reasons"][0], r#"param `env.G` changed from "hello" to "bonjour""#);
+    assert_eq!(v[0]["a"]["state"], "cached");
+    assert_eq!(v[1]["verdict"], "differs");
+    let same = t.camel(&["diff", "p.yaml", "p.yaml", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&same.stdout).unwrap();
+    assert!(v.as_array().unwrap().iter().all(|s| s["verdict"] == "same"), "{v}");
+}
+
+#[test]
+fn kinds_describe_inputs_outputs_and_params() {
+    let t = TestContext::new();
+    let r = t.camel(&["kinds", "pretrain"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("inputs: tokens (required), model (optional)\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("outputs: model (model), metrics (metrics.jsonl), loss_curve (loss.svg)\n"),
+        "{}",
+        r.stdout
+    );
+    let lr = r.stdout.lines().find(|l| l.trim_start().starts_with("lr ")).expect("an lr line");
+    let cols: Vec<&str> = lr.split_whitespace().collect();
+    assert_eq!(cols, ["lr", "number", "0.00002"], "{lr}");
+    assert!(r.stdout.contains("max_steps") && r.stdout.contains("optional  unset"), "{}", r.stdout);
+    // `command` needs `run`: no defaults to show, but what is missing is said.
+    let r = t.camel(&["kinds", "command"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("missing field `run`"), "{}", r.stdout);
+}

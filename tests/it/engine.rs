@@ -461,7 +461,8 @@ stages:
     let t0 = std::time::Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(t0.elapsed() < Duration::from_secs(10), "the 30 s command was not stopped");
-    assert_eq!(out.status.code(), Some(1));
+    // 130, as a shell reports SIGINT (issue 17; it was 1).
+    assert_eq!(out.status.code(), Some(130));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(!t.path(".camel/out/long").exists());

@@ -129,9 +129,18 @@ fn a_kill_9_during_training_resumes_to_the_weights_of_an_uninterrupted_run() {
     child.kill().unwrap(); // SIGKILL; the worker follows through PDEATHSIG
     child.wait().unwrap();
     assert!(!t.path(".camel/out/pretrain").exists(), "the killed run committed its outputs");
+    // The checkpoint is visible before the rerun (issue 17), and the rerun says it resumes.
+    let st = t.status("p.yaml");
+    let partial = st.iter().find(|s| s["stage"] == "pretrain").unwrap()["partial"]["state"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(partial.starts_with("checkpoint at step "), "{partial}");
+    assert_eq!(t.state_of("p.yaml", "pretrain").1, ["never finished"]);
 
     let r = t.camel(&["run", "p.yaml"]);
     r.assert_ok();
+    assert!(r.stderr.contains("pretrain resumes from step "), "{}", r.stderr);
     let log = t.read(".camel/logs/pretrain.log");
     assert!(log.contains("resuming from the checkpoint at step"), "{log}");
     let weights =

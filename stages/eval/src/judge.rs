@@ -101,6 +101,21 @@ impl Stage for Judge {
     fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
         run(p, ctx)
     }
+
+    /// `SYSTEM.judge_mean`: each system's mean score over the rows the judge scored.
+    fn metrics(_: &JudgeParams, out_dir: &std::path::Path) -> std::collections::BTreeMap<String, f64> {
+        let mut sums: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+        let rows = crate::read_json_value(&out_dir.join("judgments.json"));
+        for row in rows.as_ref().and_then(Value::as_array).into_iter().flatten() {
+            for (system, score) in row["scores"].as_object().into_iter().flatten() {
+                if let Some(x) = score.as_f64() {
+                    let e = sums.entry(system.clone()).or_default();
+                    *e = (e.0 + x, e.1 + 1);
+                }
+            }
+        }
+        sums.into_iter().map(|(s, (sum, n))| (format!("{s}.judge_mean"), sum / n as f64)).collect()
+    }
 }
 
 /// One row's verdict.
@@ -371,6 +386,25 @@ fn parse_first_line(reply: &str, n: usize) -> Option<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `camel diff`'s numbers: the mean over the rows each system was scored on (unscored rows,
+    /// recorded as null, are left out rather than counted as 0).
+    #[test]
+    fn the_mean_scores_are_the_metrics() {
+        let d = tempfile::tempdir().unwrap();
+        let rows = json!([
+            {"index": 0, "scores": {"camel": 7.0, "gpt": 9.0}},
+            {"index": 1, "scores": {"camel": 8.0, "gpt": null}},
+        ]);
+        std::fs::write(d.path().join("judgments.json"), rows.to_string()).unwrap();
+        let p: JudgeParams = serde_json::from_value(json!({
+            "systems": [], "provider": {"type": "openai", "base_url": "http://127.0.0.1:1", "model": "m"}
+        }))
+        .expect("judge params");
+        let got = <Judge as Stage>::metrics(&p, d.path());
+        let got: Vec<(&str, f64)> = got.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(got, [("camel.judge_mean", 7.5), ("gpt.judge_mean", 9.0)]);
+    }
 
     #[test]
     fn replies_parse_in_every_accepted_form() {

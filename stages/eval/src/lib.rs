@@ -28,6 +28,12 @@ use camel_engine::StageError;
 use serde::Serialize;
 
 /// Pretty JSON and a final newline, written atomically by camel-cache (the kinds' one writer).
+/// A committed output's JSON, for [`camel_engine::Stage::metrics`] (`None` when it is missing or
+/// not JSON: a metric absent is shown as such).
+pub(crate) fn read_json_value(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
 pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) -> Result<(), StageError> {
     camel_cache::write_json_atomic(path, v).map_err(|e| StageError::Other(Box::new(e)))
 }

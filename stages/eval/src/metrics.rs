@@ -56,6 +56,20 @@ impl Stage for Metrics {
         vec![OutputSpec::new("metrics", "metrics.json"), OutputSpec::new("rows", "rows.jsonl")]
     }
 
+    /// `SYSTEM.rouge_l`, `SYSTEM.bleu`, `SYSTEM.token_f1`: each system's overall scores.
+    fn metrics(_: &MetricsParams, out_dir: &std::path::Path) -> std::collections::BTreeMap<String, f64> {
+        let mut out = std::collections::BTreeMap::new();
+        let Some(v) = crate::read_json_value(&out_dir.join("metrics.json")) else { return out };
+        for (system, s) in v["systems"].as_object().into_iter().flatten() {
+            for m in ["rouge_l", "bleu", "token_f1"] {
+                if let Some(x) = s["overall"][m].as_f64() {
+                    out.insert(format!("{system}.{m}"), x);
+                }
+            }
+        }
+        out
+    }
+
     fn run(p: &MetricsParams, ctx: &StageContext) -> Result<(), StageError> {
         data::check_systems(&p.systems, 2, Some(&p.reference))?;
         if p.use_stemmer {
@@ -409,6 +423,20 @@ pub fn token_f1(prediction: &str, truth: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `camel diff`'s numbers: each system's overall scores from `metrics.json`.
+    #[test]
+    fn the_overall_scores_are_the_metrics() {
+        let d = tempfile::tempdir().unwrap();
+        let m = json!({"systems": {"camel": {"overall": {"rows": 2, "rouge_l": 0.25, "bleu": 12.5, "token_f1": 0.5}, "by_type": {}}}});
+        std::fs::write(d.path().join("metrics.json"), m.to_string()).unwrap();
+        let got = <Metrics as Stage>::metrics(
+            &MetricsParams { systems: vec![], reference: "ref".into(), limit: None, use_stemmer: false },
+            d.path(),
+        );
+        let got: Vec<(&str, f64)> = got.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(got, [("camel.bleu", 12.5), ("camel.rouge_l", 0.25), ("camel.token_f1", 0.5)]);
+    }
 
     #[test]
     fn rouge_l_by_hand() {

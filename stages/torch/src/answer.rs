@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use camel_engine::process::StageHost;
-use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use camel_engine::{InputSpec, OutputSpec, Partial, PartialProbe, Stage, StageContext, StageError};
 use camel_torch_job::{ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, AnswerJob, GenParams, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -91,6 +91,11 @@ impl Stage for Answer {
 
     fn exclusive(_: &AnswerParams) -> bool {
         true
+    }
+
+    fn partial(p: &AnswerParams, at: &PartialProbe) -> Option<Partial> {
+        let rows = at.inputs.get("instructions").and_then(|i| read_instructions(i).ok()).map(|r| r.len());
+        crate::partial::answered(at.scratch_dir, rows.map(|n| p.limit.map_or(n, |l| l.min(n))))
     }
 
     fn run(p: &AnswerParams, ctx: &StageContext) -> Result<(), StageError> {

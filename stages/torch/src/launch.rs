@@ -136,7 +136,8 @@ pub fn run_training_job(
             Ranks::Single
         }
     };
-    worker.run(&StageHost::new(ctx)?, Subcommand::Train, job_path, ranks, Some(ctx.work_dir()))
+    let host = crate::partial::RecordTotal::new(StageHost::new(ctx)?, ctx.scratch_dir());
+    worker.run(&host, Subcommand::Train, job_path, ranks, Some(ctx.work_dir()))
 }
 
 /// Appends one line to the leader's job list (created with a `start` line by [`Leader::start`]).

@@ -10,6 +10,7 @@
 mod answer;
 pub mod cli;
 mod launch;
+mod partial;
 mod train;
 pub mod worker;
 

@@ -14,7 +14,7 @@
 //! Outputs: `model/` (a Hugging Face checkpoint dir with the tokenizer files), `metrics.jsonl`
 //! (step, epoch, loss, lr, grad_norm, tokens, tokens_per_s) and `loss.svg`.
 
-use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use camel_engine::{InputSpec, OutputSpec, Partial, PartialProbe, Stage, StageContext, StageError};
 use camel_torch_job::{DistParams, FinetuneParams, Job, PretrainParams};
 
 fn train_outputs() -> Vec<OutputSpec> {
@@ -44,6 +44,14 @@ impl Stage for Pretrain {
 
     fn exclusive(_: &PretrainParams) -> bool {
         true
+    }
+
+    fn partial(_: &PretrainParams, at: &PartialProbe) -> Option<Partial> {
+        crate::partial::training(at.scratch_dir)
+    }
+
+    fn metrics(_: &PretrainParams, out_dir: &std::path::Path) -> std::collections::BTreeMap<String, f64> {
+        crate::partial::training_metrics(out_dir)
     }
 
     fn run(p: &PretrainParams, ctx: &StageContext) -> Result<(), StageError> {
@@ -79,6 +87,14 @@ impl Stage for Finetune {
 
     fn exclusive(_: &FinetuneParams) -> bool {
         true
+    }
+
+    fn partial(_: &FinetuneParams, at: &PartialProbe) -> Option<Partial> {
+        crate::partial::training(at.scratch_dir)
+    }
+
+    fn metrics(_: &FinetuneParams, out_dir: &std::path::Path) -> std::collections::BTreeMap<String, f64> {
+        crate::partial::training_metrics(out_dir)
     }
 
     fn run(p: &FinetuneParams, ctx: &StageContext) -> Result<(), StageError> {
