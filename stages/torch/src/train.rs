@@ -30,7 +30,10 @@ pub struct Pretrain;
 impl Stage for Pretrain {
     type Params = PretrainParams;
     const KIND: &'static str = "pretrain";
-    const VERSION: u32 = 1;
+    /// 2: the loss is normalised over the global batch's label tokens by default
+    /// (`loss_normalization: global_tokens`), which changes the weights of runs with masked
+    /// labels and accumulation or several ranks; `camel` is the formula of version 1.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "continue pretraining a LLaMA-family model on token blocks (libtorch worker)";
 
@@ -65,7 +68,9 @@ pub struct Finetune;
 impl Stage for Finetune {
     type Params = FinetuneParams;
     const KIND: &'static str = "finetune";
-    const VERSION: u32 = 1;
+    /// 2: as `pretrain`'s: the global token normalisation by default (the prompt is masked, so
+    /// every fine-tuning run with accumulation or several ranks changes).
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "instruction-tune a LLaMA-family model on Alpaca-style records (libtorch worker)";
 
