@@ -276,7 +276,8 @@ fn open_metrics(path: &Path, start: u64, main: bool) -> Result<Option<std::fs::F
     Ok(Some(metrics))
 }
 
-/// The job's outputs (rank 0): the checkpoint with tokenizer files, metrics.jsonl and loss.svg.
+/// The job's outputs (rank 0): the checkpoint with tokenizer files (src/hf_files.rs),
+/// metrics.jsonl and loss.svg.
 fn write_outputs(
     job: &Job,
     model: &Llama,
@@ -295,6 +296,9 @@ fn write_outputs(
             "note: neither the base model nor the token dir has a tokenizer.json, so the checkpoint has none",
         ));
     }
+    // What save_pretrained writes besides: the tokenizer's config and special tokens, the
+    // generation defaults.
+    crate::hf_files::write(&out_model, &model.cfg)?;
     std::fs::copy(metrics_path, job.out_dir.join("metrics.jsonl"))?;
     let text = std::fs::read_to_string(metrics_path)?;
     std::fs::write(job.out_dir.join("loss.svg"), crate::plot::loss_svg(&text))?;
