@@ -251,6 +251,115 @@ stages:
     assert!(missing.stderr.contains("nowhere is not a directory"), "{}", missing.stderr);
 }
 
+/// transformers' view of a model dir, from tests/reference/hf_model_dir.py.
+fn hf_check(py: &Path, dir: &Path, generate: Option<&str>) -> serde_json::Value {
+    let mut c = std::process::Command::new(py);
+    c.arg(crate::common::project_root().join("tests/reference/hf_model_dir.py")).arg("check").arg(dir);
+    if let Some(prompt) = generate {
+        c.args(["--generate", prompt]);
+    }
+    let out = c.env("HF_HUB_OFFLINE", "1").env("TOKENIZERS_PARALLELISM", "false").output().unwrap();
+    assert!(out.status.success(), "hf_model_dir.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap()
+}
+
+/// The model dirs of pretrain and finetune hold what `save_pretrained` writes, so transformers
+/// loads their tokenizer with its special tokens (and, fine-tuned, pads a batch and generates
+/// through `pipeline`), with the ids of `[ANON]` and `[PAD]` that camel trained with.
+#[test]
+fn model_dirs_load_in_transformers_with_their_special_tokens() {
+    if worker().is_none() {
+        return;
+    }
+    let (Some(py), Some(llama)) = (crate::common::venv_python(), shared_data("llama_tokenizer.json")) else {
+        return;
+    };
+    let t = TestContext::new();
+    let notes: Vec<String> = (0..24)
+        .map(|i| {
+            format!("Patient ___ seen on ___ for chest pain, day {i}. Plan: aspirin, follow up with Dr. ___.")
+        })
+        .collect();
+    camel_stages::tokenize::testing::write_corpus(&t.path("corpus.parquet"), &notes);
+    let records: Vec<serde_json::Value> = (0..4)
+        .map(|i| {
+            serde_json::json!({"instruction": format!("Summarize note {i}."), "input": "Chest pain, seen by ___.",
+                               "output": "Chest pain; aspirin."})
+        })
+        .collect();
+    t.write("alpaca.json", &serde_json::to_string(&records).unwrap());
+    t.write(
+        "p.yaml",
+        &format!(
+            r#"
+name: hf-dirs
+stages:
+  tokenize:
+    kind: tokenize
+    inputs: {{corpus: corpus.parquet, tokenizer: {llama}}}
+    params: {{block_size: 32}}
+  pretrain:
+    kind: pretrain
+    inputs: {{tokens: tokenize.dataset}}
+    params:
+      config: {{vocab_size: 32000, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+               num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128}}
+      batch_size: 4
+      device: cpu
+  finetune:
+    kind: finetune
+    inputs: {{model: pretrain.model, data: alpaca.json}}
+    params: {{batch_size: 2, max_length: 128, device: cpu}}
+"#,
+            llama = llama.display()
+        ),
+    );
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    let meta: serde_json::Value = serde_json::from_str(&t.read(".camel/out/tokenize/meta.json")).unwrap();
+    let anon = meta["added_tokens"]["[ANON]"].as_i64().unwrap();
+    let out = |stage: &str| t.path(&format!(".camel/out/{stage}/model"));
+    for stage in ["pretrain", "finetune"] {
+        for f in
+            ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"]
+        {
+            assert!(out(stage).join(f).is_file(), "{stage}: no {f}");
+        }
+    }
+
+    // Continued pretraining: LLaMA's specials and [ANON] as the tokenize stage numbered it; no pad
+    // (fine-tuning adds one).
+    let pre = hf_check(&py, &out("pretrain"), None);
+    assert_eq!(
+        (&pre["bos"], &pre["eos"], &pre["unk"]),
+        (&"<s>".into(), &"</s>".into(), &"<unk>".into()),
+        "{pre}"
+    );
+    assert_eq!((pre["bos_id"].as_i64(), pre["eos_id"].as_i64()), (Some(1), Some(2)));
+    assert!(pre["pad"].is_null(), "{pre}");
+    assert_eq!(pre["ids"]["[ANON]"].as_i64(), Some(anon));
+    assert!(pre["anon_encoded"].as_array().unwrap().contains(&anon.into()), "[ANON] is one token: {pre}");
+    assert_eq!(pre["model_max_length"], 128);
+
+    // Fine-tuned: [PAD] as camel added it (the config's pad_token_id), a padded batch, generation.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&t.read(".camel/out/finetune/model/config.json")).unwrap();
+    let pad = cfg["pad_token_id"].as_i64().unwrap();
+    let fine = hf_check(&py, &out("finetune"), Some("Below is an instruction."));
+    assert_eq!((&fine["pad"], fine["pad_id"].as_i64()), (&"[PAD]".into(), Some(pad)), "{fine}");
+    assert_eq!((fine["ids"]["[ANON]"].as_i64(), fine["ids"]["[PAD]"].as_i64()), (Some(anon), Some(pad)));
+    let ids: Vec<Vec<i64>> = serde_json::from_value(fine["padded"]["input_ids"].clone()).unwrap();
+    let mask: Vec<Vec<i64>> = serde_json::from_value(fine["padded"]["attention_mask"].clone()).unwrap();
+    assert_eq!(ids[0].len(), ids[1].len(), "the batch is padded to one length");
+    let short = mask[0].iter().filter(|&&m| m == 1).count();
+    assert!(short < ids[0].len() && ids[0][short..].iter().all(|&i| i == pad), "{fine}");
+    assert!(mask[1].iter().all(|&m| m == 1));
+    let generated = fine["generated"].as_str().unwrap();
+    assert!(generated.starts_with("Below is an instruction."), "{generated:?}");
+    let gen_cfg: serde_json::Value =
+        serde_json::from_str(&t.read(".camel/out/finetune/model/generation_config.json")).unwrap();
+    assert_eq!((gen_cfg["eos_token_id"].as_i64(), gen_cfg["pad_token_id"].as_i64()), (Some(2), Some(pad)));
+}
+
 #[test]
 fn a_missing_worker_is_reported_with_how_to_build_it() {
     let t = TestContext::new();

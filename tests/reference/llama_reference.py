@@ -6,6 +6,9 @@ Rust tests in stages/torch-worker/tests/. Every expected number comes from here.
   logits DIR IDS_JSON OUT            logits (fp32) and the causal-LM loss of ids (labels: ids,
                                      with positions where the JSON's "ignore" is 1 set to -100)
   train DIR TOKENS_DIR OUT PARAMS_JSON  HF-Trainer-equivalent steps of AdamW + cosine warmup
+                                     (the loss normalised as the params' loss_normalization)
+  trainer DIR TOKENS_DIR OUT PARAMS_JSON  the same run through transformers' Trainer (per-step
+                                     loss and grad_norm as it logs them, and the final weights)
   generate DIR IDS_JSON MAX_NEW OUT   greedy generate (left-padded batch)
   bench DIR THREADS BATCH SEQ STEPS GEN_TOKENS   training and greedy-generation tokens/s
   sft TOKENIZER_JSON RECORDS_JSON MAX_LENGTH OUT
@@ -138,30 +141,108 @@ def train(args):
     )
     sched = get_cosine_schedule_with_warmup(optim, W, T)
     ignore = set(meta["ignore_ids"]) if p["mask_ids"] else set()
+    # camel's default (`global_tokens`, left out of the params at its default) divides the step's
+    # summed token losses by its label tokens, as transformers' num_items_in_batch; `camel` takes
+    # each micro-batch's token mean over the accumulation steps, as transformers < 4.46 did.
+    global_tokens = p.get("loss_normalization", "global_tokens") == "global_tokens"
     log = []
     steps = min(T, p.get("max_steps") or T)
     for s in range(steps):
         lr = optim.param_groups[0]["lr"]
-        tot = 0.0
+        micro = []
         for a in range(A):
             mb = s * A + a
             ids = blocks[mb * B : (mb + 1) * B]
             labels = ids.clone()
             for i in ignore:
                 labels[ids == i] = -100
-            loss = m(input_ids=ids, labels=labels).loss
-            (loss / A).backward()
-            tot += loss.item()
+            micro.append((ids, labels))
+        n = sum(int(labels[:, 1:].ne(-100).sum()) for _, labels in micro)
+        tot = 0.0
+        for ids, labels in micro:
+            if global_tokens:
+                loss = m(input_ids=ids, labels=labels, num_items_in_batch=torch.tensor(n)).loss
+                loss.backward()
+                tot += loss.item()
+            else:
+                loss = m(input_ids=ids, labels=labels).loss
+                (loss / A).backward()
+                tot += loss.item() / A
         gn = torch.nn.utils.clip_grad_norm_(m.parameters(), p["max_grad_norm"]).item()
         optim.step()
         sched.step()
         optim.zero_grad()
-        log.append({"step": s + 1, "loss": tot / A, "lr": lr, "grad_norm": gn})
+        log.append({"step": s + 1, "loss": tot, "lr": lr, "grad_norm": gn})
     state = {k: v.detach().float().contiguous() for k, v in m.state_dict().items()}
     if m.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
     save_file(state, out)
     json.dump({"log": log, "total_steps": T, "warmup_steps": W}, open(out + ".json", "w"))
+
+
+def trainer(args):
+    """The `train` run through transformers' Trainer itself (sequential batches, the dataset's
+    labels masked by a collator, logging every step), for the default loss normalisation:
+    Trainer divides by the label tokens of the global batch (num_items_in_batch)."""
+    from transformers import Trainer, TrainingArguments
+
+    d, tokens, out, params_json = args
+    p = json.load(open(params_json))
+    meta, blocks = read_tokens(tokens)
+    m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="sdpa")
+    assert meta["vocab_size"] == m.config.vocab_size, "make the base with the token file's vocabulary"
+    ignore = set(meta["ignore_ids"]) if p["mask_ids"] else set()
+
+    class Blocks(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(blocks)
+
+        def __getitem__(self, i):
+            return {"input_ids": blocks[i]}
+
+    def collate(rows):
+        ids = torch.stack([r["input_ids"] for r in rows])
+        labels = ids.clone()
+        for i in ignore:
+            labels[ids == i] = -100
+        return {"input_ids": ids, "labels": labels}
+
+    B, A = p["batch_size"], p["grad_accum"]
+    T = math.ceil(p["epochs"] * max(math.ceil(len(blocks) / B) // A, 1))
+    targs = TrainingArguments(
+        output_dir=out + ".trainer",
+        per_device_train_batch_size=B,
+        gradient_accumulation_steps=A,
+        num_train_epochs=p["epochs"],
+        learning_rate=p["lr"],
+        weight_decay=p["weight_decay"],
+        adam_beta1=p["adam_beta1"],
+        adam_beta2=p["adam_beta2"],
+        adam_epsilon=p["adam_eps"],
+        max_grad_norm=p["max_grad_norm"],
+        lr_scheduler_type="cosine",
+        warmup_steps=math.ceil(T * p["warmup_ratio"]),
+        optim=p["optim"],
+        seed=p["seed"],
+        train_sampling_strategy="random" if p["shuffle"] else "sequential",
+        average_tokens_across_devices=True,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
+    t = Trainer(model=m, args=targs, train_dataset=Blocks(), data_collator=collate)
+    t.train()
+    log = [{"step": h["step"], "loss": h["loss"], "grad_norm": float(h["grad_norm"])}
+           for h in t.state.log_history if "loss" in h]
+    state = {k: v.detach().float().contiguous() for k, v in m.state_dict().items()}
+    if m.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    save_file(state, out)
+    json.dump({"log": log, "total_steps": t.state.max_steps,
+               "accepts_loss_kwargs": bool(t.model_accepts_loss_kwargs)}, open(out + ".json", "w"))
 
 
 def generate(args):
@@ -262,4 +343,5 @@ def sft(args):
 
 if __name__ == "__main__":
     cmd, *rest = sys.argv[1:]
-    {"make": make, "logits": logits, "train": train, "generate": generate, "sft": sft, "bench": bench}[cmd](rest)
+    {"make": make, "logits": logits, "train": train, "trainer": trainer, "generate": generate, "sft": sft,
+     "bench": bench}[cmd](rest)

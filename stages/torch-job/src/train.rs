@@ -135,6 +135,14 @@ train_params! {
         /// single-process params read and hash as before it existed.
         #[serde(skip_serializing_if = "Option::is_none")]
         distributed: Option<DistParams> = None,
+        /// What a step's loss is divided by (see docs/training.md, "Loss normalisation"):
+        /// `global_tokens`, the label tokens of the whole global batch (transformers ≥ 4.46), so
+        /// that any split of a batch over micro-batches and ranks trains alike; or `camel`, the
+        /// mean per micro-batch averaged over micro-batches and ranks, as CAMEL's published run.
+        /// Left out of the JSON at its default, so the params' serialization keeps its shape; the
+        /// kinds' `VERSION` 2 is what separates today's default from the old formula's entries.
+        #[serde(skip_serializing_if = "LossNormalization::is_default")]
+        loss_normalization: LossNormalization = LossNormalization::GlobalTokens,
     }
     pretrain {
         /// Set the token file's ignored ids (`[ANON]`) to -100 in the labels. CAMEL's published
@@ -153,6 +161,29 @@ train_params! {
         pad_token: String = "[PAD]".into(),
         /// Batches of similar lengths (less padding), in a seeded order.
         group_by_length: bool = false,
+    }
+}
+
+/// How a training step's token losses are reduced to the loss that is backpropagated and logged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossNormalization {
+    /// The sum of the step's token losses over the number of label tokens (not -100, after the
+    /// causal shift) in the whole global batch: every micro-batch of every rank, counted before
+    /// the forward passes. transformers' `num_items_in_batch` with
+    /// `average_tokens_across_devices=True`: the loss and gradients do not depend on how the
+    /// global batch is split.
+    #[default]
+    GlobalTokens,
+    /// CAMEL's published behaviour (transformers < 4.46): each micro-batch's token mean, divided
+    /// by the accumulation steps, and the ranks' gradients averaged. With masked labels a split
+    /// changes the weight of each token.
+    Camel,
+}
+
+impl LossNormalization {
+    pub fn is_default(&self) -> bool {
+        *self == LossNormalization::default()
     }
 }
 
@@ -418,6 +449,22 @@ mod tests {
         assert!(serde_json::from_str::<PretrainParams>(r#"{"max_length": 10}"#).is_err());
         assert_eq!(TrainParams::from(p.clone()).max_length, 512);
         assert_eq!(PretrainParams::from(&TrainParams::from(p.clone())), p);
+    }
+
+    #[test]
+    fn the_loss_normalisation_is_global_by_default_and_written_only_when_not() {
+        let p: PretrainParams = serde_json::from_str("{}").unwrap();
+        assert_eq!(p.loss_normalization, LossNormalization::GlobalTokens);
+        assert!(serde_json::to_value(&p).unwrap().get("loss_normalization").is_none());
+        let c: FinetuneParams = serde_json::from_str(r#"{"loss_normalization": "camel"}"#).unwrap();
+        assert_eq!(c.loss_normalization, LossNormalization::Camel);
+        assert_eq!(serde_json::to_value(&c).unwrap()["loss_normalization"], "camel");
+        let g: TrainParams = serde_json::from_str(r#"{"loss_normalization": "global_tokens"}"#).unwrap();
+        assert_eq!(g, TrainParams::default());
+        assert!(serde_json::from_str::<PretrainParams>(r#"{"loss_normalization": "mean"}"#).is_err());
+        let job = Job::finetune("/d".into(), "/m".into(), c, "/o".into(), "/s".into());
+        let back: Job = serde_json::from_str(&crate::to_json_pretty(&job)).unwrap();
+        assert_eq!(back.params.loss_normalization, LossNormalization::Camel);
     }
 
     #[test]

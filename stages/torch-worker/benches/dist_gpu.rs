@@ -23,7 +23,7 @@ use camel_torch_worker::model::{self, Llama};
 use camel_torch_worker::optim::{AdamW, clip_grad_norm};
 use camel_torch_worker::parallel::{self, Dist};
 use camel_torch_worker::replicated::micro_step;
-use camel_torch_worker::step::StepStrategy;
+use camel_torch_worker::step::{MicroLoss, Reduction, StepStrategy};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
@@ -157,6 +157,9 @@ fn time(
     Ok((s, tokens as f64 / s, loss))
 }
 
+/// The token-mean loss of a micro-batch, backpropagated as it is.
+const MEAN: MicroLoss = MicroLoss { reduction: Reduction::Mean, scale: 1.0 };
+
 fn single(cfg: &LlamaConfig, o: &Opts, device: Device, kind: Kind, t: i64, ac: bool) -> Result<Figures> {
     let mut model = Llama::random(cfg.clone(), device, Kind::Float, 1)?;
     model.compute_kind = kind;
@@ -165,7 +168,7 @@ fn single(cfg: &LlamaConfig, o: &Opts, device: Device, kind: Kind, t: i64, ac: b
     let mut opt = AdamW::new(model.named_parameters(), model::is_no_decay, 0.9, 0.999, 1e-8, p.weight_decay);
     let b = batch(cfg, o.batch, t);
     let (step_s, tps, loss) = time(device, o.steps, b.tokens, || {
-        let loss = micro_step(&model, &b, 1.0, ac);
+        let loss = micro_step(&model, &b, MEAN, ac);
         clip_grad_norm(&params, p.max_grad_norm);
         opt.step(p.lr)?;
         opt.zero_grad();
@@ -220,7 +223,7 @@ fn fsdp(cfg: &LlamaConfig, o: &Opts, device: Device, kind: Kind, t: i64) -> Resu
     let mut sharded = Sharded::new(&mut model, &d, &p)?;
     let b = batch(cfg, o.batch, t);
     let (step_s, tps, loss) = time(device, o.steps, b.tokens, || {
-        let loss = sharded.micro_step(&mut model, &b, 1.0)?;
+        let loss = sharded.micro_step(&mut model, &b, MEAN)?;
         sharded.optimizer_step(p.lr, p.max_grad_norm)?;
         Ok(loss)
     })?;

@@ -40,6 +40,7 @@ fn gpu() {
     use camel_torch_worker::config::LlamaConfig;
     use camel_torch_worker::examples::Batch;
     use camel_torch_worker::replicated::micro_step;
+    use camel_torch_worker::step::{MicroLoss, Reduction};
     let name = Command::new("nvidia-smi")
         .args(["--query-gpu=name", "--format=csv,noheader"])
         .output()
@@ -61,7 +62,7 @@ fn gpu() {
     let ids = Tensor::randint(32000, [batch, seq], (Kind::Int64, Device::Cpu));
     let b = Batch { ids: ids.shallow_clone(), labels: ids, tokens: batch * seq };
     let mut step = || {
-        micro_step(&m, &b, 1.0, true);
+        micro_step(&m, &b, MicroLoss { reduction: Reduction::Mean, scale: 1.0 }, true);
         clip_grad_norm(&opt.params, 1.0);
         opt.step(2e-5).unwrap();
         opt.zero_grad();

@@ -33,7 +33,7 @@ use crate::model::Llama;
 use crate::optim::AdamW;
 use crate::parallel::{self, Dist};
 use crate::resume;
-use crate::step::{StepStrategy, Units, recompute_micro_step};
+use crate::step::{MicroLoss, StepStrategy, Units, recompute_micro_step};
 
 struct Unit {
     names: Vec<String>,
@@ -260,8 +260,8 @@ impl StepStrategy for Sharded {
 
     /// Unit by unit: the root unit stays gathered for the whole micro-batch, each layer is
     /// gathered for its forward and again for its recomputation in the backward pass.
-    fn micro_step(&mut self, model: &mut Llama, batch: &Batch, scale: f64) -> Result<f64> {
-        recompute_micro_step(&mut Gathered { sharded: self, model }, batch, scale)
+    fn micro_step(&mut self, model: &mut Llama, batch: &Batch, loss: MicroLoss) -> Result<f64> {
+        recompute_micro_step(&mut Gathered { sharded: self, model }, batch, loss)
     }
 
     fn optimizer_step(&mut self, lr: f64, max_norm: f64) -> Result<f64> {

@@ -12,6 +12,7 @@ pub mod dist;
 pub mod examples;
 pub mod fsdp;
 pub mod generate;
+pub mod hf_files;
 pub mod interrupt;
 pub mod job;
 pub mod model;

@@ -418,6 +418,26 @@ pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
     logits.cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0)
 }
 
+/// The sum of the causal-LM token losses (cross entropy of each position's logits against the
+/// next label, fp32), over the labels that are not -100: the numerator of transformers'
+/// `ForCausalLMLoss` with `num_items_in_batch`. Zero (with a graph) when no label counts.
+pub fn causal_lm_loss_sum(logits: &Tensor, labels: &Tensor) -> Tensor {
+    let (b, t, v) = (logits.size()[0], logits.size()[1], logits.size()[2]);
+    let logits = logits.narrow(1, 0, t - 1).to_kind(Kind::Float).reshape([b * (t - 1), v]);
+    let labels = labels.narrow(1, 1, t - 1).reshape([b * (t - 1)]);
+    logits.cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Sum, -100, 0.0)
+}
+
+/// The labels that count in [`causal_lm_loss`] and [`causal_lm_loss_sum`]: not -100, from the
+/// second position on (the first is never a target after the shift).
+pub fn label_tokens(labels: &Tensor) -> i64 {
+    let t = labels.size()[1];
+    if t < 2 {
+        return 0;
+    }
+    labels.narrow(1, 1, t - 1).ne(-100).sum(Kind::Int64).int64_value(&[])
+}
+
 /// Checks a tensor kind name from configs or params.
 pub fn kind_from_name(name: &str) -> Result<Kind> {
     Ok(match name {

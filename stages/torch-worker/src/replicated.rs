@@ -12,11 +12,11 @@ use tch::Tensor;
 use crate::checkpoint;
 use crate::examples::Batch;
 use crate::job::TrainParams;
-use crate::model::{Llama, causal_lm_loss};
+use crate::model::Llama;
 use crate::optim::{AdamW, clip_grad_norm};
 use crate::parallel::{self, Dist};
 use crate::resume;
-use crate::step::{StepStrategy, Units, recompute_micro_step};
+use crate::step::{MicroLoss, StepStrategy, Units, recompute_micro_step};
 
 /// The whole model's parameters, its AdamW state, and the group it is replicated over.
 pub struct Replicated {
@@ -53,8 +53,8 @@ impl StepStrategy for Replicated {
         )
     }
 
-    fn micro_step(&mut self, model: &mut Llama, batch: &Batch, scale: f64) -> Result<f64> {
-        Ok(micro_step(model, batch, scale, self.activation_checkpointing))
+    fn micro_step(&mut self, model: &mut Llama, batch: &Batch, loss: MicroLoss) -> Result<f64> {
+        Ok(micro_step(model, batch, loss, self.activation_checkpointing))
     }
 
     fn optimizer_step(&mut self, lr: f64, max_norm: f64) -> Result<f64> {
@@ -131,17 +131,17 @@ impl Units for Whole<'_> {
     }
 }
 
-/// One micro-batch forward and backward on the whole model; returns the (unscaled) loss. With
+/// One micro-batch forward and backward on the whole model; returns the reduced (unscaled) loss. With
 /// `activation_checkpointing` the layers are recomputed in the backward pass
 /// ([`recompute_micro_step`]) instead of keeping their activations.
-pub fn micro_step(model: &Llama, batch: &Batch, scale: f64, activation_checkpointing: bool) -> f64 {
+pub fn micro_step(model: &Llama, batch: &Batch, how: MicroLoss, activation_checkpointing: bool) -> f64 {
     if activation_checkpointing {
-        let Ok(loss) = recompute_micro_step(&mut Whole(model), batch, scale);
+        let Ok(loss) = recompute_micro_step(&mut Whole(model), batch, how);
         return loss;
     }
     let ids = batch.ids.to_device(model.device);
     let labels = batch.labels.to_device(model.device);
-    let loss = causal_lm_loss(&model.forward(&ids), &labels);
-    (&loss * scale).backward();
+    let loss = how.reduce(&model.forward(&ids), &labels);
+    (&loss * how.scale).backward();
     loss.double_value(&[])
 }

@@ -14,8 +14,89 @@ use anyhow::Result;
 use tch::{Kind, Tensor};
 
 use crate::examples::Batch;
-use crate::job::TrainParams;
-use crate::model::{self, Llama, causal_lm_loss};
+use crate::job::{LossNormalization, TrainParams};
+use crate::model::{self, Llama, causal_lm_loss, causal_lm_loss_sum};
+
+/// What one micro-batch backpropagates: its token losses reduced to one number, times `scale`.
+/// The loop (src/train.rs) picks both for the step's loss normalisation: CAMEL's is the token
+/// mean times 1/accumulation; the global one is the token sum times world/(label tokens of the
+/// global batch) — the world undoes the ranks' gradient averaging, as transformers' loss *=
+/// world_size does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MicroLoss {
+    pub reduction: Reduction,
+    pub scale: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// The mean over the micro-batch's label tokens ([`causal_lm_loss`]).
+    Mean,
+    /// The sum over them ([`causal_lm_loss_sum`]).
+    Sum,
+}
+
+impl MicroLoss {
+    /// The reduced (unscaled) loss of `logits` against `labels`.
+    pub fn reduce(&self, logits: &Tensor, labels: &Tensor) -> Tensor {
+        match self.reduction {
+            Reduction::Mean => causal_lm_loss(logits, labels),
+            Reduction::Sum => causal_lm_loss_sum(logits, labels),
+        }
+    }
+}
+
+/// How one optimizer step's losses are normalised ([`LossNormalization`]): what each micro-batch
+/// backpropagates, and the step's logged loss from the sum of the micro-batches' reduced losses
+/// over micro-batches and ranks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StepLoss {
+    /// CAMEL's: each micro-batch's token mean over `grad_accum`, the ranks' gradients averaged;
+    /// the logged loss is the mean of the micro-batches' means.
+    Camel { grad_accum: usize, world: usize },
+    /// The global batch's `tokens` label tokens (every micro-batch of every rank): each
+    /// micro-batch's token sum × world / tokens (the ranks' gradient averaging divides by world
+    /// again), so the gradient is that of the global token mean whatever the split; the logged
+    /// loss is that mean. A step without a label token (every response cut off) backpropagates
+    /// zeros and logs 0, as the mean of such micro-batches did.
+    Global { tokens: i64, world: usize },
+}
+
+impl StepLoss {
+    /// The step's normalisation; `global_tokens` counts the global batch's label tokens (an
+    /// all-reduce across ranks) and is called only when the normalisation needs it.
+    pub fn new(
+        how: LossNormalization,
+        grad_accum: usize,
+        world: usize,
+        global_tokens: impl FnOnce() -> Result<i64>,
+    ) -> Result<StepLoss> {
+        Ok(match how {
+            LossNormalization::Camel => StepLoss::Camel { grad_accum, world },
+            LossNormalization::GlobalTokens => StepLoss::Global { tokens: global_tokens()?, world },
+        })
+    }
+
+    /// What each micro-batch backpropagates.
+    pub fn micro(&self) -> MicroLoss {
+        match *self {
+            StepLoss::Camel { grad_accum, .. } => {
+                MicroLoss { reduction: Reduction::Mean, scale: 1.0 / grad_accum as f64 }
+            }
+            StepLoss::Global { tokens, world } => {
+                MicroLoss { reduction: Reduction::Sum, scale: world as f64 / tokens.max(1) as f64 }
+            }
+        }
+    }
+
+    /// The step's loss from the sum over micro-batches and ranks of [`MicroLoss::reduce`].
+    pub fn logged(&self, reduced_sum: f64) -> f64 {
+        match *self {
+            StepLoss::Camel { grad_accum, world } => reduced_sum / world as f64 / grad_accum as f64,
+            StepLoss::Global { tokens, .. } => reduced_sum / tokens.max(1) as f64,
+        }
+    }
+}
 
 /// The per-strategy operations of the training loop. `model` is the one the job built; a
 /// strategy may hold its parameters elsewhere (FSDP's shards) and fill it in only when needed.
@@ -23,9 +104,10 @@ pub trait StepStrategy {
     /// The log line that opens the run; `steps` is the schedule, as "T optimizer steps (W warmup)".
     fn describe(&self, model: &Llama, examples: usize, batches_per_epoch: usize, steps: &str) -> String;
 
-    /// One micro-batch forward and backward, its gradients scaled by `scale` and accumulated for
-    /// the next optimizer step; returns this rank's (unscaled) loss.
-    fn micro_step(&mut self, model: &mut Llama, batch: &Batch, scale: f64) -> Result<f64>;
+    /// One micro-batch forward and backward, its loss reduced and scaled as `loss` says and its
+    /// gradients accumulated for the next optimizer step; returns this rank's reduced (unscaled)
+    /// loss.
+    fn micro_step(&mut self, model: &mut Llama, batch: &Batch, loss: MicroLoss) -> Result<f64>;
 
     /// Averages the accumulated gradients over ranks, clips their global norm to `max_norm`,
     /// steps AdamW at `lr` and zeroes the gradients; returns the norm before clipping.
@@ -62,11 +144,11 @@ pub trait Units {
     fn release(&mut self, u: usize, grad: bool) -> Result<(), Self::Error>;
 }
 
-/// One micro-batch forward and backward with per-layer recomputation; returns the (unscaled)
-/// loss. The forward keeps only each layer's input; the backward recomputes one layer at a time
+/// One micro-batch forward and backward with per-layer recomputation; returns the reduced
+/// (unscaled) loss. The forward keeps only each layer's input; the backward recomputes one layer at a time
 /// and pushes the incoming gradient through it (the gradient of sum(out · g) with respect to out
 /// is g). The root unit stays fetched for the whole micro-batch.
-pub fn recompute_micro_step<U: Units>(units: &mut U, batch: &Batch, scale: f64) -> Result<f64, U::Error> {
+pub fn recompute_micro_step<U: Units>(units: &mut U, batch: &Batch, how: MicroLoss) -> Result<f64, U::Error> {
     let device = units.model().device;
     let ids = batch.ids.to_device(device);
     let labels = batch.labels.to_device(device);
@@ -85,8 +167,8 @@ pub fn recompute_micro_step<U: Units>(units: &mut U, batch: &Batch, scale: f64) 
         units.release(i + 1, false)?;
     }
     let top = x.detach().set_requires_grad(true);
-    let loss = causal_lm_loss(&units.model().head(&top), &labels);
-    (&loss * scale).backward();
+    let loss = how.reduce(&units.model().head(&top), &labels);
+    (&loss * how.scale).backward();
     let mut g = top.grad();
     for i in (0..n).rev() {
         units.fetch(i + 1, true)?;

@@ -1,6 +1,7 @@
 //! The training loop shared by continued pretraining and instruction fine-tuning, with HF
 //! Trainer's semantics: micro-batches of `batch_size`, `grad_accum` of them per optimizer step
-//! (each micro-batch's token-mean loss divided by `grad_accum`), gradient-norm clipping, AdamW,
+//! (the loss normalised over the label tokens of the whole global batch, or CAMEL's mean per
+//! micro-batch: [`StepLoss`]), gradient-norm clipping, AdamW,
 //! the cosine schedule with warmup, checkpoints in the scratch directory every
 //! `checkpoint_every` steps, and a resume that ends at the same weights as an uninterrupted run.
 //!
@@ -24,7 +25,7 @@ use crate::config::LlamaConfig;
 use crate::data::{BatchOrder, TokenData};
 use crate::device::compute_kind;
 /// Generation (src/generate.rs) reads the device here.
-use crate::examples::{Blocks, Examples};
+use crate::examples::{Batch, Blocks, Examples};
 use crate::fsdp::Sharded;
 use crate::interrupt;
 use crate::job::{Job, Task, TrainParams};
@@ -32,7 +33,7 @@ use crate::model::{self, Llama};
 use crate::parallel::{self, Dist};
 use crate::replicated::Replicated;
 use crate::schedule::{Cosine, total_steps, warmup_steps};
-use crate::step::StepStrategy;
+use crate::step::{StepLoss, StepStrategy};
 
 /// What the loop reports as it goes.
 pub enum Event<'a> {
@@ -170,22 +171,28 @@ pub fn train(
     let mut last_loss = None;
     for step in start..stop {
         let lr = p.lr * sched.multiplier(step);
+        // This rank's micro-batches of the step, all built before the first forward pass: the
+        // global normalisation divides by the label tokens of the whole global batch.
+        let batches: Vec<Batch> = (0..p.grad_accum as u64)
+            .map(|micro| examples.batch(&dist.shard(&order.micro_batch(step * p.grad_accum as u64 + micro))))
+            .collect();
+        let norm = StepLoss::new(p.loss_normalization, p.grad_accum, dist.world, || {
+            let here: i64 = batches.iter().map(|b| model::label_tokens(&b.labels)).sum();
+            Ok(dist.sum(&[here as f64], model.device).context("counting the step's label tokens")?[0] as i64)
+        })?;
         let mut loss_sum = 0.0;
         let mut step_tokens = 0;
-        for micro in 0..p.grad_accum as u64 {
-            let m = step * p.grad_accum as u64 + micro;
-            let batch = examples.batch(&dist.shard(&order.micro_batch(m)));
+        for (micro, batch) in batches.iter().enumerate() {
             step_tokens += batch.tokens;
-            loss_sum += strategy.micro_step(&mut model, &batch, 1.0 / p.grad_accum as f64)?;
+            loss_sum += strategy.micro_step(&mut model, batch, norm.micro())?;
             if micro == 0 {
                 parallel::fault_point(&dist, step + 1);
             }
         }
         let grad_norm = strategy.optimizer_step(lr, p.max_grad_norm)?;
-        // The step's loss is the mean over ranks (one process: its own, as dividing by 1 is
-        // exact), its tokens the sum.
+        // The reduced losses and the tokens are summed over ranks (one process: its own).
         let s = dist.sum(&[loss_sum, step_tokens as f64], model.device)?;
-        let loss = s[0] / dist.world as f64 / p.grad_accum as f64;
+        let loss = norm.logged(s[0]);
         let step_tokens = s[1] as i64;
         ensure!(loss.is_finite(), "the loss became {loss} at step {}", step + 1);
         tokens_seen += step_tokens;
@@ -280,7 +287,8 @@ fn open_metrics(path: &Path, start: u64, main: bool) -> Result<Option<std::fs::F
     Ok(Some(metrics))
 }
 
-/// The job's outputs (rank 0): the checkpoint with tokenizer files, metrics.jsonl and loss.svg.
+/// The job's outputs (rank 0): the checkpoint with tokenizer files (src/hf_files.rs),
+/// metrics.jsonl and loss.svg.
 fn write_outputs(
     job: &Job,
     model: &Llama,
@@ -299,6 +307,9 @@ fn write_outputs(
             "note: neither the base model nor the token dir has a tokenizer.json, so the checkpoint has none",
         ));
     }
+    // What save_pretrained writes besides: the tokenizer's config and special tokens, the
+    // generation defaults.
+    crate::hf_files::write(&out_model, &model.cfg)?;
     std::fs::copy(metrics_path, job.out_dir.join("metrics.jsonl"))?;
     let text = std::fs::read_to_string(metrics_path)?;
     std::fs::write(job.out_dir.join("loss.svg"), crate::plot::loss_svg(&text))?;

@@ -1,6 +1,7 @@
 //! The training loop against torch: 3 optimizer steps of AdamW + cosine warmup + clipping +
 //! accumulation on the same data as the Python reference (HF Trainer's semantics), with the
-//! vocabulary grown by an added `[ANON]` token whose id is masked in the labels.
+//! vocabulary grown by an added `[ANON]` token whose id is masked in the labels, under both loss
+//! normalisations; and the default normalisation against transformers' Trainer itself.
 
 mod common;
 
@@ -9,7 +10,8 @@ use std::path::Path;
 
 use camel_torch_worker::checkpoint;
 use camel_torch_worker::data::{TokenMeta, write_token_dir};
-use camel_torch_worker::job::{Job, Task, TrainParams};
+use camel_torch_worker::job::{Job, LossNormalization, Task, TrainParams};
+use camel_torch_worker::step::{MicroLoss, Reduction};
 use camel_torch_worker::train;
 use common::{ids, max_abs_diff, reference};
 use serde_json::{Value, json};
@@ -69,7 +71,23 @@ fn three_steps_equal_torch_single_tensor_adamw_with_cosine_warmup() {
     three_steps_equal_torch("adamw_torch");
 }
 
+/// CAMEL's normalisation (each micro-batch's token mean over the accumulation steps) is the
+/// formula the reference used before the global one became the default.
+#[test]
+fn three_steps_with_camel_normalisation_equal_the_old_formula() {
+    three_steps_equal_torch_with(TrainParams {
+        optim: "adamw_torch_fused".into(),
+        loss_normalization: LossNormalization::Camel,
+        ..params()
+    });
+}
+
 fn three_steps_equal_torch(optim: &str) {
+    three_steps_equal_torch_with(TrainParams { optim: optim.into(), ..params() });
+}
+
+fn three_steps_equal_torch_with(p: TrainParams) {
+    let optim = format!("{}, {:?}", p.optim, p.loss_normalization);
     let py = need_python!();
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
@@ -77,7 +95,6 @@ fn three_steps_equal_torch(optim: &str) {
     reference(&py, &["make", base.to_str().unwrap(), "--seed", "11"]);
     let tokens = t.join("tokens");
     token_dir(&tokens, 12, 16, 3);
-    let p = TrainParams { optim: optim.into(), ..params() };
     std::fs::write(t.join("params.json"), serde_json::to_string(&p).unwrap()).unwrap();
     let want_path = t.join("want.safetensors");
     reference(
@@ -146,6 +163,87 @@ fn three_steps_equal_torch(optim: &str) {
     assert_eq!(cfg["vocab_size"], 97);
 }
 
+/// The default normalisation is transformers' Trainer's (≥ 4.46, `num_items_in_batch`): on the
+/// same data, initial weights and seed, 4 steps of batch 2 × accumulation 2 with `[ANON]` masked
+/// in the labels end at the losses and gradient norms Trainer logs and at its weights.
+#[test]
+fn the_default_normalisation_equals_transformers_trainer() {
+    let py = need_python!();
+    if !common::python_imports(&py, "accelerate") {
+        println!("skipped: transformers' Trainer needs `accelerate`, which the venv lacks");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // The base has the token file's vocabulary, so that neither side grows it.
+    let base = t.join("base");
+    reference(&py, &["make", base.to_str().unwrap(), "--seed", "11", "--vocab", "97"]);
+    let tokens = t.join("tokens");
+    token_dir(&tokens, 16, 16, 3);
+    let p = TrainParams { warmup_ratio: 0.25, ..params() };
+    assert_eq!(p.loss_normalization, LossNormalization::GlobalTokens, "the default");
+    std::fs::write(t.join("params.json"), serde_json::to_string(&p).unwrap()).unwrap();
+    let want_path = t.join("trainer.safetensors");
+    reference(
+        &py,
+        &[
+            "trainer",
+            base.to_str().unwrap(),
+            tokens.to_str().unwrap(),
+            want_path.to_str().unwrap(),
+            t.join("params.json").to_str().unwrap(),
+        ],
+    );
+    let log: Value =
+        serde_json::from_str(&std::fs::read_to_string(t.join("trainer.safetensors.json")).unwrap()).unwrap();
+    assert_eq!(log["accepts_loss_kwargs"], true, "Trainer would not pass num_items_in_batch to the model");
+    assert_eq!(log["total_steps"], 4);
+
+    let job = Job {
+        task: Task::Pretrain,
+        tokens: Some(tokens),
+        data: None,
+        model: Some(base),
+        out_dir: t.join("out"),
+        scratch_dir: t.join("scratch"),
+        params: p,
+    };
+    std::fs::create_dir_all(&job.out_dir).unwrap();
+    train::run_pretrain(&job, &mut |_| {}).unwrap();
+    let metrics: Vec<Value> = std::fs::read_to_string(job.out_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let logged = log["log"].as_array().unwrap();
+    assert_eq!(metrics.len(), logged.len());
+    for (m, w) in metrics.iter().zip(logged) {
+        for k in ["loss", "grad_norm"] {
+            let (a, b) = (m[k].as_f64().unwrap(), w[k].as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-5 * b.abs(), "step {}: {k} {a} vs Trainer {b}", m["step"]);
+        }
+    }
+    let got = checkpoint::read_safetensors(&job.out_dir.join("model/model.safetensors")).unwrap();
+    let want = checkpoint::read_safetensors(&want_path).unwrap();
+    let worst = assert_weights_close(&got, &want, "Trainer");
+    println!("4 steps vs transformers' Trainer: worst max|Δw|/max|w| {worst:.2e}");
+}
+
+/// Every weight within rtol 1e-5 (atol 1e-7 for weights that pass near zero); the worst
+/// relative difference.
+fn assert_weights_close(got: &BTreeMap<String, Tensor>, want: &BTreeMap<String, Tensor>, what: &str) -> f64 {
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    let mut worst = 0f64;
+    for (name, w) in want {
+        let g = &got[name];
+        assert_eq!(g.size(), w.size(), "{name}");
+        let excess = ((g - w).abs() - w.abs() * 1e-5 - 1e-7).max().double_value(&[]);
+        assert!(excess <= 0.0, "{name}: differs from {what} beyond rtol 1e-5 / atol 1e-7 (by {excess:e})");
+        worst = worst.max(max_abs_diff(g, w) / w.abs().max().double_value(&[]));
+    }
+    worst
+}
+
 /// Per-layer recomputation gives the gradients of the plain backward pass.
 #[test]
 fn activation_checkpointing_gives_the_same_gradients() {
@@ -165,7 +263,8 @@ fn activation_checkpointing_gives_the_same_gradients() {
         for (_, p) in model.named_parameters() {
             p.shallow_clone().zero_grad();
         }
-        let loss = camel_torch_worker::replicated::micro_step(&model, &batch, 0.5, ckpt);
+        let how = MicroLoss { reduction: Reduction::Mean, scale: 0.5 };
+        let loss = camel_torch_worker::replicated::micro_step(&model, &batch, how, ckpt);
         (loss, model.named_parameters().into_iter().map(|(n, p)| (n, p.grad().copy())).collect())
     };
     let (l1, g1) = grads(false);

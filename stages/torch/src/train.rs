@@ -11,7 +11,8 @@
 //! The params are `camel_torch_job::{PretrainParams, FinetuneParams}`: the worker reads the same
 //! types, so a param exists in one place.
 //!
-//! Outputs: `model/` (a Hugging Face checkpoint dir with the tokenizer files), `metrics.jsonl`
+//! Outputs: `model/` (a Hugging Face checkpoint dir with the tokenizer and generation files that
+//! `save_pretrained` writes), `metrics.jsonl`
 //! (step, epoch, loss, lr, grad_norm, tokens, tokens_per_s) and `loss.svg`.
 
 use camel_engine::{InputSpec, OutputSpec, Partial, PartialProbe, Stage, StageContext, StageError};
@@ -30,7 +31,12 @@ pub struct Pretrain;
 impl Stage for Pretrain {
     type Params = PretrainParams;
     const KIND: &'static str = "pretrain";
-    const VERSION: u32 = 1;
+    /// 2: the loss is normalised over the global batch's label tokens by default
+    /// (`loss_normalization: global_tokens`), which changes the weights of runs with masked
+    /// labels and accumulation or several ranks; `camel` is the formula of version 1. The model
+    /// dir also holds what `save_pretrained` writes (tokenizer_config.json,
+    /// special_tokens_map.json, generation_config.json).
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "continue pretraining a LLaMA-family model on token blocks (libtorch worker)";
 
@@ -73,7 +79,10 @@ pub struct Finetune;
 impl Stage for Finetune {
     type Params = FinetuneParams;
     const KIND: &'static str = "finetune";
-    const VERSION: u32 = 1;
+    /// 2: as `pretrain`'s: the global token normalisation by default (the prompt is masked, so
+    /// every fine-tuning run with accumulation or several ranks changes), and the model dir's
+    /// `save_pretrained` files.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "instruction-tune a LLaMA-family model on Alpaca-style records (libtorch worker)";
 

@@ -24,6 +24,12 @@ pub fn python() -> Option<PathBuf> {
     .clone()
 }
 
+/// Whether the venv's Python can import `module` (for references that need more than torch and
+/// transformers).
+pub fn python_imports(py: &Path, module: &str) -> bool {
+    Command::new(py).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+}
+
 /// Skips the calling test (returns from it) when the reference venv is missing.
 #[macro_export]
 macro_rules! need_python {
