@@ -9,7 +9,7 @@ use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
 use crate::spans::Span;
 
 /// One problem with a pipeline file, located as precisely as the engine can.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PipelineError {
     pub file: PathBuf,
     pub stage: Option<String>,

@@ -21,6 +21,7 @@ mod spans;
 mod stage;
 #[cfg(test)]
 mod testkit;
+pub mod validate;
 mod workspace;
 
 pub use error::{EngineError, PipelineError, did_you_mean};
@@ -32,7 +33,8 @@ pub use pipeline::Override;
 pub use plan::{InputRef, Plan, PlannedStage, load, load_for_status, plan_from_str};
 pub use provenance::{PROVENANCE_FILE, Provenance, ProvenanceInput, ProvenancePipeline};
 pub use stage::{
-    BoundStage, InputSpec, KindEntry, OutputSpec, ParamError, Progress, Registry, Stage, StageContext,
-    StageError,
+    BoundStage, InputSpec, KindEntry, OutputKind, OutputSpec, ParamError, Progress, Registry, Stage,
+    StageContext, StageError,
 };
+pub use validate::{InputInfo, Problem, ValidateContext};
 pub use workspace::{StageRecord, Workspace, WorkspaceLock};
