@@ -92,3 +92,41 @@ fn yaml_blocks_are_found_with_their_lines() {
     assert!(is_pipeline("name: x\nstages:\n  a: {kind: command}\n"));
     assert!(!is_pipeline("  name: x\n  kind: pretrain\n"));
 }
+
+/// The examples of `camel --help` and `camel run --help` name pipelines, stages and params that
+/// exist: each `camel run FILE ARGS` line is checked with `camel status FILE` (its `--set`s
+/// applied), and every stage it names (`--force`, `--until`, `--only`) is a stage of FILE.
+#[test]
+fn help_examples_run_on_the_shipped_pipelines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let t = TestContext::new();
+    let mut checked = 0;
+    for help in [&["--help"][..], &["run", "--help"]] {
+        let r = t.camel(help);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        for line in r.stdout.lines().filter_map(|l| l.trim().strip_prefix("camel run ")) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let file = root.join(words[0]).display().to_string();
+            let mut args = vec!["status", file.as_str(), "--json"];
+            let mut stages = Vec::new();
+            for pair in words[1..].windows(2) {
+                match pair[0] {
+                    "--set" => args.extend(["--set", pair[1]]),
+                    "--force" | "--until" | "--only" => stages.push(pair[1]),
+                    _ => {}
+                }
+            }
+            let r = t.camel(&args);
+            assert_eq!(r.code, 0, "`camel run {line}`: {}", r.stderr);
+            let status: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+            for s in stages {
+                assert!(
+                    status.iter().any(|v| v["stage"] == s),
+                    "`camel run {line}`: no stage `{s}` in {file}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "only {checked} examples found in the help");
+}
