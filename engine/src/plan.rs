@@ -271,8 +271,10 @@ impl Planner<'_> {
             "unknown variant",
         ];
         let syntax = inner.location().is_some() && !DATA_ERRORS.iter().any(|d| message.starts_with(d));
-        let mut err =
-            PipelineError::new(self.file, if syntax { message.clone() } else { humanize(&message, &path) });
+        let mut err = PipelineError::new(
+            self.file,
+            if syntax { self.syntax_message(&message) } else { humanize(&message, &path) },
+        );
         if let Some(help) = self.field_help(&message, &path) {
             err = err.help(help);
         } else if syntax {
@@ -301,12 +303,29 @@ impl Planner<'_> {
         }
     }
 
+    /// A syntax error's message, its echoes capped; a line longer than YAML's 1,024-character
+    /// limit on a plain key is named as the cause (yaml's own message blames what follows it).
+    fn syntax_message(&self, message: &str) -> String {
+        let message = crate::validate::cap_quoted(message);
+        match self.src.lines().position(|l| l.len() > 1024 && l.contains(':')) {
+            Some(i) => format!(
+                "{message}; line {} is {} characters long, and YAML allows a plain key of at most 1024 \
+                 (put a long value on its own line after `KEY: |`, or quote it)",
+                i + 1,
+                self.src.lines().nth(i).map_or(0, |l| l.chars().count())
+            ),
+            None => message,
+        }
+    }
+
     fn syntax_help(&self, message: &str, loc: Option<(usize, usize)>) -> String {
         let at_tab = loc.is_some_and(|(l, c)| {
             self.src.lines().nth(l.saturating_sub(1)).and_then(|line| line.chars().nth(c.saturating_sub(1)))
                 == Some('\t')
         });
-        if at_tab || (message.contains("cannot start any token") && self.src.contains('\t')) {
+        if self.src.lines().any(|l| l.len() > 1024 && l.contains(':')) {
+            "shorten the key to at most 1024 characters, or quote it".into()
+        } else if at_tab || (message.contains("cannot start any token") && self.src.contains('\t')) {
             "YAML cannot be indented with tabs: use spaces".into()
         } else if message.contains("mapping values are not allowed") {
             "a `: ` inside an unquoted value starts a mapping: quote the whole value".into()
@@ -694,7 +713,7 @@ impl Planner<'_> {
                     } else {
                         format!("param `{}`", e.path.join("."))
                     };
-                    (format!("{shown}: {}", e.message), params_list(), false)
+                    (format!("{shown}: {}", crate::validate::human_types(&e.message)), params_list(), false)
                 }
             },
         };
@@ -1008,6 +1027,7 @@ fn unknown_field_name(message: &str) -> Option<String> {
 
 /// Rewrites serde's messages where a pipeline author would not recognise them.
 fn humanize(message: &str, path: &[String]) -> String {
+    let message = &crate::validate::human_types(message);
     let at = if path.is_empty() { String::new() } else { format!("`{}`: ", path.join(".")) };
     if let Some(field) = message.strip_prefix("missing field ") {
         return match path {

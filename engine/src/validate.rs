@@ -207,3 +207,123 @@ pub fn unset_secrets(plan: &Plan, selected: impl Fn(usize) -> bool) -> Vec<Pipel
         .flat_map(|(_, s)| s.unset_env.iter().cloned())
         .collect()
 }
+
+/// serde's type names in human words: "expected u64" says "expected a whole number ≥ 0", with
+/// the range of the integer type; "expected struct RawPipeline" says what a pipeline file is.
+pub fn human_types(message: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u64", "expected a whole number ≥ 0"),
+        ("expected usize", "expected a whole number ≥ 0"),
+        ("expected i32", "expected a whole number from -2147483648 to 2147483647"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        (
+            "expected struct RawPipeline",
+            "expected a mapping: a pipeline file has `name:` and `stages:` (each stage a mapping \
+             with `kind:`, `inputs:` and `params:`), as in pipelines/demo.yaml",
+        ),
+    ];
+    let mut out = message.to_string();
+    for (from, to) in WORDS {
+        // Whole words only: `expected u64` must not rewrite `expected u640`.
+        if let Some(i) = out.find(from) {
+            let end = i + from.len();
+            if !out[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                out.replace_range(i..end, to);
+            }
+        }
+    }
+    if let Some(i) = out.find("expected struct ") {
+        let end = out[i + 16..].find(|c: char| !c.is_ascii_alphanumeric()).map_or(out.len(), |e| i + 16 + e);
+        out.replace_range(i..end, "expected a mapping of fields");
+    }
+    cap_quoted(&out)
+}
+
+/// The longest echoed value kept in a message; serde quotes whole values (a 1 MB key, a note
+/// pasted by mistake), which must not flood the terminal.
+pub const MAX_ECHO: usize = 200;
+
+/// `message` with every quoted value (between `"` or backticks) longer than [`MAX_ECHO`]
+/// characters cut there, followed by "… (N characters)".
+pub fn cap_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(4 * MAX_ECHO));
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' && c != '`' {
+            continue;
+        }
+        let mut inner = String::new();
+        let mut closed = false;
+        for d in chars.by_ref() {
+            if d == c {
+                closed = true;
+                break;
+            }
+            inner.push(d);
+        }
+        let n = inner.chars().count();
+        if n > MAX_ECHO {
+            out.extend(inner.chars().take(MAX_ECHO));
+            out.push_str(&format!("… ({n} characters)"));
+        } else {
+            out.push_str(&inner);
+        }
+        if closed {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_read_as_words() {
+        assert_eq!(
+            human_types("invalid type: string \"x\", expected u64"),
+            "invalid type: string \"x\", expected a whole number ≥ 0"
+        );
+        assert_eq!(human_types("invalid type: map, expected f64"), "invalid type: map, expected a number");
+        assert!(
+            human_types("invalid type: sequence, expected struct RawPipeline")
+                .contains("expected a mapping: a pipeline file has `name:`")
+        );
+        assert_eq!(
+            human_types("invalid type: string, expected struct DistParams"),
+            "invalid type: string, expected a mapping of fields"
+        );
+        assert_eq!(human_types("expected a boolean"), "expected a boolean");
+    }
+
+    #[test]
+    fn long_echoes_are_cut() {
+        let long = "k".repeat(5000);
+        let m = cap_quoted(&format!("invalid type: string \"{long}\", expected u64"));
+        assert!(m.len() < 300, "{m}");
+        assert!(m.contains("… (5000 characters)\", expected u64"), "{m}");
+        assert_eq!(cap_quoted("a `short` one"), "a `short` one");
+    }
+
+    #[test]
+    fn the_nearest_column_ignores_case_and_separators() {
+        assert_eq!(nearest("NOTE_TXT", ["ROW_ID", "NOTE_TEXT"]), Some("NOTE_TEXT"));
+        assert_eq!(nearest("note text", ["ROW_ID", "NOTE_TEXT"]), Some("NOTE_TEXT"));
+        assert_eq!(nearest("zzzz", ["ROW_ID", "NOTE_TEXT"]), None);
+    }
+
+    #[test]
+    fn ranges_name_the_param_and_the_bounds() {
+        let p = in_range("block_size", 0u64, 1, Some(10), "").unwrap();
+        assert_eq!(p.at, ["params", "block_size"]);
+        assert_eq!(p.message, "`block_size` is 0; it must be from 1 to 10");
+        assert!(in_range("x", 5u64, 1, None, "").is_none());
+    }
+}
