@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
     long_about = "camel runs pipelines of stages described in YAML. Every stage's outputs are stored under a \
 content hash of its kind, params and inputs; a second run does only what changed, a killed run resumes, and \
 `camel status` says exactly why a stage would rerun.",
-    after_help = "Examples:\n  camel run pipelines/demo.yaml\n  camel run pipelines/demo.yaml --set count.env.MIN_LEN=20\n  \
+    after_help = "Examples:\n  camel run pipelines/demo.yaml\n  camel run pipelines/demo.yaml --set tokenize.seed=2\n  \
 camel status pipelines/demo.yaml\n  camel dag pipelines/demo.yaml --format mermaid\n\nExit codes: 0 ok, 1 a stage failed, \
 2 invalid pipeline or usage."
 )]
@@ -26,7 +26,7 @@ pub enum Command {
     /// Run a pipeline: cached stages are reused, the rest run in dependency order.
     #[command(
         after_help = "Examples:\n  camel run pipelines/demo.yaml\n  camel run pipelines/demo.yaml --until tokenize\n  \
-camel run pipelines/demo.yaml --force count --jobs 2\n  camel run pipelines/full.yaml --set params.notes=/data/NOTEEVENTS.csv"
+camel run pipelines/demo.yaml --force notes --jobs 2\n  camel run pipelines/full.yaml --set params.noteevents=/data/NOTEEVENTS.csv.gz"
     )]
     Run {
         pipeline: PathBuf,

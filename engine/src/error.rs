@@ -8,8 +8,11 @@ use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
 
 use crate::spans::Span;
 
+/// The longest line a report quotes.
+const MAX_QUOTED_LINE: usize = 1000;
+
 /// One problem with a pipeline file, located as precisely as the engine can.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PipelineError {
     pub file: PathBuf,
     pub stage: Option<String>,
@@ -44,7 +47,13 @@ impl PipelineError {
             let line = before.matches('\n').count() + 1;
             let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             self.line_col = Some((line, col));
-            self.span = Some(span);
+            // A report quotes the whole line: a line of a megabyte (a pasted note, a runaway key)
+            // would flood the terminal, so such a line is pointed at by number only.
+            let line_len = src[offset..].find('\n').unwrap_or(src.len() - offset)
+                + before.rsplit('\n').next().map_or(0, str::len);
+            if line_len <= MAX_QUOTED_LINE {
+                self.span = Some(span);
+            }
         }
         self.src = Some(NamedSource::new(self.file.display().to_string(), src.to_string()));
         self

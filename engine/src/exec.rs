@@ -434,6 +434,10 @@ pub fn run(
     cancel: Arc<AtomicBool>,
 ) -> Result<(), EngineError> {
     let mode = select(plan, opts)?;
+    let unset = crate::validate::unset_secrets(plan, |i| mode[i] != Mode::Skip);
+    if !unset.is_empty() {
+        return Err(EngineError::Invalid(unset));
+    }
     let mut force = vec![false; plan.stages.len()];
     for f in &opts.force {
         force[plan.require(f)?] = true;

@@ -24,6 +24,7 @@ mod spans;
 mod stage;
 #[cfg(test)]
 mod testkit;
+pub mod validate;
 mod workspace;
 
 pub use compare::{Side, StageComparison, Verdict, compare};
@@ -36,7 +37,8 @@ pub use pipeline::Override;
 pub use plan::{InputRef, Plan, PlannedStage, load, load_for_status, plan_from_str};
 pub use provenance::{PROVENANCE_FILE, Provenance, ProvenanceInput, ProvenancePipeline};
 pub use stage::{
-    BoundStage, InputSpec, KindEntry, OutputSpec, ParamError, Partial, PartialProbe, Progress, Registry,
-    Stage, StageContext, StageError,
+    BoundStage, InputSpec, KindEntry, OutputKind, OutputSpec, ParamError, Partial, PartialProbe, Progress,
+    Registry, Stage, StageContext, StageError,
 };
+pub use validate::{InputInfo, Problem, ValidateContext};
 pub use workspace::{StageRecord, Workspace, WorkspaceLock};

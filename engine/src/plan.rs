@@ -49,6 +49,9 @@ pub struct PlannedStage {
     pub deps: Vec<usize>,
     /// Environment variables the params reference that are not set.
     pub missing_env: Vec<String>,
+    /// The same, as errors at the line that reads each: `camel run` reports those of the stages
+    /// it would run before running any ([`crate::validate::unset_secrets`]).
+    pub unset_env: Vec<PipelineError>,
     /// Input paths that do not exist, as messages; only a plan loaded with [`load_for_status`]
     /// has any (elsewhere they are errors).
     pub missing_inputs: Vec<String>,
@@ -281,8 +284,10 @@ impl Planner<'_> {
             "unknown variant",
         ];
         let syntax = inner.location().is_some() && !DATA_ERRORS.iter().any(|d| message.starts_with(d));
-        let mut err =
-            PipelineError::new(self.file, if syntax { message.clone() } else { humanize(&message, &path) });
+        let mut err = PipelineError::new(
+            self.file,
+            if syntax { self.syntax_message(&message) } else { humanize(&message, &path) },
+        );
         if let Some(help) = self.field_help(&message, &path) {
             err = err.help(help);
         } else if syntax {
@@ -311,12 +316,29 @@ impl Planner<'_> {
         }
     }
 
+    /// A syntax error's message, its echoes capped; a line longer than YAML's 1,024-character
+    /// limit on a plain key is named as the cause (yaml's own message blames what follows it).
+    fn syntax_message(&self, message: &str) -> String {
+        let message = crate::validate::cap_quoted(message);
+        match self.src.lines().position(|l| l.len() > 1024 && l.contains(':')) {
+            Some(i) => format!(
+                "{message}; line {} is {} characters long, and YAML allows a plain key of at most 1024 \
+                 (put a long value on its own line after `KEY: |`, or quote it)",
+                i + 1,
+                self.src.lines().nth(i).map_or(0, |l| l.chars().count())
+            ),
+            None => message,
+        }
+    }
+
     fn syntax_help(&self, message: &str, loc: Option<(usize, usize)>) -> String {
         let at_tab = loc.is_some_and(|(l, c)| {
             self.src.lines().nth(l.saturating_sub(1)).and_then(|line| line.chars().nth(c.saturating_sub(1)))
                 == Some('\t')
         });
-        if at_tab || (message.contains("cannot start any token") && self.src.contains('\t')) {
+        if self.src.lines().any(|l| l.len() > 1024 && l.contains(':')) {
+            "shorten the key to at most 1024 characters, or quote it".into()
+        } else if at_tab || (message.contains("cannot start any token") && self.src.contains('\t')) {
             "YAML cannot be indented with tabs: use spaces".into()
         } else if message.contains("mapping values are not allowed") {
             "a `: ` inside an unquoted value starts a mapping: quote the whole value".into()
@@ -372,6 +394,10 @@ impl Planner<'_> {
         }
         self.check_output_refs(&stages);
         let order = self.order(&stages)?;
+        if !self.errors.is_empty() {
+            return None;
+        }
+        self.validate_stages(&stages, &dir, &allowed_endpoints, &set_paths);
         if !self.errors.is_empty() {
             return None;
         }
@@ -629,8 +655,21 @@ impl Planner<'_> {
             ));
             return None;
         }
+        if name.len() > crate::validate::MAX_STAGE_NAME {
+            self.errors.push(
+                self.error(&base, true, format!("the stage name is {} bytes long", name.len()))
+                    .stage(format!("{}…", &name[..40]))
+                    .help(format!(
+                        "a stage's name becomes file names in the workspace (out/NAME, logs/NAME.log), \
+                         so it may be at most {} bytes: shorten it",
+                        crate::validate::MAX_STAGE_NAME
+                    )),
+            );
+            return None;
+        }
         let entry = self.resolve_kind(&base, name, rs, scope.registry)?;
         let (bound, missing_env) = self.bind_params(&base, name, rs, entry, scope)?;
+        let unset_env = self.unset_env_errors(&base, name, rs, &missing_env);
         self.check_outputs(&base, name, bound.as_ref());
         let (inputs, missing_inputs) = self.bind_inputs(&base, name, rs, scope);
         let (executor, resources) = self.placement(&base, name, rs, scope.slurm);
@@ -651,10 +690,86 @@ impl Planner<'_> {
             inputs,
             deps,
             missing_env,
+            unset_env,
             missing_inputs,
             executor,
             resources,
         })
+    }
+
+    /// One error per unset `${env:NAME}`, at the param that reads it.
+    fn unset_env_errors(
+        &self,
+        base: &[String],
+        name: &str,
+        rs: &RawStage,
+        missing: &[String],
+    ) -> Vec<PipelineError> {
+        missing
+            .iter()
+            .map(|var| {
+                let mut p = base.to_vec();
+                p.push("params".into());
+                p.extend(find_string(&rs.params, &format!("${{env:{var}}}")).unwrap_or_default());
+                self.error(&p, false, format!("environment variable `{var}` is not set"))
+                    .stage(name)
+                    .label("read here")
+                    .help(format!(
+                        "the pipeline reads it with ${{env:{var}}}: export {var}=… before `camel run` \
+                         (a secret is never stored, so every run that runs this stage needs it)"
+                    ))
+            })
+            .collect()
+    }
+
+    /// Runs every kind's own checks ([`crate::Stage::validate`]) on its parsed params and bound
+    /// inputs, each problem an error at the node it names.
+    fn validate_stages(
+        &mut self,
+        stages: &[PlannedStage],
+        dir: &Path,
+        allowed_endpoints: &[String],
+        set_paths: &[(Vec<String>, String)],
+    ) {
+        for s in stages {
+            let inputs = s
+                .inputs
+                .iter()
+                .map(|(k, v)| {
+                    let info = match v {
+                        InputRef::Path { path, .. } => crate::validate::InputInfo::Path(path.clone()),
+                        InputRef::Stage { stage, name, output } => crate::validate::InputInfo::Output {
+                            stage: name.clone(),
+                            output: output.clone(),
+                            what: stages[*stage]
+                                .bound
+                                .outputs()
+                                .iter()
+                                .find(|o| &o.name == output)
+                                .map_or(crate::stage::OutputKind::Unknown, |o| o.what),
+                        },
+                    };
+                    (k.clone(), info)
+                })
+                .collect();
+            let ctx =
+                crate::validate::ValidateContext { stage: &s.name, inputs, work_dir: dir, allowed_endpoints };
+            let Err(problems) = s.bound.validate(&ctx) else { continue };
+            for pr in problems {
+                let mut p = path_of(&["stages", &s.name]);
+                p.extend(pr.at.iter().cloned());
+                let from_set = set_paths.iter().find(|(sp, _)| p.starts_with(sp)).map(|(_, t)| t.clone());
+                let err = match from_set {
+                    Some(text) => PipelineError::new(self.file, format!("`--set {text}`: {}", pr.message)),
+                    None => self.error(&p, false, pr.message),
+                };
+                let err = err.stage(&s.name);
+                self.errors.push(match pr.help {
+                    Some(h) => err.help(h),
+                    None => err,
+                });
+            }
+        }
     }
 
     /// The registered kind of `kind:`, or an error that suggests the closest one.
@@ -761,7 +876,7 @@ impl Planner<'_> {
                     } else {
                         format!("param `{}`", e.path.join("."))
                     };
-                    (format!("{shown}: {}", e.message), params_list(), false)
+                    (format!("{shown}: {}", crate::validate::human_types(&e.message)), params_list(), false)
                 }
             },
         };
@@ -1005,6 +1120,25 @@ fn output_path_problem(path: &str) -> Option<String> {
     None
 }
 
+/// The path below `v` of the first string that contains `needle`.
+fn find_string(v: &Value, needle: &str) -> Option<Vec<String>> {
+    match v {
+        Value::String(s) if s.contains(needle) => Some(Vec::new()),
+        Value::Mapping(m) => m.iter().find_map(|(k, v)| {
+            let mut p = find_string(v, needle)?;
+            p.insert(0, k.as_str().map_or_else(|| "?".to_string(), str::to_string));
+            Some(p)
+        }),
+        Value::Sequence(items) => items.iter().enumerate().find_map(|(i, v)| {
+            let mut p = find_string(v, needle)?;
+            p.insert(0, i.to_string());
+            Some(p)
+        }),
+        Value::Tagged(t) => find_string(&t.value, needle),
+        _ => None,
+    }
+}
+
 fn valid_stage_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('-')
@@ -1056,6 +1190,7 @@ fn unknown_field_name(message: &str) -> Option<String> {
 
 /// Rewrites serde's messages where a pipeline author would not recognise them.
 fn humanize(message: &str, path: &[String]) -> String {
+    let message = &crate::validate::human_types(message);
     let at = if path.is_empty() { String::new() } else { format!("`{}`: ", path.join(".")) };
     if let Some(field) = message.strip_prefix("missing field ") {
         return match path {

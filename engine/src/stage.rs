@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::event::{Event, EventSink};
+use crate::validate::{Problem, ValidateContext};
 
 /// A stage kind.
 pub trait Stage: Send + Sync + 'static {
@@ -46,6 +47,13 @@ pub trait Stage: Send + Sync + 'static {
     /// An exclusive stage runs alone even with `--jobs N` (it uses the whole machine).
     fn exclusive(_params: &Self::Params) -> bool {
         false
+    }
+
+    /// Checks that can be decided before anything runs (value ranges, endpoints, what the inputs
+    /// are): the planner calls it for every stage with its parsed params and bound inputs, and
+    /// each problem becomes a pipeline error at its line. See [`crate::validate`].
+    fn validate(_params: &Self::Params, _ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
+        Ok(())
     }
 
     fn run(params: &Self::Params, ctx: &StageContext) -> Result<(), StageError>;
@@ -101,11 +109,36 @@ pub enum InputSpec {
 pub struct OutputSpec {
     pub name: String,
     pub path: String,
+    /// What the output is, so that an input needing a directory is not bound to a file.
+    pub what: OutputKind,
+}
+
+/// Whether an output is a file or a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    File,
+    Dir,
+    /// Not declared (a `command` stage's output other than `.` or `DIR/`).
+    Unknown,
 }
 
 impl OutputSpec {
+    /// An output whose kind follows from its path: `.` and `NAME/` are directories, anything
+    /// else is not declared (use [`OutputSpec::file`] or [`OutputSpec::dir`] when it is known).
     pub fn new(name: impl Into<String>, path: impl Into<String>) -> Self {
-        OutputSpec { name: name.into(), path: path.into() }
+        let path = path.into();
+        let what = if path == "." || path.ends_with('/') { OutputKind::Dir } else { OutputKind::Unknown };
+        OutputSpec { name: name.into(), path, what }
+    }
+
+    /// A file output.
+    pub fn file(name: impl Into<String>, path: impl Into<String>) -> Self {
+        OutputSpec { what: OutputKind::File, ..OutputSpec::new(name, path) }
+    }
+
+    /// A directory output.
+    pub fn dir(name: impl Into<String>, path: impl Into<String>) -> Self {
+        OutputSpec { what: OutputKind::Dir, ..OutputSpec::new(name, path) }
     }
 }
 
@@ -358,6 +391,7 @@ pub trait BoundStage: Send + Sync {
     fn inputs(&self) -> InputSpec;
     fn outputs(&self) -> Vec<OutputSpec>;
     fn exclusive(&self) -> bool;
+    fn validate(&self, ctx: &ValidateContext) -> Result<(), Vec<Problem>>;
     fn run(&self, ctx: &StageContext) -> Result<(), StageError>;
 
     /// [`Stage::partial`].
@@ -405,6 +439,9 @@ impl<S: Stage> BoundStage for Bound<S> {
     }
     fn exclusive(&self) -> bool {
         S::exclusive(&self.0)
+    }
+    fn validate(&self, ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
+        S::validate(&self.0, ctx)
     }
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         S::run(&self.0, ctx)

@@ -389,10 +389,11 @@ stages:
             }
         }
     }
-    // Without the variable the stage cannot run, and says why.
+    // Without the variable the stage cannot run, and says why before anything runs (issue 16:
+    // an invalid pipeline, exit 2, rather than a stage failure).
     let r: crate::common::Run =
         t.command(&["run", "p.yaml", "--force", "s"]).env_remove("CAMEL_TEST_TOKEN").output().unwrap().into();
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 2);
     assert!(r.stderr.contains("environment variable `CAMEL_TEST_TOKEN` is not set"), "{}", r.stderr);
 }
 

@@ -315,7 +315,8 @@ fn a_judge_host_not_in_allowed_endpoints_gets_nothing() {
     let text = t.read("p.yaml").replace(&server.url(), "http://judge.example.org");
     t.write("p.yaml", &text);
     let r = run(&t, &["run", "p.yaml"]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    // Refused while the pipeline is validated (issue 16): exit 2, nothing run.
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("allowed_endpoints"), "{}", r.stderr);
     assert_eq!(server.request_count(), 0);
     assert_eq!(t.cache_entries(), 0);

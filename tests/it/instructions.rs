@@ -231,11 +231,14 @@ stages:
 "#,
     );
     let r = run(&t, &["run", "p.yaml"]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    let all = format!("{}{}", r.stderr, t.read(".camel/logs/instructions.log"));
-    assert!(all.contains("refusing to send notes to https://example-res.openai.azure.com"), "{all}");
+    // Refused while the pipeline is validated (issue 16): exit 2, nothing run or written.
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let all = r.stderr.clone();
+    assert!(all.contains("p.yaml:7:41: stage `instructions`: refusing to send notes to https://"), "{all}");
+    assert!(all.contains("res.openai.azure.com"), "{all}");
     assert!(all.contains("allowed_endpoints"), "{all}");
     assert!(!all.contains(KEY) && !all.contains(MARK), "{all}");
+    assert!(!t.path(".camel").exists(), "nothing is written for a refused pipeline");
 }
 
 #[test]

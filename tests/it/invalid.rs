@@ -11,6 +11,8 @@
 //!   message. The case fails once TEXT does appear, so that the line becomes an `# expect:`.
 //! - `# run-only: WHY`: only `camel run` rejects the file; `camel status` reports the problem as
 //!   a stage's reason instead (missing input files, so that status works before data is there).
+//! - `# with-file: NAME: LINE`: the case's directory also holds file NAME with LINE (and a
+//!   newline) in it, for checks that read an input's first line (a table's header).
 //! - `# known-bug: WHY`: the engine does not reject the file as it should yet. The case's
 //!   failures are printed instead of failing the test, and the test fails once the case passes,
 //!   so that the line is removed.
@@ -25,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{Run, TestContext};
 
-const DIRECTIVES: &[&str] = &["expect", "args", "todo", "known-bug", "run-only"];
+const DIRECTIVES: &[&str] = &["expect", "args", "todo", "known-bug", "run-only", "with-file"];
 
 struct Case {
     file: String,
@@ -35,6 +37,8 @@ struct Case {
     args: Vec<String>,
     known_bug: Option<String>,
     run_only: bool,
+    /// Other files of the case's directory: (name, content).
+    files: Vec<(String, String)>,
 }
 
 fn cases_dir() -> PathBuf {
@@ -79,6 +83,7 @@ fn parse_case(file: String, src: String) -> Case {
         args: vec![],
         known_bug: None,
         run_only: false,
+        files: vec![],
     };
     for line in src.lines().take_while(|l| l.starts_with('#')) {
         let Some((word, value)) = line.trim_start_matches('#').trim_start().split_once(':') else { continue };
@@ -89,6 +94,12 @@ fn parse_case(file: String, src: String) -> Case {
             "args" => case.args = value.split_whitespace().map(str::to_string).collect(),
             "known-bug" => case.known_bug = Some(value),
             "run-only" => case.run_only = true,
+            "with-file" => {
+                let (name, line) = value
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("{}: `# with-file: NAME: LINE`", case.file));
+                case.files.push((name.to_string(), format!("{line}\n")));
+            }
             w if w.bytes().all(|c| c.is_ascii_lowercase() || c == b'-') => {
                 panic!("{}: unknown directive `# {w}:` (known: {})", case.file, DIRECTIVES.join(", "))
             }
@@ -158,6 +169,9 @@ struct Outcome {
 fn check(case: &Case) -> Outcome {
     let ctx = TestContext::new();
     ctx.write(&case.file, &case.src);
+    for (name, content) in &case.files {
+        ctx.write(name, content);
+    }
     let before = listing(ctx.dir.path());
     let mut out = Outcome { failures: vec![], todo_notes: vec![] };
     let commands: &[&str] = if case.run_only { &["run"] } else { &["run", "status"] };
@@ -283,6 +297,9 @@ fn rendered(file: &str) -> String {
     let case = cases().into_iter().find(|c| c.file == file).unwrap_or_else(|| panic!("no case {file}"));
     let ctx = TestContext::new();
     ctx.write(&case.file, &case.src);
+    for (name, content) in &case.files {
+        ctx.write(name, content);
+    }
     let r = ctx.camel(&["run", &case.file]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     r.stderr

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod demo;
+mod docs;
 mod engine;
 mod eval;
 mod full;

@@ -139,7 +139,8 @@ fn a_file_that_is_not_a_tokenizer_fails_the_stage_and_caches_nothing() {
     t.write("model/config.json", "{}");
     t.write("p.yaml", "name: bad\nstages:\n  tok:\n    kind: tokenize\n    inputs: {corpus: corpus.parquet, tokenizer: model}\n");
     let r = t.camel(&["run", "p.yaml"]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    // Decided before anything runs (issue 16): an invalid pipeline, exit 2.
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("is a directory") && r.stderr.contains("tokenizer.json"), "{}", r.stderr);
     assert_eq!(t.cache_entries(), 0);
 }

@@ -20,7 +20,8 @@
 
 use std::sync::Arc;
 
-use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use camel_engine::validate::in_range;
+use camel_engine::{InputSpec, OutputSpec, Problem, Stage, StageContext, StageError, ValidateContext};
 use camel_llm::{Client, Failure, FinishReason, Limits, Message, Prices, Provider, StageClient};
 use camel_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
@@ -95,7 +96,26 @@ impl Stage for Judge {
     }
 
     fn outputs(_: &JudgeParams) -> Vec<OutputSpec> {
-        vec![OutputSpec::new("judgments", "judgments.json"), OutputSpec::new("stats", "stats.json")]
+        vec![OutputSpec::file("judgments", "judgments.json"), OutputSpec::file("stats", "stats.json")]
+    }
+
+    /// The PHI guard's verdict on the judge's host, `limits`, `max_attempts` and the prompt's
+    /// placeholders.
+    fn validate(p: &JudgeParams, ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
+        let mut problems: Vec<Problem> = Vec::new();
+        problems.extend(camel_llm::checks::provider_problem(
+            "provider",
+            &p.provider,
+            ctx.allowed_endpoints(),
+        ));
+        problems.extend(camel_llm::checks::limits_problems("limits", &p.limits));
+        problems.extend(in_range("max_attempts", p.max_attempts, 1, None, "requests per row"));
+        for ph in ["{instruction}", "{answers}"] {
+            if !p.prompt.contains(ph) {
+                problems.push(Problem::param("prompt", format!("`prompt` must contain {ph}")));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
     fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {

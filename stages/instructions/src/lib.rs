@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use camel_engine::{InputSpec, OutputSpec, Problem, Stage, StageContext, StageError, ValidateContext};
 use camel_llm::{AzureConfig, Client, Limits, Message, OpenAiConfig, Prices, Provider, StageClient};
 use camel_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
@@ -291,7 +291,34 @@ impl Stage for Instructions {
     }
 
     fn outputs(_: &Self::Params) -> Vec<OutputSpec> {
-        vec![OutputSpec::new("instructions", "instructions.json"), OutputSpec::new("stats", "stats.json")]
+        vec![OutputSpec::file("instructions", "instructions.json"), OutputSpec::file("stats", "stats.json")]
+    }
+
+    /// The PHI guard's verdict, `limits`, the other params, and a `tokenizer` that is a
+    /// directory (tokenizers want the tokenizer.json file).
+    fn validate(p: &Self::Params, ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
+        let mut problems: Vec<Problem> = Vec::new();
+        if let Some(provider) = p.provider.llm() {
+            problems.extend(camel_llm::checks::provider_problem(
+                "provider",
+                &provider,
+                ctx.allowed_endpoints(),
+            ));
+        }
+        problems.extend(camel_llm::checks::limits_problems("limits", &p.limits));
+        if let Err(e) = validate(p) {
+            // `limits` is reported field by field above.
+            if !e.to_string().starts_with("limits:") {
+                problems.push(Problem::param("", e.to_string()));
+            }
+        }
+        problems.extend(ctx.expect_file(
+            "tokenizer",
+            "a tokenizer.json file",
+            "point it at the tokenizer.json file inside the directory (or `tokenize.tokenizer`, the \
+             extended tokenizer a tokenize stage writes)",
+        ));
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
     fn run(p: &Self::Params, ctx: &StageContext) -> Result<(), StageError> {

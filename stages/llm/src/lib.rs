@@ -6,12 +6,15 @@
 //!   backoff that honours `Retry-After`, a per-request timeout, usage accounting.
 //! - [`log`]: the fsync'd request log that makes a rerun never pay for a response twice.
 //! - [`guard`]: the PHI guard; notes go only to loopback or to hosts the pipeline allows.
+//! - [`checks`]: what the pipeline file decides (a refused host, limits out of range), checked
+//!   before anything runs.
 //! - [`runner`]: a stage's client set up from its context, and the one windowed loop that sends
 //!   a stage's items through it (progress, cancellation, log lines).
 //!
 //! The API key is passed in by the caller (a stage reads it through `${env:NAME}` in an unhashed
 //! param) and used only as a header value: it is in no URL, body, log line, error or cache key.
 
+pub mod checks;
 pub mod client;
 pub mod guard;
 pub mod log;

@@ -21,7 +21,7 @@ pub mod write;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use camel_engine::{InputSpec, OutputSpec, Problem, Stage, StageContext, StageError, ValidateContext};
 use duckdb::Connection;
 use duckdb::arrow::array::{RecordBatch, StringArray};
 use serde::Serialize;
@@ -91,7 +91,22 @@ impl Stage for Notes {
     }
 
     fn outputs(_p: &NotesParams) -> Vec<OutputSpec> {
-        vec![OutputSpec::new("corpus", "corpus.parquet"), OutputSpec::new("stats", "stats.json")]
+        vec![OutputSpec::file("corpus", "corpus.parquet"), OutputSpec::file("stats", "stats.json")]
+    }
+
+    /// A table source's delimiter, and its `columns:` against the header of a CSV/TSV file that
+    /// is already there (one line is read).
+    fn validate(p: &NotesParams, ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
+        let problems: Vec<Problem> = p
+            .sources
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| match s {
+                Source::Table(t) => table_problems(i, t, ctx),
+                _ => Vec::new(),
+            })
+            .collect();
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
     fn run(p: &NotesParams, ctx: &StageContext) -> Result<(), StageError> {
@@ -539,6 +554,102 @@ fn read_source(
             run_query(conn, &scan, &sql, path, None, false, pipe, run, env, total_rows)
         }
     }
+}
+
+/// The delimiter of a CSV/TSV table source, or why `delimiter` is not one.
+fn table_delimiter(t: &crate::params::Table, format: TableFormat) -> Result<u8, String> {
+    match (&t.delimiter, format) {
+        (Some(d), _) => {
+            let d = if d == "\\t" { "\t" } else { d.as_str() };
+            if d.len() != 1 {
+                return Err(format!(
+                    "`delimiter` is {d:?}; it must be one ASCII character (`\\t` for a tab)"
+                ));
+            }
+            Ok(d.as_bytes()[0])
+        }
+        (None, TableFormat::Tsv) => Ok(b'\t'),
+        _ => Ok(b','),
+    }
+}
+
+/// Whether every header field looks like a column name. A file without a header has a row of
+/// notes in its first line, which must never be echoed: such a "header" is not listed.
+fn looks_like_names(cols: &[String]) -> bool {
+    cols.iter().all(|c| {
+        c.len() <= 64
+            && c.chars().next().is_some_and(|f| f.is_alphabetic() || f == '_')
+            && c.chars().all(|ch| ch.is_alphanumeric() || matches!(ch, '_' | '-' | ' ' | '.'))
+    })
+}
+
+/// Problems of table source `i` found before running: a malformed delimiter, and `columns:`
+/// that are not in the header of its CSV/TSV file when that file exists (Parquet and JSON lines
+/// need DuckDB to read their schema, so they are checked when the stage runs).
+fn table_problems(i: usize, t: &crate::params::Table, ctx: &ValidateContext) -> Vec<Problem> {
+    let at = |f: &str| format!("sources.{i}.{f}");
+    let Some(path) = ctx.existing_path(&t.notes).filter(|p| p.is_file()) else {
+        return table_delimiter(t, TableFormat::Csv)
+            .err()
+            .map(|m| Problem::param(&at("delimiter"), m))
+            .into_iter()
+            .collect();
+    };
+    let format = match t.format {
+        TableFormat::Auto => match guess_format(path) {
+            Ok(f) => f,
+            Err(_) => return Vec::new(),
+        },
+        f => f,
+    };
+    if !matches!(format, TableFormat::Csv | TableFormat::Tsv) {
+        return Vec::new();
+    }
+    let delim = match table_delimiter(t, format) {
+        Ok(d) => d,
+        Err(m) => return vec![Problem::param(&at("delimiter"), m)],
+    };
+    // An unreadable header is reported, with the file's own words, when the stage runs.
+    let Ok(cols) = read_header(path, delim) else { return Vec::new() };
+    let file = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+    let named = looks_like_names(&cols);
+    [
+        ("text", Some(&t.columns.text)),
+        ("id", t.columns.id.as_ref()),
+        ("category", t.columns.category.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(field, col)| {
+        let col = col?;
+        if cols.iter().any(|c| c == col) {
+            return None;
+        }
+        let nearest = camel_engine::validate::nearest(col, cols.iter().map(String::as_str));
+        let help = match (named, nearest) {
+            (true, Some(n)) => format!(
+                "did you mean `{n}`? The header of {file} has: {}",
+                cols.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+            ),
+            (true, None) => format!(
+                "the header of {file} has: {}",
+                cols.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+            ),
+            (false, _) => format!(
+                "line 1 of {file} does not look like a header ({} field(s) split on {:?}): the file \
+                     needs a header line naming its columns, or another `delimiter`",
+                cols.len(),
+                delim as char
+            ),
+        };
+        Some(
+            Problem::param(
+                &at(&format!("columns.{field}")),
+                format!("column `{col}` is not in the header of {file}"),
+            )
+            .help(help),
+        )
+    })
+    .collect()
 }
 
 fn guess_format(path: &Path) -> Result<TableFormat, NotesError> {

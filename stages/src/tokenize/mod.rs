@@ -51,7 +51,8 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use camel_corpus::{Columns, CorpusError, CorpusReader};
-use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use camel_engine::validate;
+use camel_engine::{InputSpec, OutputSpec, Problem, Stage, StageContext, StageError, ValidateContext};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -148,13 +149,13 @@ impl Stage for Tokenize {
 
     fn outputs(p: &TokenizeParams) -> Vec<OutputSpec> {
         let mut o = vec![
-            OutputSpec::new("dataset", "."),
-            OutputSpec::new("tokens", TOKENS_FILE),
-            OutputSpec::new("meta", META_FILE),
-            OutputSpec::new("tokenizer", TOKENIZER_FILE),
+            OutputSpec::dir("dataset", "."),
+            OutputSpec::file("tokens", TOKENS_FILE),
+            OutputSpec::file("meta", META_FILE),
+            OutputSpec::file("tokenizer", TOKENIZER_FILE),
         ];
         if p.parquet {
-            o.push(OutputSpec::new("blocks", PARQUET_FILE));
+            o.push(OutputSpec::file("blocks", PARQUET_FILE));
         }
         o
     }
@@ -162,6 +163,24 @@ impl Stage for Tokenize {
     /// Encoding uses every core.
     fn exclusive(_p: &TokenizeParams) -> bool {
         true
+    }
+
+    fn validate(p: &TokenizeParams, ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
+        validate::collect([
+            validate::in_range(
+                "block_size",
+                p.block_size,
+                1,
+                Some(MAX_BLOCK_SIZE),
+                "tokens per block; CAMEL used 2048",
+            ),
+            ctx.expect_file(
+                TOKENIZER,
+                "a tokenizer.json file",
+                "point it at the tokenizer.json file inside the directory",
+            ),
+            ctx.expect_file(CORPUS, "the corpus.parquet file", "bind it to a notes stage's `corpus` output"),
+        ])
     }
 
     fn run(p: &TokenizeParams, ctx: &StageContext) -> Result<(), StageError> {

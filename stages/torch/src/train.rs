@@ -15,14 +15,17 @@
 //! `save_pretrained` writes), `metrics.jsonl`
 //! (step, epoch, loss, lr, grad_norm, tokens, tokens_per_s) and `loss.svg`.
 
-use camel_engine::{InputSpec, OutputSpec, Partial, PartialProbe, Stage, StageContext, StageError};
-use camel_torch_job::{DistParams, FinetuneParams, Job, PretrainParams};
+use camel_engine::validate::in_range;
+use camel_engine::{
+    InputSpec, OutputSpec, Partial, PartialProbe, Problem, Stage, StageContext, StageError, ValidateContext,
+};
+use camel_torch_job::{DistParams, FinetuneParams, Job, PretrainParams, TrainParams};
 
 fn train_outputs() -> Vec<OutputSpec> {
     vec![
-        OutputSpec::new("model", "model"),
-        OutputSpec::new("metrics", "metrics.jsonl"),
-        OutputSpec::new("loss_curve", "loss.svg"),
+        OutputSpec::dir("model", "model"),
+        OutputSpec::file("metrics", "metrics.jsonl"),
+        OutputSpec::file("loss_curve", "loss.svg"),
     ]
 }
 
@@ -58,6 +61,20 @@ impl Stage for Pretrain {
 
     fn metrics(_: &PretrainParams, out_dir: &std::path::Path) -> std::collections::BTreeMap<String, f64> {
         crate::partial::training_metrics(out_dir)
+    }
+
+    fn validate(p: &PretrainParams, ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
+        let mut problems = train_problems(&TrainParams::from(p.clone()));
+        if let Err(e) = check_model_source(ctx.input("model").is_some(), p.config.is_some()) {
+            problems.push(Problem::stage(e.to_string()));
+        }
+        problems.extend(ctx.expect_dir(
+            "tokens",
+            "the token dataset directory (tokens.bin with its meta.json and tokenizer.json)",
+            "bind it to a tokenize stage's `dataset` output: `tokens: STAGE.dataset`",
+        ));
+        problems.extend(ctx.expect_dir("model", MODEL_DIR, MODEL_DIR_HELP));
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
     fn run(p: &PretrainParams, ctx: &StageContext) -> Result<(), StageError> {
@@ -106,6 +123,24 @@ impl Stage for Finetune {
         crate::partial::training_metrics(out_dir)
     }
 
+    fn validate(p: &FinetuneParams, ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
+        let mut problems = train_problems(&TrainParams::from(p.clone()));
+        problems.extend(in_range("max_length", p.max_length, 1, None, "prompt + response tokens"));
+        if p.config.is_some() {
+            problems.push(Problem::param(
+                "config",
+                "finetune starts from a `model` input (its tokenizer is needed); `config` is for pretrain",
+            ));
+        }
+        problems.extend(ctx.expect_file(
+            "data",
+            "a JSON file of Alpaca records",
+            "bind it to an instructions stage's `instructions` output, or a JSON file",
+        ));
+        problems.extend(ctx.expect_dir("model", MODEL_DIR, MODEL_DIR_HELP));
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
     fn run(p: &FinetuneParams, ctx: &StageContext) -> Result<(), StageError> {
         if p.config.is_some() {
             return Err(StageError::msg(
@@ -121,6 +156,55 @@ impl Stage for Finetune {
         );
         run_job(ctx, &job, p.distributed.as_ref())
     }
+}
+
+const MODEL_DIR: &str = "a Hugging Face checkpoint directory (config.json, weights, tokenizer.json)";
+const MODEL_DIR_HELP: &str = "bind it to a checkpoint directory, or to a training stage's `model` output";
+
+/// The training params' ranges, shared by both kinds; paths are the params' own.
+fn train_problems(p: &TrainParams) -> Vec<Problem> {
+    let within = |name: &str, v: f64, range: std::ops::Range<f64>, inclusive: bool| {
+        let ok = range.contains(&v) || (inclusive && v == range.end);
+        let upper = if inclusive { "" } else { " (excluded)" };
+        (!ok).then(|| {
+            Problem::param(
+                name,
+                format!("`{name}` is {v}; it must be a number from {} to {}{upper}", range.start, range.end),
+            )
+        })
+    };
+    let non_negative = |name: &str, v: f64, positive: bool| {
+        let ok = v.is_finite() && if positive { v > 0.0 } else { v >= 0.0 };
+        (!ok).then(|| {
+            let what = if positive { "a number above 0" } else { "a number ≥ 0" };
+            Problem::param(name, format!("`{name}` is {v}; it must be {what}"))
+        })
+    };
+    let mut v: Vec<Option<Problem>> = vec![
+        non_negative("epochs", p.epochs, true),
+        in_range("batch_size", p.batch_size, 1, None, "examples per device and micro-batch"),
+        in_range("grad_accum", p.grad_accum, 1, None, "micro-batches per optimizer step"),
+        non_negative("lr", p.lr, false),
+        non_negative("weight_decay", p.weight_decay, false),
+        within("warmup_ratio", p.warmup_ratio, 0.0..1.0, true),
+        within("adam_beta1", p.adam_beta1, 0.0..1.0, false),
+        within("adam_beta2", p.adam_beta2, 0.0..1.0, false),
+        non_negative("adam_eps", p.adam_eps, true),
+        non_negative("max_grad_norm", p.max_grad_norm, false),
+        p.max_steps.and_then(|s| in_range("max_steps", s, 1, None, "leave it out to train the whole run")),
+        in_range("max_shard_mb", p.max_shard_mb, 1, None, "MB per weight file"),
+    ];
+    if let Some(d) = &p.distributed {
+        v.push(in_range(
+            "distributed.nproc_per_node",
+            d.nproc_per_node,
+            1,
+            None,
+            "worker processes, one device each",
+        ));
+        v.push(in_range("distributed.timeout_s", d.timeout_s, 1, None, "seconds"));
+    }
+    v.into_iter().flatten().collect()
 }
 
 fn check_model_source(has_model: bool, has_config: bool) -> Result<(), StageError> {
