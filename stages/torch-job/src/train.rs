@@ -135,6 +135,15 @@ train_params! {
         /// single-process params read and hash as before it existed.
         #[serde(skip_serializing_if = "Option::is_none")]
         distributed: Option<DistParams> = None,
+        /// Share of the examples (token blocks or instruction records) held out for evaluation and
+        /// never trained on, chosen by `seed`; in [0, 1), 0: no held-out evaluation. Left out of
+        /// the JSON when 0, so params without it read and hash as before it existed.
+        #[serde(skip_serializing_if = "is_zero_f64")]
+        eval_fraction: f64 = 0.0,
+        /// Optimizer steps between held-out evaluations (0: only after the last step); needs
+        /// `eval_fraction`. Left out of the JSON when 0.
+        #[serde(skip_serializing_if = "is_zero_u64")]
+        eval_every: u64 = 0,
     }
     pretrain {
         /// Set the token file's ignored ids (`[ANON]`) to -100 in the labels. CAMEL's published
@@ -154,6 +163,14 @@ train_params! {
         /// Batches of similar lengths (less padding), in a seeded order.
         group_by_length: bool = false,
     }
+}
+
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
+}
+
+fn is_zero_u64(x: &u64) -> bool {
+    *x == 0
 }
 
 /// How the `distributed` training processes split the work.
