@@ -12,7 +12,8 @@
 //! types, so a param exists in one place.
 //!
 //! Outputs: `model/` (a Hugging Face checkpoint dir with the tokenizer files), `metrics.jsonl`
-//! (step, epoch, loss, lr, grad_norm, tokens, tokens_per_s) and `loss.svg`.
+//! (step, epoch, loss, lr, grad_norm, tokens, tokens_per_s, and eval_loss, eval_perplexity,
+//! eval_tokens on evaluated steps with `eval_fraction`) and `loss.svg`.
 
 use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
 use camel_torch_job::{DistParams, FinetuneParams, Job, PretrainParams};
