@@ -33,6 +33,11 @@ pub struct ReportParams {
     pub seed: u64,
     #[serde(default = "default_title")]
     pub title: String,
+    /// A paragraph under the title saying what the numbers can and cannot show (the demo's: a tiny
+    /// model on synthetic notes). Left out of the JSON when absent, so reports without it keep
+    /// their cache keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caveat: Option<String>,
 }
 
 fn default_bootstrap() -> usize {
@@ -80,6 +85,9 @@ impl Stage for Report {
             ));
         }
         let mut md = format!("# {}\n\n", p.title);
+        if let Some(c) = &p.caveat {
+            md.push_str(&format!("> **What this can and cannot show.** {}\n\n", c.trim()));
+        }
         let mut out = json!({"seed": p.seed, "bootstrap": p.bootstrap, "confidence": p.confidence});
         let mut bars: Vec<Bar> = Vec::new();
         let mut chart_title = String::new();
@@ -484,6 +492,15 @@ mod tests {
     }
 
     #[test]
+    fn a_caveat_keeps_the_params_hash_when_absent() {
+        let p: ReportParams = serde_yaml::from_str("title: t").unwrap();
+        let v = serde_json::to_value(&p).unwrap();
+        assert!(v.get("caveat").is_none(), "{v}");
+        let p: ReportParams = serde_yaml::from_str("{title: t, caveat: tiny}").unwrap();
+        assert_eq!(p.caveat.as_deref(), Some("tiny"));
+    }
+
+    #[test]
     fn summary_maps_means_ratios_and_types() {
         let row = |t: &str, a: f64, b: f64| JudgedRow {
             task: t.into(),
@@ -499,6 +516,7 @@ mod tests {
             confidence: 0.95,
             seed: 1,
             title: "t".into(),
+            caveat: None,
         };
         let s = judge_summary(&j, &p).unwrap();
         assert_eq!((s.rows, s.scored), (3, 2));

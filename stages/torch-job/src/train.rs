@@ -143,6 +143,15 @@ train_params! {
         /// kinds' `VERSION` 2 is what separates today's default from the old formula's entries.
         #[serde(skip_serializing_if = "LossNormalization::is_default")]
         loss_normalization: LossNormalization = LossNormalization::GlobalTokens,
+        /// Share of the examples (token blocks or instruction records) held out for evaluation and
+        /// never trained on, chosen by `seed`; in [0, 1), 0: no held-out evaluation. Left out of
+        /// the JSON when 0, so params without it read and hash as before it existed.
+        #[serde(skip_serializing_if = "is_zero_f64")]
+        eval_fraction: f64 = 0.0,
+        /// Optimizer steps between held-out evaluations (0: only after the last step); needs
+        /// `eval_fraction`. Left out of the JSON when 0.
+        #[serde(skip_serializing_if = "is_zero_u64")]
+        eval_every: u64 = 0,
     }
     pretrain {
         /// Set the token file's ignored ids (`[ANON]`) to -100 in the labels. CAMEL's published
@@ -185,6 +194,14 @@ impl LossNormalization {
     pub fn is_default(&self) -> bool {
         *self == LossNormalization::default()
     }
+}
+
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
+}
+
+fn is_zero_u64(x: &u64) -> bool {
+    *x == 0
 }
 
 /// How the `distributed` training processes split the work.

@@ -264,6 +264,11 @@ impl StepStrategy for Sharded {
         recompute_micro_step(&mut Gathered { sharded: self, model }, batch, loss)
     }
 
+    /// Unit by unit, as the forward of a micro-step, each unit gathered and freed again.
+    fn eval_sums(&mut self, model: &mut Llama, batch: Option<&Batch>) -> Result<(f64, f64)> {
+        crate::eval::forward_sums(&mut Gathered { sharded: self, model }, batch)
+    }
+
     fn optimizer_step(&mut self, lr: f64, max_norm: f64) -> Result<f64> {
         // The gradients are already averaged (reduce-scattered); the norm is global over shards.
         let total = tch::no_grad(|| -> Result<Tensor> {

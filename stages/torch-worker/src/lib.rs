@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod dist;
+pub mod eval;
 pub mod examples;
 pub mod fsdp;
 pub mod generate;

@@ -65,6 +65,11 @@ impl StepStrategy for Replicated {
         Ok(grad_norm)
     }
 
+    fn eval_sums(&mut self, model: &mut Llama, batch: Option<&Batch>) -> Result<(f64, f64)> {
+        let Ok(sums) = crate::eval::forward_sums(&mut Whole(model), batch);
+        Ok(sums)
+    }
+
     /// Rank 0 writes the weights and the AdamW moments (the other ranks' are the same); the
     /// others wait until it has committed them.
     fn save_checkpoint(&self, scratch: &Path, step: u64, params: &TrainParams) -> Result<()> {

@@ -113,6 +113,11 @@ pub trait StepStrategy {
     /// steps AdamW at `lr` and zeroes the gradients; returns the norm before clipping.
     fn optimizer_step(&mut self, lr: f64, max_norm: f64) -> Result<f64>;
 
+    /// A forward pass without gradients for held-out evaluation (src/eval.rs): this rank's summed
+    /// token loss and label-token count for its share of a batch. Every rank calls it once per
+    /// held-out batch, with `None` where its share is empty.
+    fn eval_sums(&mut self, model: &mut Llama, batch: Option<&Batch>) -> Result<(f64, f64)>;
+
     /// Writes the checkpoint after `step` into the scratch dir (src/resume.rs); every rank calls
     /// it, and it returns once the checkpoint is committed.
     fn save_checkpoint(&self, scratch: &Path, step: u64, params: &TrainParams) -> Result<()>;

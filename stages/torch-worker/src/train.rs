@@ -24,6 +24,7 @@ use crate::checkpoint;
 use crate::config::LlamaConfig;
 use crate::data::{BatchOrder, TokenData};
 use crate::device::compute_kind;
+use crate::eval::{self, EvalResult, Subset};
 /// Generation (src/generate.rs) reads the device here.
 use crate::examples::{Batch, Blocks, Examples};
 use crate::fsdp::Sharded;
@@ -94,6 +95,9 @@ pub struct Summary {
     pub warmup_steps: u64,
     pub resumed_from: Option<u64>,
     pub final_loss: Option<f64>,
+    /// The held-out loss after the last step, with `eval_fraction`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_loss: Option<f64>,
     pub tokens_per_s: f64,
     /// Bytes of parameters, gradients and optimizer state this rank holds.
     pub state_bytes: u64,
@@ -127,6 +131,16 @@ pub fn train(
     ensure!(p.batch_size > 0 && p.grad_accum > 0, "batch_size and grad_accum must be at least 1");
     ensure!(p.epochs > 0.0, "epochs must be positive");
     ensure!(!examples.is_empty(), "the training set is empty");
+    ensure!(
+        p.eval_every == 0 || p.eval_fraction > 0.0,
+        "eval_every needs held-out examples: set eval_fraction too"
+    );
+    // The held-out examples are set aside before anything else looks at the set, so the batch
+    // order, the schedule and the log all describe the examples trained on.
+    let (train_idx, eval_idx) = eval::split(examples.len(), p.eval_fraction, p.seed)?;
+    let held_out = Subset { inner: examples, indices: eval_idx };
+    let train_set = Subset { inner: examples, indices: train_idx };
+    let examples: &dyn Examples = if held_out.is_empty() { examples } else { &train_set };
     model.compute_kind = compute_kind(p, model.device)?;
     let lengths = if p.group_by_length { examples.lengths().map(std::sync::Arc::new) } else { None };
     let order = BatchOrder {
@@ -154,6 +168,15 @@ pub fn train(
     let stopping = if stop < total { format!(", stopping after {stop}") } else { String::new() };
     let steps = format!("{total} optimizer steps ({warmup} warmup){stopping}");
     report(Event::Log(&strategy.describe(&model, examples.len(), order.batches_per_epoch(), &steps)));
+    if !held_out.is_empty() {
+        let every =
+            if p.eval_every > 0 { format!("every {} steps and ", p.eval_every) } else { String::new() };
+        report(Event::Log(&format!(
+            "{} examples held out (eval_fraction {}), evaluated {every}after the last step",
+            held_out.len(),
+            p.eval_fraction
+        )));
+    }
     std::fs::create_dir_all(&job.scratch_dir)?;
     let resumed = strategy.resume(&job.scratch_dir, p)?;
     let start = resumed.unwrap_or(0);
@@ -169,6 +192,7 @@ pub fn train(
     let mut tokens_seen = 0i64;
     let mut warm = false;
     let mut last_loss = None;
+    let mut last_eval: Option<EvalResult> = None;
     for step in start..stop {
         let lr = p.lr * sched.multiplier(step);
         // This rank's micro-batches of the step, all built before the first forward pass: the
@@ -203,14 +227,30 @@ pub fn train(
             tokens_seen = 0;
         }
         last_loss = Some(loss);
+        let done = step + 1 == stop;
         let epoch = ((step + 1) * p.grad_accum as u64) as f64 / order.batches_per_epoch() as f64;
-        let line = json!({"step": step + 1, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                          "tokens": step_tokens, "tokens_per_s": tps});
+        let mut line = json!({"step": step + 1, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                              "tokens": step_tokens, "tokens_per_s": tps});
+        // Held-out scores go on the line of the step they follow (one line per step stays true).
+        if !held_out.is_empty() && (done || (p.eval_every > 0 && (step + 1) % p.eval_every == 0)) {
+            let e = eval::evaluate(strategy.as_mut(), &mut model, &held_out, p, &dist)?;
+            ensure!(e.loss.is_finite(), "the held-out loss became {} at step {}", e.loss, step + 1);
+            line["eval_loss"] = json!(e.loss);
+            line["eval_perplexity"] = json!(e.perplexity);
+            line["eval_tokens"] = json!(e.tokens);
+            report(Event::Log(&format!(
+                "step {}: held-out loss {:.4}, perplexity {:.2} ({} tokens)",
+                step + 1,
+                e.loss,
+                e.perplexity,
+                e.tokens
+            )));
+            last_eval = Some(e);
+        }
         if let Some(m) = &mut metrics {
             writeln!(m, "{line}")?;
         }
         report(Event::Step { step: step + 1, total: stop, loss, tokens_per_s: tps });
-        let done = step + 1 == stop;
         // SIGUSR1 (Slurm: time limit near, preemption) reaches the ranks at different moments;
         // they stop together at the first step boundary where any of them has seen it.
         if !done && dist.sum(&[f64::from(u8::from(interrupt::requested()))], model.device)?[0] > 0.0 {
@@ -240,6 +280,7 @@ pub fn train(
         warmup_steps: warmup,
         resumed_from: resumed,
         final_loss: last_loss,
+        eval_loss: last_eval.map(|e| e.loss),
         tokens_per_s: tps,
         state_bytes: strategy.state_bytes(),
         cuda_peak_bytes: parallel::cuda_peak(model.device),

@@ -369,3 +369,99 @@ fn distributed_params_are_checked() {
     assert!(serde_json::to_value(TrainParams::default()).unwrap().get("distributed").is_none());
     let _ = PathBuf::new();
 }
+
+/// 17 blocks of 16 ids: with `eval_fraction: 0.25`, 5 are held out and 12 train (3 global
+/// micro-batches of 4 per epoch, so the training steps are the same at world 1 and 2).
+fn tokens_17(dir: &Path, blocks: &[usize]) -> Vec<Vec<i64>> {
+    let all = common::ids(17 * 16, 97, 11);
+    let kept: Vec<i64> = blocks.iter().flat_map(|&b| all[b * 16..(b + 1) * 16].to_vec()).collect();
+    let meta = TokenMeta {
+        format: "camel-tokens-v1".into(),
+        dtype: "u16".into(),
+        vocab_size: 97,
+        block_size: 16,
+        blocks: blocks.len(),
+        tokens_total: kept.len() as u64,
+        tokens_dropped: 0,
+        bos_id: Some(1),
+        eos_id: Some(2),
+        added_tokens: Default::default(),
+        ignore_ids: vec![],
+        layout: Some("camel".into()),
+        shuffle: Some(false),
+        seed: Some(0),
+        tokenizer_blake3: None,
+    };
+    write_token_dir(dir, &meta, &kept, None).unwrap();
+    kept.chunks(16).map(<[i64]>::to_vec).collect()
+}
+
+fn metric_lines(job: &Job) -> Vec<Value> {
+    let text = std::fs::read_to_string(job.out_dir.join("metrics.jsonl")).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Held-out evaluation (issue 17): the held-out blocks are never trained on (the run ends at the
+/// weights of a run on a token file without them), the reported loss is the token mean of the
+/// saved model's loss over them, and 2 ranks (DDP and FSDP, where the last held-out batch leaves
+/// rank 1 without an example) report the loss of 1 process.
+#[test]
+fn held_out_loss_is_the_token_mean_over_the_held_out_blocks_at_any_world_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (train_idx, eval_idx) = camel_torch_worker::eval::split(17, 0.25, 3).unwrap();
+    assert_eq!((train_idx.len(), eval_idx.len()), (12, 5));
+    tokens_17(&t.join("tokens"), &(0..17).collect::<Vec<_>>());
+    let held_out = tokens_17(&t.join("held-out"), &eval_idx);
+    let with_eval = |per_device, world, dist| TrainParams {
+        eval_fraction: 0.25,
+        eval_every: 2,
+        ..params(per_device, world, dist)
+    };
+    let one = job(t, "eval1", with_eval(4, 1, None));
+    let s = train::run_pretrain(&one, &mut |_| {}).unwrap();
+    let lines = metric_lines(&one);
+    let evals: Vec<&Value> = lines.iter().filter(|l| l.get("eval_loss").is_some()).collect();
+    assert_eq!(lines.len() as u64, s.steps);
+    let every_second: Vec<u64> = (1..=s.steps).filter(|k| k % 2 == 0 || *k == s.steps).collect();
+    assert_eq!(evals.iter().map(|l| l["step"].as_u64().unwrap()).collect::<Vec<_>>(), every_second);
+    let last = evals.last().unwrap();
+    assert_eq!(last["eval_tokens"], 5 * 15);
+    let eval_loss = last["eval_loss"].as_f64().unwrap();
+    assert!((last["eval_perplexity"].as_f64().unwrap() - eval_loss.exp()).abs() < 1e-9);
+    assert_eq!(s.eval_loss, Some(eval_loss));
+
+    // The saved model's mean token loss over the held-out blocks.
+    let model = checkpoint::load(&one.out_dir.join("model"), tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let flat: Vec<i64> = held_out.concat();
+    let ids = Tensor::from_slice(&flat).view([5, 16]);
+    let want = tch::no_grad(|| camel_torch_worker::model::causal_lm_loss(&model.forward(&ids), &ids))
+        .double_value(&[]);
+    assert!((eval_loss - want).abs() <= 1e-6 * want, "held-out loss {eval_loss} vs the saved model's {want}");
+
+    // Never trained on: the same weights as training on a file of the other 12 blocks alone.
+    let mut only = job(t, "train-only", params(4, 1, None));
+    tokens_17(&t.join("train-only-tokens"), &train_idx);
+    only.tokens = Some(t.join("train-only-tokens"));
+    train::run_pretrain(&only, &mut |_| {}).unwrap();
+    let (a, b) = (weights(&one), weights(&only));
+    for (name, w) in &b {
+        assert!(a[name].equal(w), "`{name}` differs: the held-out blocks changed training");
+    }
+
+    for (name, strategy) in [("eval-ddp", Strategy::Ddp), ("eval-fsdp", Strategy::Fsdp)] {
+        let two = job(t, name, with_eval(2, 2, Some(strategy)));
+        run_ok(&two, 2);
+        let got: Vec<(u64, f64)> = metric_lines(&two)
+            .iter()
+            .filter_map(|l| Some((l["step"].as_u64()?, l.get("eval_loss")?.as_f64()?)))
+            .collect();
+        let want: Vec<(u64, f64)> =
+            evals.iter().map(|l| (l["step"].as_u64().unwrap(), l["eval_loss"].as_f64().unwrap())).collect();
+        assert_eq!(got.len(), want.len());
+        for ((s1, x), (s2, y)) in got.iter().zip(&want) {
+            assert_eq!(s1, s2);
+            assert!((x - y).abs() <= 1e-5 * y, "{name}: held-out loss {x} at step {s1}, one process {y}");
+        }
+    }
+}
