@@ -486,7 +486,7 @@ fn stage_contract() {
     }
     assert_eq!(
         Notes::outputs(&p),
-        [OutputSpec::new("corpus", "corpus.parquet"), OutputSpec::new("stats", "stats.json")]
+        [OutputSpec::file("corpus", "corpus.parquet"), OutputSpec::file("stats", "stats.json")]
     );
     assert_eq!(Notes::UNHASHED, ["threads", "memory_limit"]);
     assert!(duckdb_version().starts_with('v'));
