@@ -62,7 +62,10 @@ pub fn gc(plans: &[Plan], dry_run: bool) -> Result<Vec<GcReport>, EngineError> {
             }
             report.removed.push(key);
         }
-        if let Ok(rd) = fs::read_dir(root.join("scratch")) {
+        // Per-key scratch, and the job directories of Slurm stages (script, logs, outputs not
+        // yet committed): kept for the keys the pipelines still resolve to.
+        for area in ["scratch", "slurm"] {
+            let Ok(rd) = fs::read_dir(root.join(area)) else { continue };
             for e in rd.flatten() {
                 let key = e.file_name().to_string_lossy().into_owned();
                 if !keep.contains(&key) {

@@ -4,6 +4,7 @@
 //! cache/<key>/        committed entries (see camel_cache::Store)
 //! tmp/, trash/        staging and removal areas, emptied at the start of every locked command
 //! scratch/<key>/      per-key scratch that survives failures; removed when the key commits
+//! slurm/<key>/        a Slurm stage's job: script, spec, submission record, logs (docs/slurm.md)
 //! state/<stage>.json  the key struct of each stage's last success (for `status` reasons)
 //! state/statcache.json
 //! logs/<stage>.log    the log of each stage's latest attempt
