@@ -26,6 +26,8 @@ struct State {
     resumed_at: HashMap<String, u64>,
     /// Stages skipped because these upstream stages failed.
     blocked: Vec<(String, Vec<String>)>,
+    /// Every warning of the run, repeated under the summary so that none scrolls away.
+    warnings: Vec<String>,
 }
 
 pub struct Reporter {
@@ -48,6 +50,7 @@ impl Reporter {
                 rows: Vec::new(),
                 resumed_at: HashMap::new(),
                 blocked: Vec::new(),
+                warnings: Vec::new(),
             })),
             order: plan.order.iter().map(|&i| plan.stages[i].name.clone()).collect(),
         }
@@ -83,6 +86,12 @@ impl Reporter {
             ));
         }
         out.push_str(&failure_summary(&st.rows, &st.blocked));
+        if !st.warnings.is_empty() {
+            out.push_str(&format!("\n{} warning{}:\n", st.warnings.len(), if st.warnings.len() == 1 { "" } else { "s" }));
+            for w in &st.warnings {
+                out.push_str(&format!("  {w}\n"));
+            }
+        }
         let _ = std::io::stderr().lock().write_all(out.as_bytes());
     }
 }
@@ -246,6 +255,7 @@ fn handle(multi: &Option<MultiProgress>, state: &Mutex<State>, ev: Event) {
         Event::Warning { stage, message } => {
             let s = stage.map(|s| format!("{s}: ")).unwrap_or_default();
             line(multi, format!("warning: {s}{message}"));
+            st.warnings.push(format!("{s}{message}"));
         }
         Event::Info { message } => line(multi, format!("camel: {message}")),
     }

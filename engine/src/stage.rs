@@ -190,6 +190,16 @@ impl StageContext {
         &self.stage
     }
 
+    /// A warning for the user: written to the stage's log, and shown on the console with the
+    /// run's summary (never note text).
+    pub fn warn(&self, message: &str) {
+        self.log(&format!("warning: {message}"));
+        (self.progress.sink)(crate::event::Event::Warning {
+            stage: Some(self.stage.clone()),
+            message: message.to_string(),
+        });
+    }
+
     /// The path of input `name` (a file or directory; read-only for the stage).
     pub fn input(&self, name: &str) -> Result<&Path, StageError> {
         self.inputs

@@ -271,3 +271,40 @@ stages:
     t.camel(&["run", "p.yaml"]).assert_ok();
     assert_eq!(stats(&t)["total"]["rows_written"], 1);
 }
+
+/// Warnings reach the console in the run's summary: an id of the exclusion list the export does
+/// not have (an id whose row the category filter dropped first is not one of them), and empty
+/// notes kept in the corpus.
+#[test]
+fn warnings_are_repeated_in_the_run_summary() {
+    let t = TestContext::new();
+    t.write(
+        "NOTEEVENTS.csv",
+        "ROW_ID,SUBJECT_ID,HADM_ID,CHARTDATE,CHARTTIME,STORETIME,CATEGORY,DESCRIPTION,CGID,ISERROR,TEXT\n\
+         1,7,,2151-07-16,,,Discharge summary,Report,,,kept\n\
+         2,14,,2151-07-16,,,Discharge summary,Report,,,\"\"\n\
+         3,21,,2151-07-16,,,Nursing,Report,,,dropped by category\n",
+    );
+    t.write("ids.txt", "3\n99\n");
+    t.write(
+        "p.yaml",
+        r#"
+name: warnings
+stages:
+  notes:
+    kind: notes
+    inputs: {n: NOTEEVENTS.csv, ids: ids.txt}
+    params:
+      sources: [{type: mimic3, notes: n, categories: [Discharge summary], exclude: {ids: ids}}]
+"#,
+    );
+    let r = t.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    let summary = r.stderr.rsplit_once("stage  ").map(|(_, s)| s).unwrap_or_default();
+    assert!(summary.contains("2 warnings:"), "{}", r.stderr);
+    assert!(summary.contains("notes: 1 of the 2 ids in `ids` are not in source `mimic3` (first: 99)"), "{}", r.stderr);
+    assert!(summary.contains("notes: 1 empty notes of source `mimic3` are in the corpus"), "{}", r.stderr);
+    let s = stats(&t);
+    assert_eq!(s["sources"][0]["exclude"]["dropped_earlier"], 1);
+    assert!(t.read(".camel/logs/notes.log").contains("dropped first"));
+}

@@ -56,6 +56,10 @@ impl std::error::Error for NotesError {}
 /// benchmark.
 pub trait Env: Sync {
     fn log(&self, line: &str);
+    /// A warning for the user (the stage log, and the run's summary on the console).
+    fn warn(&self, message: &str) {
+        self.log(&format!("warning: {message}"));
+    }
     /// Rows read so far, all sources together.
     fn rows(&self, n: u64);
     fn message(&self, m: &str);
@@ -65,6 +69,9 @@ pub trait Env: Sync {
 impl Env for StageContext {
     fn log(&self, line: &str) {
         StageContext::log(self, line);
+    }
+    fn warn(&self, message: &str) {
+        StageContext::warn(self, message);
     }
     fn rows(&self, n: u64) {
         self.progress().set_position(n);
@@ -263,19 +270,39 @@ pub fn build(
         if let (Some(list), Some(h), Some(input)) = (&run.exclude, list_hash, exclude_input) {
             let listed = list.len() as u64;
             let matched = list.matched() as u64;
-            if matched < listed {
+            let earlier = list.dropped_earlier() as u64;
+            let absent = listed - matched - earlier;
+            // Counted against every row read: an id whose row an earlier filter dropped is in
+            // the export, and is said apart from ids the export does not have.
+            if absent > 0 {
                 let sample = list.absent_sample(10);
                 warnings.push(format!(
-                    "{} of the {} ids in `{}` are not in source `{}` (first: {})",
-                    listed - matched,
-                    listed,
-                    input,
+                    "{absent} of the {listed} ids in `{input}` are not in source `{}` (first: {})",
                     run.stats.name,
                     sample.join(", ")
                 ));
             }
-            run.stats.exclude =
-                Some(process::ExcludeStats { input, blake3: h, listed, matched, absent: listed - matched });
+            if earlier > 0 {
+                env.log(&format!(
+                    "{earlier} of the {listed} ids in `{input}` are in rows of source `{}` that the category \
+                     filter (or ISERROR) dropped first",
+                    run.stats.name
+                ));
+            }
+            run.stats.exclude = Some(process::ExcludeStats {
+                input,
+                blake3: h,
+                listed,
+                matched,
+                dropped_earlier: earlier,
+                absent,
+            });
+        }
+        if run.stats.empty_written > 0 {
+            warnings.push(format!(
+                "{} empty notes of source `{}` are in the corpus (`drop: {{empty: true}}` leaves them out)",
+                run.stats.empty_written, run.stats.name
+            ));
         }
         if s.common().deid == params::DeidMode::Tags {
             run.stats.marks = Some(mark_stats(&run.mark_counts, &table));
@@ -313,7 +340,7 @@ pub fn build(
         }
     });
     for w in &warnings {
-        env.log(&format!("warning: {w}"));
+        env.warn(w);
     }
     let stats = Stats { sources: all, total, decontamination, warnings };
     let json = serde_json::to_vec_pretty(&stats).expect("stats serialize");
@@ -363,10 +390,10 @@ fn read_id_list(
                 let v: i64 = t.parse().map_err(|_| {
                     NotesError::new(format!("{}: line {} is not an integer ROW_ID", path.display(), n + 1))
                 })?;
-                m.insert(v, false);
+                m.insert(v, process::Seen::No);
             }
             IdList::Strings(m) => {
-                m.insert(t.to_string(), false);
+                m.insert(t.to_string(), process::Seen::No);
             }
         }
     }

@@ -55,11 +55,22 @@ impl Reason {
     }
 }
 
-/// The ids of an exclusion list, each remembering whether the source had it.
+/// Where a listed id was met in the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Not in any row read.
+    No,
+    /// Its row was dropped by the list (`excluded_id`).
+    Excluded,
+    /// Its row was read but dropped by an earlier filter (ISERROR, category).
+    DroppedEarlier,
+}
+
+/// The ids of an exclusion list, each remembering where the source had it.
 pub enum IdList {
     /// MIMIC-III ROW_IDs, compared as integers (as CAMEL's `int(line)` did).
-    Ints(HashMap<i64, bool>),
-    Strings(HashMap<String, bool>),
+    Ints(HashMap<i64, Seen>),
+    Strings(HashMap<String, Seen>),
 }
 
 impl IdList {
@@ -74,10 +85,33 @@ impl IdList {
         self.len() == 0
     }
 
-    pub fn matched(&self) -> usize {
+    fn count(&self, state: Seen) -> usize {
         match self {
-            IdList::Ints(m) => m.values().filter(|&&v| v).count(),
-            IdList::Strings(m) => m.values().filter(|&&v| v).count(),
+            IdList::Ints(m) => m.values().filter(|&&v| v == state).count(),
+            IdList::Strings(m) => m.values().filter(|&&v| v == state).count(),
+        }
+    }
+
+    /// Listed ids whose rows the list dropped.
+    pub fn matched(&self) -> usize {
+        self.count(Seen::Excluded)
+    }
+
+    /// Listed ids whose rows an earlier filter dropped first.
+    pub fn dropped_earlier(&self) -> usize {
+        self.count(Seen::DroppedEarlier)
+    }
+
+    /// Records that `id`'s row was read but dropped before the list was consulted.
+    fn seen_before(&mut self, id: &str) {
+        let slot = match self {
+            IdList::Ints(m) => id.trim().parse::<i64>().ok().and_then(|v| m.get_mut(&v)),
+            IdList::Strings(m) => m.get_mut(id.trim()),
+        };
+        if let Some(s) = slot
+            && *s == Seen::No
+        {
+            *s = Seen::DroppedEarlier;
         }
     }
 
@@ -85,12 +119,12 @@ impl IdList {
     pub fn absent_sample(&self, n: usize) -> Vec<String> {
         match self {
             IdList::Ints(m) => {
-                let mut v: Vec<i64> = m.iter().filter(|(_, s)| !**s).map(|(k, _)| *k).collect();
+                let mut v: Vec<i64> = m.iter().filter(|(_, s)| **s == Seen::No).map(|(k, _)| *k).collect();
                 v.sort_unstable();
                 v.into_iter().take(n).map(|i| i.to_string()).collect()
             }
             IdList::Strings(m) => {
-                let mut v: Vec<&String> = m.iter().filter(|(_, s)| !**s).map(|(k, _)| k).collect();
+                let mut v: Vec<&String> = m.iter().filter(|(_, s)| **s == Seen::No).map(|(k, _)| k).collect();
                 v.sort();
                 v.into_iter().take(n).cloned().collect()
             }
@@ -117,6 +151,9 @@ pub struct SourceStats {
     pub anon_replaced: Option<u64>,
     /// Bytes of text written (prefixes included).
     pub text_bytes_written: u64,
+    /// Notes written with an empty text (when `drop.empty` is off): a warning says so.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub empty_written: u64,
     /// Rows written per category (the category as in the file; "" for none).
     pub categories_written: BTreeMap<String, u64>,
     /// Files of an i2b2 directory that are neither .txt nor .xml.
@@ -130,8 +167,11 @@ pub struct ExcludeStats {
     pub blake3: String,
     /// Distinct ids in the list.
     pub listed: u64,
-    /// Listed ids found in the source.
+    /// Listed ids whose rows the list dropped.
     pub matched: u64,
+    /// Listed ids whose rows were read but dropped by an earlier filter (category, ISERROR).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropped_earlier: u64,
     /// Listed ids the source does not have (a warning says so).
     pub absent: u64,
 }
@@ -288,6 +328,12 @@ pub fn process(p: &mut Pipeline<'_>, s: &mut SourceRun<'_>, rows: &Rows<'_>) -> 
         {
             reason = Some(Reason::Category);
         }
+        if reason.is_some()
+            && let Some(list) = &mut s.exclude
+            && let Some(id) = id.as_deref()
+        {
+            list.seen_before(id);
+        }
         if reason.is_none()
             && let Some(list) = &mut s.exclude
         {
@@ -307,7 +353,7 @@ pub fn process(p: &mut Pipeline<'_>, s: &mut SourceRun<'_>, rows: &Rows<'_>) -> 
                 IdList::Strings(m) => id.as_deref().and_then(|k| m.get_mut(k.trim())),
             };
             if let Some(seen) = hit {
-                *seen = true;
+                *seen = Seen::Excluded;
                 reason = Some(Reason::ExcludedId);
             }
         } else if rows.int_ids && reason.is_none() {
@@ -448,6 +494,9 @@ pub fn process(p: &mut Pipeline<'_>, s: &mut SourceRun<'_>, rows: &Rows<'_>) -> 
         let category = rows.category.get(i);
         let written = p.out.push(source, id, category, prefix, &r.body);
         s.stats.rows_written += 1;
+        if r.body.trim().is_empty() {
+            s.stats.empty_written += 1;
+        }
         s.stats.text_bytes_written += written as u64;
         match s.stats.categories_written.get_mut(category.unwrap_or("")) {
             Some(n) => *n += 1,
@@ -544,4 +593,8 @@ pub fn mark_stats(c: &MarkCounts, table: &MarkTable) -> MarkStats {
         removed_empty: c.removed_empty,
         unknown: c.unknown,
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

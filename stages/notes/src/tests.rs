@@ -152,11 +152,46 @@ fn mimic3_is_camels_semantics() {
     let ex = s.exclude.as_ref().unwrap();
     assert_eq!((ex.listed, ex.matched, ex.absent), (2, 1, 1));
     assert_eq!(ex.blake3, blake3::hash(b"2\n99").to_hex().to_string());
-    assert_eq!(stats.warnings.len(), 1);
+    // The unknown id, and the empty note kept (CAMEL keeps them; issue 16 asks for a warning).
+    assert_eq!(stats.warnings.len(), 2, "{:?}", stats.warnings);
     assert!(
         stats.warnings[0].contains("1 of the 2 ids") && stats.warnings[0].contains("99"),
         "{:?}",
         stats.warnings
+    );
+    assert!(stats.warnings[1].starts_with("1 empty notes of source"), "{:?}", stats.warnings);
+    assert_eq!(s.empty_written, 1);
+}
+
+/// An id whose row the category filter dropped is in the export: it is not reported missing,
+/// and is counted apart.
+#[test]
+fn exclusion_ids_are_counted_against_the_rows_read() {
+    let mut t = T::new();
+    t.file(
+        "notes",
+        "NOTEEVENTS.csv",
+        m3(&[
+            (1, "Discharge summary", false, "kept"),
+            (2, "Discharge summary", false, "dropped by the list"),
+            (3, "Nursing", false, "dropped by the category filter"),
+        ]),
+    );
+    t.file("ids", "ids.txt", "2\n3\n99");
+    let (rows, stats, logs) = t
+        .run("sources: [{type: mimic3, notes: notes, categories: [Discharge summary], exclude: {ids: ids}}]")
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let s = &stats.sources[0];
+    assert_eq!((s.dropped["category"], s.dropped["excluded_id"]), (1, 1));
+    let ex = s.exclude.as_ref().unwrap();
+    assert_eq!((ex.listed, ex.matched, ex.dropped_earlier, ex.absent), (3, 1, 1, 1));
+    assert_eq!(stats.warnings.len(), 1, "{:?}", stats.warnings);
+    assert!(stats.warnings[0].starts_with("1 of the 3 ids in `ids` are not in source"), "{:?}", stats.warnings);
+    assert!(stats.warnings[0].contains("(first: 99)"), "only the absent id is named: {:?}", stats.warnings);
+    assert!(
+        logs.iter().any(|l| l.contains("1 of the 3 ids in `ids` are in rows of source") && l.contains("dropped first")),
+        "{logs:?}"
     );
 }
 

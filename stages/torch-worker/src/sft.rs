@@ -78,6 +78,16 @@ pub fn tokenize(
     p: &TrainParams,
     eos_id: i64,
 ) -> Result<Vec<(Vec<i64>, Vec<i64>)>> {
+    Ok(tokenize_with_lengths(tok, records, p, eos_id)?.into_iter().map(|(x, y, _)| (x, y)).collect())
+}
+
+/// As [`tokenize`], with each record's length before truncation (for advice on `max_length`).
+pub fn tokenize_with_lengths(
+    tok: &Tokenizer,
+    records: &[Record],
+    p: &TrainParams,
+    eos_id: i64,
+) -> Result<Vec<(Vec<i64>, Vec<i64>, usize)>> {
     let eos = eos_text(tok, eos_id)?;
     records
         .par_iter()
@@ -92,11 +102,12 @@ pub fn tokenize(
                 Ok(e.get_ids().iter().map(|&x| x as i64).collect())
             };
             let mut ids = enc(&full)?;
+            let whole = ids.len();
             let source_len = enc(&source)?.len();
             ids.truncate(p.max_length);
             let labels =
                 ids.iter().enumerate().map(|(j, &id)| if j < source_len { -100 } else { id }).collect();
-            Ok((ids, labels))
+            Ok((ids, labels, whole))
         })
         .collect()
 }
@@ -197,18 +208,25 @@ fn finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
     ensure!(pad_id < model.cfg.vocab_size, "pad id {pad_id} is beyond the model's vocabulary");
     model.cfg.extra.insert("pad_token_id".into(), Value::from(pad_id));
 
-    let examples = tokenize(&tok, &records, p, eos_id)?;
+    let tokenized = tokenize_with_lengths(&tok, &records, p, eos_id)?;
+    let lengths: Vec<usize> = tokenized.iter().map(|t| t.2).collect();
+    let examples: Vec<(Vec<i64>, Vec<i64>)> = tokenized.into_iter().map(|(x, y, _)| (x, y)).collect();
     let kept = examples.iter().filter(|(_, y)| y.iter().any(|&l| l != -100)).count();
     if kept < examples.len() {
         report(Event::Log(&format!(
-            "{} of {} records have no response token left after truncation at {} tokens",
+            "{} of {} records have no response token left after truncation at {} tokens; {}",
             examples.len() - kept,
             examples.len(),
-            p.max_length
+            p.max_length,
+            max_length_advice(&lengths)
         )));
     }
     if kept == 0 {
-        bail!("every record's response is cut off by max_length {}", p.max_length);
+        bail!(
+            "every record's response is cut off by max_length {}; {}",
+            p.max_length,
+            max_length_advice(&lengths)
+        );
     }
     let save_kind = train::save_kind(p, stored_kind)?;
     let sft = Sft { examples, pad_id };
@@ -229,4 +247,45 @@ fn finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
     }
     let summary = train::train(job, model, save_kind, &sft, &[model_dir, &tok_dir], dist, report)?;
     Ok(summary)
+}
+
+/// Which `max_length` keeps which share of the records whole (prompt, response and end token):
+/// "max_length 310 keeps 50% of the records whole, 840 keeps 90%, 1210 keeps all".
+pub fn max_length_advice(lengths: &[usize]) -> String {
+    if lengths.is_empty() {
+        return "there are no records".into();
+    }
+    let mut v = lengths.to_vec();
+    v.sort_unstable();
+    let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    let mut parts = Vec::new();
+    for (q, what) in [(0.5, "50%"), (0.9, "90%"), (0.99, "99%")] {
+        let l = at(q);
+        if parts.last().is_none_or(|(prev, _): &(usize, String)| *prev < l) && l < v[v.len() - 1] {
+            parts.push((l, format!("{what} of the records whole")));
+        }
+    }
+    parts.push((v[v.len() - 1], "all of them".into()));
+    let text: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, (l, w))| if i == 0 { format!("max_length {l} keeps {w}") } else { format!("{l} keeps {w}") })
+        .collect();
+    text.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_length_advice;
+
+    #[test]
+    fn max_length_advice_names_lengths_that_keep_shares_of_the_records() {
+        let lengths: Vec<usize> = (1..=100).map(|i| i * 10).collect();
+        assert_eq!(
+            max_length_advice(&lengths),
+            "max_length 500 keeps 50% of the records whole, 900 keeps 90% of the records whole, \
+             990 keeps 99% of the records whole, 1000 keeps all of them"
+        );
+        assert_eq!(max_length_advice(&[7, 7, 7]), "max_length 7 keeps all of them");
+    }
 }
