@@ -87,7 +87,11 @@ impl Reporter {
         }
         out.push_str(&failure_summary(&st.rows, &st.blocked));
         if !st.warnings.is_empty() {
-            out.push_str(&format!("\n{} warning{}:\n", st.warnings.len(), if st.warnings.len() == 1 { "" } else { "s" }));
+            out.push_str(&format!(
+                "\n{} warning{}:\n",
+                st.warnings.len(),
+                if st.warnings.len() == 1 { "" } else { "s" }
+            ));
             for w in &st.warnings {
                 out.push_str(&format!("  {w}\n"));
             }

@@ -302,7 +302,11 @@ stages:
     r.assert_ok();
     let summary = r.stderr.rsplit_once("stage  ").map(|(_, s)| s).unwrap_or_default();
     assert!(summary.contains("2 warnings:"), "{}", r.stderr);
-    assert!(summary.contains("notes: 1 of the 2 ids in `ids` are not in source `mimic3` (first: 99)"), "{}", r.stderr);
+    assert!(
+        summary.contains("notes: 1 of the 2 ids in `ids` are not in source `mimic3` (first: 99)"),
+        "{}",
+        r.stderr
+    );
     assert!(summary.contains("notes: 1 empty notes of source `mimic3` are in the corpus"), "{}", r.stderr);
     let s = stats(&t);
     assert_eq!(s["sources"][0]["exclude"]["dropped_earlier"], 1);

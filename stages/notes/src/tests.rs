@@ -187,10 +187,16 @@ fn exclusion_ids_are_counted_against_the_rows_read() {
     let ex = s.exclude.as_ref().unwrap();
     assert_eq!((ex.listed, ex.matched, ex.dropped_earlier, ex.absent), (3, 1, 1, 1));
     assert_eq!(stats.warnings.len(), 1, "{:?}", stats.warnings);
-    assert!(stats.warnings[0].starts_with("1 of the 3 ids in `ids` are not in source"), "{:?}", stats.warnings);
+    assert!(
+        stats.warnings[0].starts_with("1 of the 3 ids in `ids` are not in source"),
+        "{:?}",
+        stats.warnings
+    );
     assert!(stats.warnings[0].contains("(first: 99)"), "only the absent id is named: {:?}", stats.warnings);
     assert!(
-        logs.iter().any(|l| l.contains("1 of the 3 ids in `ids` are in rows of source") && l.contains("dropped first")),
+        logs.iter()
+            .any(|l| l.contains("1 of the 3 ids in `ids` are in rows of source")
+                && l.contains("dropped first")),
         "{logs:?}"
     );
 }

@@ -81,13 +81,16 @@ pub fn tokenize(
     Ok(tokenize_with_lengths(tok, records, p, eos_id)?.into_iter().map(|(x, y, _)| (x, y)).collect())
 }
 
+/// A tokenized record: input ids, labels (-100 on the prompt), and its length before truncation.
+pub type Tokenized = (Vec<i64>, Vec<i64>, usize);
+
 /// As [`tokenize`], with each record's length before truncation (for advice on `max_length`).
 pub fn tokenize_with_lengths(
     tok: &Tokenizer,
     records: &[Record],
     p: &TrainParams,
     eos_id: i64,
-) -> Result<Vec<(Vec<i64>, Vec<i64>, usize)>> {
+) -> Result<Vec<Tokenized>> {
     let eos = eos_text(tok, eos_id)?;
     records
         .par_iter()
@@ -269,7 +272,9 @@ pub fn max_length_advice(lengths: &[usize]) -> String {
     let text: Vec<String> = parts
         .iter()
         .enumerate()
-        .map(|(i, (l, w))| if i == 0 { format!("max_length {l} keeps {w}") } else { format!("{l} keeps {w}") })
+        .map(
+            |(i, (l, w))| if i == 0 { format!("max_length {l} keeps {w}") } else { format!("{l} keeps {w}") },
+        )
         .collect();
     text.join(", ")
 }
