@@ -94,7 +94,7 @@ fn params_have_camels_defaults_and_reject_unknown_fields() {
     assert_eq!((p.bos.as_str(), p.eos.as_str(), p.parquet), ("<s>", "</s>", false));
     let p: TokenizeParams = serde_yaml::from_str("{layout: clean, shuffle: false, parquet: true}").unwrap();
     assert_eq!((p.layout, p.shuffle), (Layout::Clean, false));
-    assert_eq!(Tokenize::outputs(&p).last().unwrap(), &OutputSpec::new("blocks", PARQUET_FILE));
+    assert_eq!(Tokenize::outputs(&p).last().unwrap(), &OutputSpec::file("blocks", PARQUET_FILE));
     let e = serde_yaml::from_str::<TokenizeParams>("{block_sise: 4}").unwrap_err();
     assert!(e.to_string().contains("unknown field `block_sise`"), "{e}");
     let e = serde_yaml::from_str::<TokenizeParams>("{layout: packed}").unwrap_err();
