@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The stage ran and its outputs were committed.
@@ -35,7 +37,7 @@ pub enum Event {
     /// Sent right after [`Event::StageStarted`] when the stage picks up what an earlier run left.
     StageResumes {
         stage: String,
-        partial: crate::stage::Partial,
+        partial: Partial,
     },
     /// Sent before a stage's [`Outcome::Skipped`] when it was skipped because upstream stages failed
     /// (`--keep-going` runs everything else).
@@ -74,4 +76,16 @@ pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 /// A sink that drops everything.
 pub fn silent() -> EventSink {
     Arc::new(|_| {})
+}
+
+/// Resumable state found in a stage's scratch directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Partial {
+    /// What is there, e.g. `checkpoint at step 30/330`.
+    pub state: String,
+    /// Where the next run starts, e.g. `step 30`.
+    pub resumes_from: String,
+    /// The progress position the next run starts at, in the units of the stage's progress bar:
+    /// the renderer measures the rate (and so the ETA) from there.
+    pub position: Option<u64>,
 }

@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime};
 use camel_cache::{EntryState, Hasher, OutputRecord, StatCache, Store};
 use serde::Serialize;
 
-use crate::error::EngineError;
+use crate::error::{EngineError, error_chain};
 use crate::event::{Event, EventSink, Outcome};
 use crate::key::{CacheKey, diff};
 use crate::plan::{InputRef, Plan};
@@ -397,17 +397,6 @@ impl Ctx<'_> {
     }
 }
 
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Run,
@@ -434,7 +423,7 @@ pub fn run(
     cancel: Arc<AtomicBool>,
 ) -> Result<(), EngineError> {
     let mode = select(plan, opts)?;
-    let unset = crate::validate::unset_secrets(plan, |i| mode[i] != Mode::Skip);
+    let unset = crate::plan::unset_secrets(plan, |i| mode[i] != Mode::Skip);
     if !unset.is_empty() {
         return Err(EngineError::Invalid(unset));
     }

@@ -50,7 +50,7 @@ pub struct PlannedStage {
     /// Environment variables the params reference that are not set.
     pub missing_env: Vec<String>,
     /// The same, as errors at the line that reads each: `camel run` reports those of the stages
-    /// it would run before running any ([`crate::validate::unset_secrets`]).
+    /// it would run before running any ([`unset_secrets`]).
     pub unset_env: Vec<PipelineError>,
     /// Input paths that do not exist, as messages; only a plan loaded with [`load_for_status`]
     /// has any (elsewhere they are errors).
@@ -1265,6 +1265,18 @@ fn topo_order(stages: &[PlannedStage]) -> Result<Vec<usize>, Vec<usize>> {
         path.push(next);
         cur = next;
     }
+}
+
+/// The `${env:NAME}` variables that are not set, as errors, for the stages `selected` says will
+/// run: a secret is needed only by a stage that runs, so `--until` an earlier stage works
+/// without it. Checked before anything runs or is locked.
+pub fn unset_secrets(plan: &Plan, selected: impl Fn(usize) -> bool) -> Vec<PipelineError> {
+    plan.stages
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| selected(*i))
+        .flat_map(|(_, s)| s.unset_env.iter().cloned())
+        .collect()
 }
 
 #[cfg(test)]

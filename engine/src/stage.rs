@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::event::Partial;
 use crate::event::{Event, EventSink};
+pub use crate::validate::OutputKind;
 use crate::validate::{Problem, ValidateContext};
 
 /// A stage kind.
@@ -73,18 +75,6 @@ pub trait Stage: Send + Sync + 'static {
     }
 }
 
-/// Resumable state found in a stage's scratch directory.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Partial {
-    /// What is there, e.g. `checkpoint at step 30/330`.
-    pub state: String,
-    /// Where the next run starts, e.g. `step 30`.
-    pub resumes_from: String,
-    /// The progress position the next run starts at, in the units of the stage's progress bar:
-    /// the renderer measures the rate (and so the ETA) from there.
-    pub position: Option<u64>,
-}
-
 /// Where [`Stage::partial`] looks: the scratch directory of the stage's current key and its
 /// resolved inputs.
 pub struct PartialProbe<'a> {
@@ -111,15 +101,6 @@ pub struct OutputSpec {
     pub path: String,
     /// What the output is, so that an input needing a directory is not bound to a file.
     pub what: OutputKind,
-}
-
-/// Whether an output is a file or a directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputKind {
-    File,
-    Dir,
-    /// Not declared (a `command` stage's output other than `.` or `DIR/`).
-    Unknown,
 }
 
 impl OutputSpec {

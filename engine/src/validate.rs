@@ -15,10 +15,6 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
-use crate::error::PipelineError;
-use crate::plan::Plan;
-use crate::stage::OutputKind;
-
 /// The longest stage name: a stage's name becomes file names in the workspace (`out/NAME`,
 /// `logs/NAME.log`, `state/NAME.json`, `.NAME.PID` while its link is replaced), and most
 /// filesystems allow 255 bytes per name; 200 leaves room for those affixes.
@@ -196,16 +192,13 @@ pub fn nearest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) ->
         .map(|(_, c)| c)
 }
 
-/// The `${env:NAME}` variables that are not set, as errors, for the stages `selected` says will
-/// run: a secret is needed only by a stage that runs, so `--until` an earlier stage works
-/// without it. Checked before anything runs or is locked.
-pub fn unset_secrets(plan: &Plan, selected: impl Fn(usize) -> bool) -> Vec<PipelineError> {
-    plan.stages
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| selected(*i))
-        .flat_map(|(_, s)| s.unset_env.iter().cloned())
-        .collect()
+/// Whether an output is a file or a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    File,
+    Dir,
+    /// Not declared (a `command` stage's output other than `.` or `DIR/`).
+    Unknown,
 }
 
 /// serde's type names in human words: "expected u64" says "expected a whole number ≥ 0", with

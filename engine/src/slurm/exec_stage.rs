@@ -12,63 +12,16 @@
 //! ends with an error after SIGUSR1 exits with [`EXIT_RESUMABLE`], which the batch script turns
 //! into a requeue; the next attempt resumes from the scratch directory.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use super::job::{JobProgress, JobResult, ResultOutcome};
+use super::files::{EXIT_RESUMABLE, JobProgress, JobResult, ResultOutcome, StageSpec};
 use crate::event::Event;
 use crate::plan::Plan;
 use crate::stage::{Progress, StageContext, StageError};
-
-/// The exit status of an interrupted stage that can go on from where it stopped (EX_TEMPFAIL).
-pub const EXIT_RESUMABLE: i32 = 75;
-
-/// `spec.json`: what the job runs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StageSpec {
-    pub format: u32,
-    pub pipeline: PathBuf,
-    pub overrides: Vec<String>,
-    pub stage: String,
-    /// The cache key digest the outputs are for.
-    pub key: String,
-    pub kind: String,
-    pub version: u32,
-    /// The hashed params camel run planned with.
-    pub params: serde_json::Value,
-    pub inputs: BTreeMap<String, PathBuf>,
-    pub out_dir: PathBuf,
-    pub scratch_dir: PathBuf,
-    pub log: PathBuf,
-    pub result: PathBuf,
-    pub progress: PathBuf,
-}
-
-impl StageSpec {
-    pub const FORMAT: u32 = 1;
-
-    pub fn read(path: &std::path::Path) -> Result<StageSpec, String> {
-        let bytes =
-            fs::read(path).map_err(|e| format!("cannot read the stage spec {}: {e}", path.display()))?;
-        let spec: StageSpec = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{} is not a camel stage spec: {e}", path.display()))?;
-        if spec.format != Self::FORMAT {
-            return Err(format!(
-                "{} has format {}, this camel reads {}: submit it with this camel",
-                path.display(),
-                spec.format,
-                Self::FORMAT
-            ));
-        }
-        Ok(spec)
-    }
-}
 
 static USR1: AtomicBool = AtomicBool::new(false);
 
@@ -177,10 +130,10 @@ pub fn exec_stage(plan: &Plan, spec: &StageSpec, cancel: Arc<AtomicBool>) -> i32
         Ok(()) => finish(ResultOutcome::Ok, None),
         Err(e) if usr1_received() => {
             ctx.log(&format!("interrupted by SIGUSR1 (time limit near, or preempted): {e}"));
-            finish(ResultOutcome::Interrupted, Some(crate::exec::error_chain(&e)))
+            finish(ResultOutcome::Interrupted, Some(crate::error::error_chain(&e)))
         }
         Err(e) => {
-            let m = crate::exec::error_chain(&e);
+            let m = crate::error::error_chain(&e);
             ctx.log(&format!("failed: {m}"));
             finish(ResultOutcome::Failed, Some(m))
         }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::ctl::{CtlError, JobState, Slurm};
-use super::exec_stage::{EXIT_RESUMABLE, StageSpec};
+use super::files::{EXIT_RESUMABLE, JobProgress, JobResult, ResultOutcome, StageSpec};
 use super::settings::{Resources, SlurmSettings};
 use crate::key::CacheKey;
 use crate::stage::Progress;
@@ -46,28 +46,6 @@ pub struct Submission {
     /// node failure or a preemption without requeue.
     #[serde(default)]
     pub resubmits: u32,
-}
-
-/// `result.json`, written by `camel exec-stage` inside the job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobResult {
-    pub outcome: ResultOutcome,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
-    /// SLURM_RESTART_COUNT of the attempt that wrote it.
-    #[serde(default)]
-    pub restarts: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResultOutcome {
-    Ok,
-    Failed,
-    /// Stopped by SIGUSR1 (time limit near, preemption) after saving what it could: resumable.
-    Interrupted,
 }
 
 /// The files of one stage's job.
@@ -518,15 +496,6 @@ enum Verdict {
     Done,
     Resubmit(String),
     Fail(String),
-}
-
-/// `progress.json`: the job's stage progress.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JobProgress {
-    pub pos: u64,
-    pub total: Option<u64>,
-    pub unit: String,
-    pub message: Option<String>,
 }
 
 /// A short random token naming one submission.

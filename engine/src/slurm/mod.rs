@@ -10,16 +10,19 @@
 //! - [`job`]: one stage's job directory, batch script, submission record, and the wait that
 //!   survives `camel run` itself being killed (reattach instead of resubmit).
 //! - [`exec_stage`]: the other side, run inside the job.
+//! - [`files`]: what the two sides write for each other (spec, result, progress).
 //!
 //! Where a stage runs is not part of its cache key: the same inputs and params give the same
 //! outputs wherever they ran.
 
 pub mod ctl;
 pub mod exec_stage;
+pub mod files;
 pub mod job;
 pub mod settings;
 
 pub use ctl::{JobState, Slurm};
-pub use exec_stage::{EXIT_RESUMABLE, StageSpec, exec_stage};
+pub use exec_stage::exec_stage;
+pub use files::{EXIT_RESUMABLE, StageSpec};
 pub use job::{JobInfo, SlurmJobs};
 pub use settings::{Executor, Resources, SlurmSettings};
