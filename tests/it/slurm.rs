@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::common::{Run, TestContext, camel_bin, project_root};
+use crate::common::{Run, TestContext, project_root};
+use crate::train::{token_dir, worker};
 
 /// The cluster's `SLURM_CONF`, starting the cluster on first use; `None` (skip) where it cannot.
 fn cluster() -> Option<&'static Path> {
@@ -310,30 +311,6 @@ fn a_controller_that_fails_for_a_moment_is_retried_and_submits_once() {
 
 // ---- training on Slurm -------------------------------------------------------------------
 
-fn worker_built() -> bool {
-    let w = Path::new(camel_bin()).with_file_name("camel-torch-worker");
-    if !w.is_file() {
-        eprintln!("SKIP: {} is missing (scripts/setup builds it)", w.display());
-    }
-    w.is_file()
-}
-
-/// `blocks` × `block` token ids below `vocab`, as the tokenize stage writes them.
-fn token_dir(t: &TestContext, blocks: usize, block: usize, vocab: u64) {
-    let dir = t.path("tokens");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut r = camel_rng::SplitMix64::new(11);
-    let bytes: Vec<u8> =
-        (0..blocks * block).flat_map(|_| (r.below_modulo(vocab) as u16).to_le_bytes()).collect();
-    std::fs::write(dir.join("tokens.bin"), bytes).unwrap();
-    let meta = serde_json::json!({
-        "format": "camel-tokens-v1", "dtype": "u16", "vocab_size": vocab, "block_size": block, "blocks": blocks,
-        "tokens_total": blocks * block, "tokens_dropped": 0, "bos_id": 1, "eos_id": 2, "added_tokens": {},
-        "ignore_ids": [], "layout": "camel", "shuffle": false, "seed": 0, "tokenizer_blake3": "test"
-    });
-    std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
-}
-
 fn pretrain(hidden: usize, epochs: usize, extra: &str) -> String {
     format!(
         r#"
@@ -363,17 +340,17 @@ fn weights(t: &TestContext) -> Vec<u8> {
 
 #[test]
 fn pretraining_on_slurm_equals_the_local_run() {
-    if !worker_built() {
+    if worker().is_none() {
         return;
     }
     let Some(s) = Slurm::new() else { return };
     let p = pretrain(48, 1, "");
     let local = TestContext::new();
-    token_dir(&local, 16, 32, 97);
+    token_dir(&local, "tokens", 16, 32, 97, None);
     local.write("p.yaml", &p);
     local.camel(&["run", "p.yaml"]).assert_ok();
 
-    token_dir(&s.t, 16, 32, 97);
+    token_dir(&s.t, "tokens", 16, 32, 97, None);
     s.t.write("p.yaml", &on_slurm(&p, &["pretrain"], "{cpus_per_task: 1}"));
     s.camel(&["run", "p.yaml"]).assert_ok();
     assert!(weights(&s.t) == weights(&local), "Slurm's weights differ from the local run's");
@@ -390,12 +367,12 @@ fn pretraining_on_slurm_equals_the_local_run() {
 /// uninterrupted reference runs beside the Slurm job.
 #[test]
 fn a_training_stage_outlives_its_time_limit_by_requeueing_from_checkpoints() {
-    if !worker_built() {
+    if worker().is_none() {
         return;
     }
     let Some(s) = Slurm::new() else { return };
     let probe = TestContext::new();
-    token_dir(&probe, 48, 64, 97);
+    token_dir(&probe, "tokens", 48, 64, 97, None);
     probe.write("p.yaml", &pretrain(160, 1, ""));
     probe.camel(&["run", "p.yaml"]).assert_ok();
     // Training speed without the process's start-up: the throughput of the last step.
@@ -405,12 +382,12 @@ fn a_training_stage_outlives_its_time_limit_by_requeueing_from_checkpoints() {
     let epochs = (130.0 / epoch).ceil() as usize;
     let p = pretrain(160, epochs, "");
 
-    token_dir(&s.t, 48, 64, 97);
+    token_dir(&s.t, "tokens", 48, 64, 97, None);
     s.t.write("p.yaml", &on_slurm(&p, &["pretrain"], "{time: \"1\", signal_grace: 10, max_requeues: 20}"));
     let slurm_run =
         s.command(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let local = TestContext::new();
-    token_dir(&local, 48, 64, 97);
+    token_dir(&local, "tokens", 48, 64, 97, None);
     local.write("p.yaml", &p);
     let t0 = Instant::now();
     local.camel(&["run", "p.yaml"]).assert_ok();
@@ -437,17 +414,17 @@ fn a_training_stage_outlives_its_time_limit_by_requeueing_from_checkpoints() {
 /// requeue: the stage resumes from the checkpoint it saved.
 #[test]
 fn a_preempted_training_job_resumes_from_its_checkpoint() {
-    if !worker_built() {
+    if worker().is_none() {
         return;
     }
     let Some(s) = Slurm::new() else { return };
     let p = pretrain(96, 4, "");
     let local = TestContext::new();
-    token_dir(&local, 32, 64, 97);
+    token_dir(&local, "tokens", 32, 64, 97, None);
     local.write("p.yaml", &p);
     local.camel(&["run", "p.yaml"]).assert_ok();
 
-    token_dir(&s.t, 32, 64, 97);
+    token_dir(&s.t, "tokens", 32, 64, 97, None);
     s.t.write("p.yaml", &on_slurm(&p, &["pretrain"], "{}"));
     let (child, id) = start_and_wait_for_job(&s, &["run", "p.yaml"]);
     let dir = std::fs::read_dir(s.t.path(".camel/slurm")).unwrap().next().unwrap().unwrap().path();
@@ -477,18 +454,18 @@ fn a_preempted_training_job_resumes_from_its_checkpoint() {
 /// together over Gloo, as the local two-rank run does.
 #[test]
 fn a_two_task_ddp_job_equals_the_local_two_rank_run() {
-    if !worker_built() {
+    if worker().is_none() {
         return;
     }
     let Some(s) = Slurm::new() else { return };
     let dist = "      distributed: {strategy: ddp, nproc_per_node: 2, timeout_s: 120}\n";
     let p = pretrain(48, 1, dist);
     let local = TestContext::new();
-    token_dir(&local, 16, 32, 97);
+    token_dir(&local, "tokens", 16, 32, 97, None);
     local.write("p.yaml", &p);
     local.camel(&["run", "p.yaml"]).assert_ok();
 
-    token_dir(&s.t, 16, 32, 97);
+    token_dir(&s.t, "tokens", 16, 32, 97, None);
     s.t.write("p.yaml", &on_slurm(&p, &["pretrain"], "{tasks_per_node: 2, cpus_per_task: 1}"));
     let r = s.camel(&["run", "p.yaml"]);
     r.assert_ok();

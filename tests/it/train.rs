@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::common::{TestContext, camel_bin, shared_data};
 
 /// The worker beside the camel binary, or `None` (test skipped) when it was not built.
-fn worker() -> Option<PathBuf> {
+pub(crate) fn worker() -> Option<PathBuf> {
     let w = Path::new(camel_bin()).with_file_name("camel-torch-worker");
     if w.is_file() {
         Some(w)
@@ -21,7 +21,14 @@ fn worker() -> Option<PathBuf> {
 }
 
 /// A `camel-tokens-v1` directory of `blocks` × `block` u16 ids below `vocab` (a SplitMix64 stream).
-fn token_dir(t: &TestContext, rel: &str, blocks: usize, block: usize, vocab: u64, tokenizer: Option<&Path>) {
+pub(crate) fn token_dir(
+    t: &TestContext,
+    rel: &str,
+    blocks: usize,
+    block: usize,
+    vocab: u64,
+    tokenizer: Option<&Path>,
+) {
     let dir = t.path(rel);
     std::fs::create_dir_all(&dir).unwrap();
     let mut s = camel_rng::SplitMix64::new(7);

@@ -213,9 +213,7 @@ impl Slurm {
         {
             return Ok(p.states.clone());
         }
-        // SAFETY: getuid cannot fail.
-        let uid = unsafe { libc::getuid() }.to_string();
-        let out = self.call("squeue", &["-h", "-t", "all", "-u", &uid, "-o", "%i|%T|%r"], || None)?;
+        let out = self.call("squeue", &["-h", "-t", "all", "-u", &uid(), "-o", "%i|%T|%r"], || None)?;
         p.calls += 1;
         p.states = out
             .lines()
@@ -267,14 +265,19 @@ impl Slurm {
 
     /// Job ids of this user's jobs called `name` that Slurm still lists.
     pub fn find_by_name(&self, name: &str) -> Result<Vec<String>, CtlError> {
-        let uid = unsafe { libc::getuid() }.to_string();
-        let out = self.call("squeue", &["-h", "-t", "all", "-u", &uid, "-n", name, "-o", "%i"], || None)?;
+        let out = self.call("squeue", &["-h", "-t", "all", "-u", &uid(), "-n", name, "-o", "%i"], || None)?;
         Ok(out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
     }
 
     pub fn cancel(&self, id: &str) -> Result<(), CtlError> {
         self.call("scancel", &[id], || None).map(|_| ())
     }
+}
+
+/// This user's id, as squeue's `-u` takes it: camel watches only its own jobs.
+fn uid() -> String {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() }.to_string()
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use camel_torch_worker::checkpoint;
-use camel_torch_worker::data::{TokenMeta, write_token_dir};
 use camel_torch_worker::job::{
     BackendChoice, DistParams, Job, LossNormalization, Strategy, Task, TrainParams,
 };
@@ -24,24 +23,7 @@ const WORKER: &str = env!("CARGO_BIN_EXE_camel-torch-worker");
 
 fn tokens(dir: &Path) {
     let v = common::ids(16 * 16, 97, 5);
-    let meta = TokenMeta {
-        format: "camel-tokens-v1".into(),
-        dtype: "u16".into(),
-        vocab_size: 97,
-        block_size: 16,
-        blocks: 16,
-        tokens_total: v.len() as u64,
-        tokens_dropped: 0,
-        bos_id: Some(1),
-        eos_id: Some(2),
-        added_tokens: Default::default(),
-        ignore_ids: vec![],
-        layout: Some("camel".into()),
-        shuffle: Some(false),
-        seed: Some(0),
-        tokenizer_blake3: None,
-    };
-    write_token_dir(dir, &meta, &v, None).unwrap();
+    common::write_tokens(dir, &v, 16, None);
 }
 
 /// `[ANON]`, an added token masked in the labels, every 11th token of the file: the blocks hold 1
@@ -53,24 +35,7 @@ fn masked_tokens(dir: &Path) {
     for i in (3..v.len()).step_by(11) {
         v[i] = ANON;
     }
-    let meta = TokenMeta {
-        format: "camel-tokens-v1".into(),
-        dtype: "u16".into(),
-        vocab_size: 97,
-        block_size: 16,
-        blocks: 16,
-        tokens_total: v.len() as u64,
-        tokens_dropped: 0,
-        bos_id: Some(1),
-        eos_id: Some(2),
-        added_tokens: [("[ANON]".to_string(), ANON)].into(),
-        ignore_ids: vec![ANON],
-        layout: Some("camel".into()),
-        shuffle: Some(false),
-        seed: Some(0),
-        tokenizer_blake3: None,
-    };
-    write_token_dir(dir, &meta, &v, None).unwrap();
+    common::write_tokens(dir, &v, 16, Some(ANON));
 }
 
 /// A global batch of 4 examples per optimizer step, split as `per_device` × `grad_accum` ×
@@ -375,24 +340,7 @@ fn distributed_params_are_checked() {
 fn tokens_17(dir: &Path, blocks: &[usize]) -> Vec<Vec<i64>> {
     let all = common::ids(17 * 16, 97, 11);
     let kept: Vec<i64> = blocks.iter().flat_map(|&b| all[b * 16..(b + 1) * 16].to_vec()).collect();
-    let meta = TokenMeta {
-        format: "camel-tokens-v1".into(),
-        dtype: "u16".into(),
-        vocab_size: 97,
-        block_size: 16,
-        blocks: blocks.len(),
-        tokens_total: kept.len() as u64,
-        tokens_dropped: 0,
-        bos_id: Some(1),
-        eos_id: Some(2),
-        added_tokens: Default::default(),
-        ignore_ids: vec![],
-        layout: Some("camel".into()),
-        shuffle: Some(false),
-        seed: Some(0),
-        tokenizer_blake3: None,
-    };
-    write_token_dir(dir, &meta, &kept, None).unwrap();
+    common::write_tokens(dir, &kept, 16, None);
     kept.chunks(16).map(<[i64]>::to_vec).collect()
 }
 

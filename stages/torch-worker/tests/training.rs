@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use camel_torch_worker::checkpoint;
-use camel_torch_worker::data::{TokenMeta, write_token_dir};
 use camel_torch_worker::job::{Job, LossNormalization, Task, TrainParams};
 use camel_torch_worker::step::{MicroLoss, Reduction};
 use camel_torch_worker::train;
@@ -25,24 +24,7 @@ pub fn token_dir(dir: &Path, blocks: usize, block_size: usize, seed: u64) {
     for i in (3..v.len()).step_by(11) {
         v[i] = ANON;
     }
-    let meta = TokenMeta {
-        format: "camel-tokens-v1".into(),
-        dtype: "u16".into(),
-        vocab_size: 97,
-        block_size,
-        blocks,
-        tokens_total: v.len() as u64,
-        tokens_dropped: 0,
-        bos_id: Some(1),
-        eos_id: Some(2),
-        added_tokens: [("[ANON]".to_string(), ANON)].into(),
-        ignore_ids: vec![ANON],
-        layout: Some("camel".into()),
-        shuffle: Some(false),
-        seed: Some(0),
-        tokenizer_blake3: None,
-    };
-    write_token_dir(dir, &meta, &v, None).unwrap();
+    common::write_tokens(dir, &v, block_size, Some(ANON));
 }
 
 fn params() -> TrainParams {

@@ -72,3 +72,26 @@ pub fn ids(n: usize, vocab: i64, seed: u64) -> Vec<i64> {
     let mut r = camel_torch_worker::data::SplitMix64::new(seed);
     (0..n).map(|_| r.below_lemire(vocab as u64) as i64).collect()
 }
+
+/// Writes `ids` as a camel-tokens-v1 dir of `block_size`-token blocks (vocabulary 97, bos 1,
+/// eos 2), with `anon` (the `[ANON]` id) added and masked in the labels when given.
+pub fn write_tokens(dir: &Path, ids: &[i64], block_size: usize, anon: Option<i64>) {
+    let meta = camel_torch_worker::data::TokenMeta {
+        format: "camel-tokens-v1".into(),
+        dtype: "u16".into(),
+        vocab_size: 97,
+        block_size,
+        blocks: ids.len() / block_size,
+        tokens_total: ids.len() as u64,
+        tokens_dropped: 0,
+        bos_id: Some(1),
+        eos_id: Some(2),
+        added_tokens: anon.map(|a| ("[ANON]".to_string(), a)).into_iter().collect(),
+        ignore_ids: anon.into_iter().collect(),
+        layout: Some("camel".into()),
+        shuffle: Some(false),
+        seed: Some(0),
+        tokenizer_blake3: None,
+    };
+    camel_torch_worker::data::write_token_dir(dir, &meta, ids, None).unwrap();
+}
