@@ -138,7 +138,9 @@ ensure_venv() {
       log "creating venv $venv ($CAMEL_PYID)"
       make_venv "$venv"
       log "pip install -r requirements.txt (torch is ~4.6 GB; first time takes a few minutes)"
-      "$venv/bin/python" -m pip install --no-input --disable-pip-version-check \
+      # --no-compile: no .pyc for the ~12,000 modules up front (CPU that the parallel build needs);
+      # Python compiles what it imports, on first import.
+      "$venv/bin/python" -m pip install --no-input --disable-pip-version-check --no-compile \
         -r "$CAMEL_ROOT/requirements.txt" >&2 || die "pip install failed (venv left incomplete at $venv; rerun to retry)"
       "$venv/bin/python" -m pip check >&2 ||
         die "the pins in requirements.txt are not mutually compatible (pip check above)"
