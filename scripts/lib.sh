@@ -329,18 +329,58 @@ camel_setup() {
     log "venv: creating $CAMEL_VENV in the background (torch is ~4.6 GB; pip's output: $vlog)"
     (ensure_venv) >"$vlog" 2>&1 &
     vpid=$!
-    log "meanwhile: cargo build --release --workspace --exclude camel-torch-worker ${CAMEL_CARGO_FEATURES[*]+"${CAMEL_CARGO_FEATURES[*]}"}"
-    if ! camel_build --exclude camel-torch-worker; then
-      kill "$vpid" 2>/dev/null || true
-      wait "$vpid" 2>/dev/null || true
-      die "cargo build failed"
+    # cargo's output goes to a log (a progress line every 30 s here instead), in a process group of
+    # its own (setsid) so that cargo and its rustc processes can be stopped together.
+    local cpid blog="$CAMEL_CACHE/build-first.log" last n
+    log "meanwhile: cargo build --release --workspace --exclude camel-torch-worker ${CAMEL_CARGO_FEATURES[*]+"${CAMEL_CARGO_FEATURES[*]}"} (output: $blog)"
+    setsid cargo build --release --workspace ${CAMEL_CARGO_FEATURES[@]+"${CAMEL_CARGO_FEATURES[@]}"} \
+      --exclude camel-torch-worker >"$blog" 2>&1 &
+    cpid=$!
+    # shellcheck disable=SC2064 # the pids are meant to be expanded now
+    trap "kill -INT -- -$cpid 2>/dev/null; kill $vpid 2>/dev/null; exit 130" INT TERM
+    last=$(date +%s)
+    while kill -0 "$cpid" 2>/dev/null && kill -0 "$vpid" 2>/dev/null; do
+      sleep 1
+      if (($(date +%s) - last >= 30)); then
+        last=$(date +%s)
+        n=$(grep -c '^ *Compiling ' "$blog" || true)
+        log "building ($n crates compiled so far) while the venv is being made"
+      fi
+    done
+    if ! kill -0 "$vpid" 2>/dev/null; then
+      if ! wait "$vpid"; then
+        kill -INT -- "-$cpid" 2>/dev/null || true
+        wait "$cpid" 2>/dev/null || true
+        trap - INT TERM
+        tail -n 30 "$vlog" >&2
+        die "creating the venv failed (whole log: $vlog)"
+      fi
+      log "venv ready"
+      if kill -0 "$cpid" 2>/dev/null; then
+        # The worker's chain (torch-sys's C++ bindings, tch, the worker) needs the venv's libtorch
+        # and would otherwise wait for everything else: stop this build (what it finished is kept;
+        # only the crates being compiled this second start over) and build the whole workspace.
+        log "stopping that build, so that the libtorch bindings compile alongside the rest"
+        kill -INT -- "-$cpid" 2>/dev/null || true
+        wait "$cpid" 2>/dev/null || true
+      fi
+    else
+      if ! wait "$cpid"; then
+        kill "$vpid" 2>/dev/null || true
+        wait "$vpid" 2>/dev/null || true
+        trap - INT TERM
+        tail -n 40 "$blog" >&2
+        die "cargo build failed (whole log: $blog)"
+      fi
+      log "built all but the torch worker; waiting for the venv"
+      if ! wait "$vpid"; then
+        trap - INT TERM
+        tail -n 30 "$vlog" >&2
+        die "creating the venv failed (whole log: $vlog)"
+      fi
+      log "venv ready"
     fi
-    log "waiting for the venv"
-    if ! wait "$vpid"; then
-      tail -n 30 "$vlog" >&2
-      die "creating the venv failed (whole log: $vlog)"
-    fi
-    log "venv ready"
+    trap - INT TERM
   fi
   ensure_venv
   torch_build_env
