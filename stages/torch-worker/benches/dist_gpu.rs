@@ -217,6 +217,7 @@ fn fsdp(cfg: &LlamaConfig, o: &Opts, device: Device, kind: Kind, t: i64) -> Resu
             backend: BackendChoice::Auto,
             nproc_per_node: 1,
             timeout_s: 600,
+            ..DistParams::default()
         }),
         ..params()
     };

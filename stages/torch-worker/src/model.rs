@@ -329,8 +329,17 @@ impl Llama {
 
     /// Final norm and output head: logits `[batch, len, vocab]` in the compute kind.
     pub fn head(&self, x: &Tensor) -> Tensor {
-        let h = self.rms_norm(x, &self.norm);
-        h.linear::<Tensor>(&self.w(self.lm_head.as_ref().unwrap_or(&self.embed)), None)
+        self.final_norm(x).linear::<Tensor>(&self.head_weight(), None)
+    }
+
+    /// The final norm of the last layer's output (what [`Self::head`] projects).
+    pub fn final_norm(&self, x: &Tensor) -> Tensor {
+        self.rms_norm(x, &self.norm)
+    }
+
+    /// The output head's weight `[vocab, hidden]` in the compute kind (the embedding when tied).
+    pub fn head_weight(&self) -> Tensor {
+        self.w(self.lm_head.as_ref().unwrap_or(&self.embed))
     }
 
     /// Positions 0..len for every row.
@@ -342,13 +351,19 @@ impl Llama {
 
     /// Logits of a causal forward pass over `ids` `[batch, len]` (no cache, no padding mask).
     pub fn forward(&self, ids: &Tensor) -> Tensor {
+        self.head(&self.hidden_states(ids))
+    }
+
+    /// The last decoder layer's output of a causal forward pass over `ids` (before the final
+    /// norm and the head).
+    pub fn hidden_states(&self, ids: &Tensor) -> Tensor {
         let (b, t) = (ids.size()[0], ids.size()[1]);
         let rope = self.rope(&self.default_positions(b, t, 0));
         let mut x = self.embed(ids);
         for i in 0..self.layers.len() {
             x = self.layer(i, &x, &rope, &Attn::Causal, None);
         }
-        self.head(&x)
+        x
     }
 
     /// A forward pass for generation: explicit positions and mask, keys and values cached.
