@@ -36,6 +36,10 @@ pub struct Llama {
     pub lm_head: Option<Tensor>,
     pub device: Device,
     pub compute_kind: Kind,
+    /// RMSNorm through libtorch's `rms_norm` (a fused kernel on CUDA) instead of transformers'
+    /// sequence of operations: equal up to the compute dtype's rounding (the normalised value is
+    /// not rounded before the weight multiplies). Off by default; the GPU benchmark measures it.
+    pub fused_rms_norm: bool,
     inv_freq: Tensor,
 }
 
@@ -223,7 +227,17 @@ impl Llama {
             );
         }
         let inv_freq = inv_freq(&cfg, device);
-        Ok(Llama { cfg, embed, layers, norm, lm_head, device, compute_kind: param_kind, inv_freq })
+        Ok(Llama {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            device,
+            compute_kind: param_kind,
+            fused_rms_norm: false,
+            inv_freq,
+        })
     }
 
     /// Every parameter with its transformers name, in a fixed order.
@@ -264,6 +278,10 @@ impl Llama {
     }
 
     fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Tensor {
+        if self.fused_rms_norm {
+            let h = *x.size().last().expect("a hidden dimension");
+            return x.rms_norm([h], Some(self.w(weight)), self.cfg.rms_norm_eps);
+        }
         let kind = x.kind();
         let xf = x.to_kind(Kind::Float);
         let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
