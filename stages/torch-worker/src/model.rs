@@ -442,9 +442,7 @@ fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
 /// HF's causal-LM loss: logits shifted by one against labels, fp32 cross-entropy, mean over the
 /// labels that are not -100. A batch with no label left gives 0 (and no gradient) instead of NaN.
 pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
-    let (b, t, v) = (logits.size()[0], logits.size()[1], logits.size()[2]);
-    let logits = logits.narrow(1, 0, t - 1).to_kind(Kind::Float).reshape([b * (t - 1), v]);
-    let labels = labels.narrow(1, 1, t - 1).reshape([b * (t - 1)]);
+    let (logits, labels) = shifted(logits, labels);
     if labels.ne(-100).sum(Kind::Int64).int64_value(&[]) == 0 {
         return logits.sum(Kind::Float) * 0.0;
     }
@@ -455,10 +453,19 @@ pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
 /// next label, fp32), over the labels that are not -100: the numerator of transformers'
 /// `ForCausalLMLoss` with `num_items_in_batch`. Zero (with a graph) when no label counts.
 pub fn causal_lm_loss_sum(logits: &Tensor, labels: &Tensor) -> Tensor {
-    let (b, t, v) = (logits.size()[0], logits.size()[1], logits.size()[2]);
-    let logits = logits.narrow(1, 0, t - 1).to_kind(Kind::Float).reshape([b * (t - 1), v]);
-    let labels = labels.narrow(1, 1, t - 1).reshape([b * (t - 1)]);
+    let (logits, labels) = shifted(logits, labels);
     logits.cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Sum, -100, 0.0)
+}
+
+/// The logits `[batch·len, vocab]` in fp32 and, row for row, the label each position predicts:
+/// the next one, -100 after the last. As transformers' `ForCausalLMLoss`, the labels are shifted
+/// (padded with -100) rather than the logits cut, so the logits are used in place (no copy of the
+/// largest tensor of the step, nor a zero-filled one for its gradient); the last position of each
+/// row is ignored by the loss, as it was absent before.
+fn shifted(logits: &Tensor, labels: &Tensor) -> (Tensor, Tensor) {
+    let (b, t, v) = (logits.size()[0], logits.size()[1], logits.size()[2]);
+    let next = Tensor::cat(&[labels.narrow(1, 1, t - 1), labels.narrow(1, 0, 1).full_like(-100)], 1);
+    (logits.to_kind(Kind::Float).reshape([b * t, v]), next.reshape([b * t]))
 }
 
 /// The labels that count in [`causal_lm_loss`] and [`causal_lm_loss_sum`]: not -100, from the
