@@ -289,11 +289,16 @@ impl Llama {
         self.w(weight) * y.to_kind(kind)
     }
 
-    /// cos and sin `[batch, 1, len, head_dim]` for positions `[batch, len]`.
+    /// cos and the signed sin `[batch, 1, len, head_dim]` for positions `[batch, len]`: HF's
+    /// `emb = cat(freqs, freqs)`, its cos, and its sin with the first half negated, so that
+    /// [`apply_rope`] multiplies the swapped halves directly instead of negating one of them for
+    /// every q and k (the same products, bit for bit: negation is exact).
     pub fn rope(&self, positions: &Tensor) -> (Tensor, Tensor) {
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
-        (emb.cos().to_kind(self.compute_kind).unsqueeze(1), emb.sin().to_kind(self.compute_kind).unsqueeze(1))
+        let sin = freqs.sin();
+        let signed = Tensor::cat(&[sin.neg(), sin], -1);
+        (emb.cos().to_kind(self.compute_kind).unsqueeze(1), signed.to_kind(self.compute_kind).unsqueeze(1))
     }
 
     /// Token embeddings `[batch, len, hidden]` in the compute kind.
@@ -428,15 +433,12 @@ impl Llama {
     }
 }
 
-fn rotate_half(x: &Tensor) -> Tensor {
+/// HF's `x·cos + rotate_half(x)·sin` with `rotate_half(x) = cat(-x2, x1)`, written with the
+/// signed sin of [`Llama::rope`]: `cat(x2, x1)·signed_sin`.
+fn apply_rope(x: &Tensor, cos: &Tensor, signed_sin: &Tensor) -> Tensor {
     let half = x.size()[3] / 2;
-    let x1 = x.narrow(-1, 0, half);
-    let x2 = x.narrow(-1, half, half);
-    Tensor::cat(&[&x2.neg(), &x1], -1)
-}
-
-fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-    x * cos + rotate_half(x) * sin
+    let swapped = Tensor::cat(&[x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);
+    x * cos + swapped * signed_sin
 }
 
 /// HF's causal-LM loss: logits shifted by one against labels, fp32 cross-entropy, mean over the
