@@ -377,11 +377,13 @@ impl StepStrategy for Sharded {
         // The model's own parameters were freed when it was sharded; the units know their sizes.
         let n_params: i64 = self.units.iter().flat_map(|u| &u.numels).sum();
         format!(
-            "FSDP over {} ranks: {} units, {n_params} parameters on {:?} computing in {:?}; {steps}",
+            "FSDP over {} ranks: {} units, {n_params} parameters on {:?} computing in {:?}, gathering {} layer(s) \
+             ahead; {steps}",
             self.world,
             self.units.len(),
             model.device,
             model.compute_kind,
+            self.prefetch,
         )
     }
 
