@@ -9,6 +9,7 @@ Needs only torch and transformers (the device machine's python3 has both).
 """
 
 import argparse
+import contextlib
 import json
 import time
 
@@ -53,8 +54,11 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, fused=True)
     ids = torch.randint(0, cfg.vocab_size, (a.batch, a.seq), device=dev)
 
+    # HF Trainer's bf16=True: fp32 weights, the forward under bf16 autocast (on CUDA; fp32 on the CPU).
+    autocast = (lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+
     def step():
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
+        with autocast():
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

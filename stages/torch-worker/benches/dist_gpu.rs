@@ -362,9 +362,33 @@ fn main() -> Result<()> {
         o.steps
     );
     println!("SDPA backend selected for this attention: {sdpa}");
+    let backend = if device.is_cuda() { Backend::Nccl } else { Backend::Gloo }.name();
+    let name = device_name(device);
+    // What the runs so far measured, as JSON, written after each run: a later run that hangs and
+    // is killed (scripts/gpu-bench's time limit) leaves the earlier ones' figures.
+    let write = |runs: &[(String, Option<Figures>)]| -> Result<serde_json::Value> {
+        let runs_json: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|(what, f)| match f {
+                Some(f) => json!({"run": what, "step_s": f.step_s, "tokens_per_s": f.tokens_per_s,
+                    "peak_bytes": f.peak, "estimate_bytes": f.estimate, "state_bytes": f.state, "loss": f.loss,
+                    "checkpointing": f.checkpointing}),
+                None => json!({"run": what, "failed": true}),
+            })
+            .collect();
+        let out = json!({"implementation": "camel", "device": name, "config": o.config,
+            "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size, "vocab": cfg.vocab_size,
+            "seq": t, "batch": o.batch, "steps": o.steps, "parameters": n_params,
+            "embedding_parameters": cfg.vocab_size * cfg.hidden_size, "backend": backend, "sdpa_backend": sdpa,
+            "torch": env!("CAMEL_TORCH_VERSION"), "runs": runs_json});
+        if let Some(path) = &o.json {
+            std::fs::write(path, format!("{out}\n")).with_context(|| format!("writing {path}"))?;
+        }
+        Ok(out)
+    };
     // Each run on its own: one failing (out of memory, NCCL) still lets the others report.
     let mut runs: Vec<(String, Option<Figures>)> = Vec::new();
-    let mut report = |what: String, r: Result<Figures>| {
+    let mut report = |what: String, r: Result<Figures>| -> Result<()> {
         let f = match r {
             Ok(f) => {
                 line(&what, &f);
@@ -376,17 +400,17 @@ fn main() -> Result<()> {
             }
         };
         runs.push((what, f));
+        write(&runs).map(drop)
     };
     let plain = Variant { checkpointing: Checkpointing::Auto, fused_rms_norm: false };
-    report("no FSDP, activation checkpointing auto".into(), single(&cfg, &o, device, kind, t, plain));
+    report("no FSDP, activation checkpointing auto".into(), single(&cfg, &o, device, kind, t, plain))?;
     let on = Variant { checkpointing: Checkpointing::On, ..plain };
-    report("no FSDP, activation checkpointing".into(), single(&cfg, &o, device, kind, t, on));
+    report("no FSDP, activation checkpointing".into(), single(&cfg, &o, device, kind, t, on))?;
     if device.is_cuda() {
         let fused = Variant { fused_rms_norm: true, ..plain };
-        report("no FSDP, auto, fused RMSNorm".into(), single(&cfg, &o, device, kind, t, fused));
+        report("no FSDP, auto, fused RMSNorm".into(), single(&cfg, &o, device, kind, t, fused))?;
     }
-    let backend = if device.is_cuda() { Backend::Nccl } else { Backend::Gloo }.name();
-    report(format!("FSDP world 1 ({backend}; recomputes layers)"), fsdp(&cfg, &o, device, kind, t));
+    report(format!("FSDP world 1 ({backend}; recomputes layers)"), fsdp(&cfg, &o, device, kind, t))?;
     let libs = loaded(&["libtorch_cuda", "libnccl", "libcublas", "libcudnn", "libcudart"]);
     if device.is_cuda() {
         let used = runs.iter().all(|(_, f)| f.as_ref().is_some_and(|f| f.peak.is_some_and(|p| p > 0)));
@@ -397,24 +421,7 @@ fn main() -> Result<()> {
         );
     }
     println!("loaded: {}", if libs.is_empty() { "(no CUDA libraries)".into() } else { libs.join(" ") });
-    let runs_json: Vec<serde_json::Value> = runs
-        .iter()
-        .map(|(what, f)| match f {
-            Some(f) => json!({"run": what, "step_s": f.step_s, "tokens_per_s": f.tokens_per_s,
-                "peak_bytes": f.peak, "estimate_bytes": f.estimate, "state_bytes": f.state, "loss": f.loss,
-                "checkpointing": f.checkpointing}),
-            None => json!({"run": what, "failed": true}),
-        })
-        .collect();
-    let out = json!({"implementation": "camel", "device": device_name(device), "config": o.config,
-        "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size, "vocab": cfg.vocab_size,
-        "seq": t, "batch": o.batch, "steps": o.steps, "parameters": n_params,
-        "embedding_parameters": cfg.vocab_size * cfg.hidden_size, "backend": backend, "sdpa_backend": sdpa,
-        "torch": env!("CAMEL_TORCH_VERSION"), "runs": runs_json});
-    println!("{out}");
-    if let Some(path) = &o.json {
-        std::fs::write(path, format!("{out}\n")).with_context(|| format!("writing {path}"))?;
-    }
+    println!("{}", write(&runs)?);
     anyhow::ensure!(runs.iter().all(|(_, f)| f.is_some()), "a run failed");
     Ok(())
 }
