@@ -142,9 +142,11 @@ impl Started {
 
 impl Drop for Started {
     fn drop(&mut self) {
-        // SAFETY: `raw` came from a `camel_pg_*_start` and is freed once. The c10d work keeps its
-        // own references to the tensors, so a collective dropped unwaited (on an error path) does
-        // not write into freed memory.
+        // SAFETY: `raw` came from a `camel_pg_*_start` and is freed once. Gloo's work keeps its
+        // own references to the tensors, so a collective dropped unwaited does not write into
+        // freed memory. On NCCL the tensors could go back to the caching allocator while the
+        // communication stream still uses them; only an error path drops a collective unwaited,
+        // and the run ends with that error.
         unsafe { camel_work_free(self.raw) }
     }
 }
