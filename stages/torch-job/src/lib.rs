@@ -29,8 +29,8 @@ pub use generate::{GenJob, GenOutput, GenParams};
 pub use line::{ERROR_PREFIX, PROGRESS_PREFIX, Progress};
 pub use prompt::{ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT};
 pub use train::{
-    BackendChoice, DistParams, FinetuneParams, Job, LossNormalization, PretrainParams, Strategy, Task,
-    TrainParams,
+    BackendChoice, Checkpointing, DistParams, FinetuneParams, Job, LossNormalization, PretrainParams,
+    Strategy, Task, TrainParams,
 };
 
 use serde::Serialize;

@@ -123,8 +123,10 @@ train_params! {
         save_dtype: String = "auto".into(),
         /// Optimizer steps between checkpoints in the scratch dir (0: none).
         checkpoint_every: u64 = 50,
-        /// Recompute each decoder layer in the backward pass instead of keeping its activations.
-        activation_checkpointing: bool = false,
+        /// Recompute each decoder layer in the backward pass instead of keeping its activations:
+        /// `false`, `true`, or `auto` (where a step's estimated memory would not fit the device's
+        /// free memory; never on the CPU).
+        activation_checkpointing: Checkpointing = Checkpointing::Off,
         /// libtorch intra-op threads (0: its default, one per core).
         threads: usize = 0,
         /// Shard the saved weights above this many MB.
@@ -170,6 +172,46 @@ train_params! {
         pad_token: String = "[PAD]".into(),
         /// Batches of similar lengths (less padding), in a seeded order.
         group_by_length: bool = false,
+    }
+}
+
+/// `activation_checkpointing`: off, on, or decided per micro-batch shape from a memory estimate
+/// (docs/training.md). Written as `false`, `true` and `"auto"`, so the booleans read and hash as
+/// they did when the param was one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Checkpointing {
+    #[default]
+    Off,
+    On,
+    Auto,
+}
+
+impl Serialize for Checkpointing {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Checkpointing::Off => s.serialize_bool(false),
+            Checkpointing::On => s.serialize_bool(true),
+            Checkpointing::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Checkpointing {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bool(bool),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Bool(false) => Ok(Checkpointing::Off),
+            Written::Bool(true) => Ok(Checkpointing::On),
+            Written::Text(t) if t == "auto" => Ok(Checkpointing::Auto),
+            Written::Text(t) => Err(serde::de::Error::custom(format!(
+                "activation_checkpointing must be true, false or \"auto\", not {t:?}"
+            ))),
+        }
     }
 }
 
@@ -238,6 +280,17 @@ pub struct DistParams {
     pub backend: BackendChoice,
     /// A collective or the rendezvous waiting longer than this fails the job instead of hanging.
     pub timeout_s: u64,
+    /// FSDP: decoder layers whose all-gather runs ahead of the one computing, and gradient
+    /// reduce-scatters left in flight (0: every collective waited for at once). Memory per rank
+    /// grows by up to this many gathered layers and fp32 layer gradients; the results do not
+    /// change. Left out of the JSON at its default (1), so params without it read and hash as
+    /// before it existed.
+    #[serde(skip_serializing_if = "is_one")]
+    pub prefetch: usize,
+}
+
+fn is_one(x: &usize) -> bool {
+    *x == 1
 }
 
 impl Default for DistParams {
@@ -247,6 +300,7 @@ impl Default for DistParams {
             strategy: Strategy::Ddp,
             backend: BackendChoice::Auto,
             timeout_s: 1800,
+            prefetch: 1,
         }
     }
 }
@@ -498,5 +552,30 @@ mod tests {
         assert!(DistParams { nproc_per_node: 0, ..Default::default() }.validate().is_err());
         assert!(DistParams { timeout_s: 0, ..Default::default() }.validate().is_err());
         assert!(DistParams::default().validate().is_ok());
+    }
+
+    #[test]
+    fn fsdp_prefetch_is_written_only_when_not_one() {
+        let d: DistParams = serde_json::from_str(r#"{"strategy": "fsdp", "prefetch": 2}"#).unwrap();
+        assert_eq!(d.prefetch, 2);
+        round_trip(
+            &d,
+            r#"{"backend":"auto","nproc_per_node":1,"prefetch":2,"strategy":"fsdp","timeout_s":1800}"#,
+        );
+        assert_eq!(serde_json::from_str::<DistParams>("{}").unwrap().prefetch, 1);
+    }
+
+    #[test]
+    fn activation_checkpointing_reads_booleans_and_auto_and_writes_booleans_as_before() {
+        for (text, want) in
+            [("false", Checkpointing::Off), ("true", Checkpointing::On), (r#""auto""#, Checkpointing::Auto)]
+        {
+            let p: PretrainParams =
+                serde_json::from_str(&format!(r#"{{"activation_checkpointing": {text}}}"#)).unwrap();
+            assert_eq!(p.activation_checkpointing, want);
+            assert_eq!(serde_json::to_value(p).unwrap()["activation_checkpointing"].to_string(), text);
+        }
+        let bad = serde_json::from_str::<PretrainParams>(r#"{"activation_checkpointing": "sometimes"}"#);
+        assert!(bad.unwrap_err().to_string().contains("true, false or \"auto\""));
     }
 }

@@ -1,5 +1,6 @@
 // c10d for the Rust worker (src/dist.rs): a TCPStore rendezvous, a Gloo or NCCL backend, and the
-// five collectives data-parallel training needs. Tensors arrive as tch's raw `at::Tensor*` and are
+// five collectives data-parallel training needs, plus started-but-not-waited-for all-gathers and
+// reduce-scatters (`camel_pg_*_start`, `camel_work_wait`) that FSDP overlaps with compute. Tensors arrive as tch's raw `at::Tensor*` and are
 // used in place (no copies). Every C++ exception is caught here and returned as text: nothing is
 // thrown across the C boundary. Each collective waits for its work with the group's timeout, so a
 // dead peer turns into an error instead of a hang.
@@ -13,12 +14,21 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 // dist_cuda.cpp (compiled when the CUDA and NCCL headers are present) or the fallback below.
 c10::intrusive_ptr<c10d::Backend> camel_make_nccl(const c10::intrusive_ptr<c10d::Store> &store,
                                                   int rank, int world, std::chrono::milliseconds timeout);
+// NCCL: runs `launch` on the device's communication stream `which` (0 all-gathers, 1
+// reduce-scatters) after the work already queued on the current (compute) stream, and returns an
+// event recorded on that stream after the collective (dist_cuda.cpp).
+std::shared_ptr<void> camel_cuda_on_comm_stream(int device, int which,
+                                                const std::function<c10::intrusive_ptr<c10d::Work>()> &launch);
+// NCCL: makes the current (compute) stream wait for `event`, without blocking the CPU.
+void camel_cuda_wait_event(int device, const std::shared_ptr<void> &event);
 
 namespace {
 
@@ -52,6 +62,22 @@ void finish(Group *g, const c10::intrusive_ptr<c10d::Work> &work) {
   if (!work->wait(g->timeout)) {
     throw std::runtime_error("timed out after " + std::to_string(g->timeout.count() / 1000) + " s");
   }
+}
+
+// A collective that was started and not yet waited for. Gloo: its work (Gloo's own threads run
+// it while the caller computes). NCCL: the event recorded on the communication stream after it.
+struct Pending {
+  c10::intrusive_ptr<c10d::Work> work;
+  std::shared_ptr<void> done;
+};
+
+// Starts `launch`: on Gloo at once (it returns as soon as the work is queued); on NCCL on the
+// communication stream `which`, ordered after the compute stream's queued work.
+Pending *start(Group *g, int which, const std::function<c10::intrusive_ptr<c10d::Work>()> &launch) {
+  if (g->device >= 0) {
+    return new Pending{nullptr, camel_cuda_on_comm_stream(g->device, which, launch)};
+  }
+  return new Pending{launch(), nullptr};
 }
 
 template <typename F>
@@ -153,6 +179,56 @@ int camel_pg_reduce_scatter(void *gp, at::Tensor *output, at::Tensor *input, cha
     finish(g, g->backend->_reduce_scatter_base(*output, *input, o));
   });
 }
+
+// Started versions of the two collectives above: they return at once with a handle for
+// camel_work_wait (null on failure, `err` set). The caller keeps `output` and `input` alive and
+// unchanged until the wait.
+void *camel_pg_all_gather_start(void *gp, at::Tensor *output, at::Tensor *input, char *err, int err_len) {
+  Pending *out = nullptr;
+  guarded(err, err_len, [&] {
+    auto g = static_cast<Group *>(gp);
+    at::Tensor o = *output, i = *input;
+    out = start(g, 0, [&] {
+      c10d::AllgatherOptions opts;
+      opts.timeout = g->timeout;
+      // NCCL: run on the communication stream made current by `start` (dist_cuda.cpp).
+      opts.asyncOp = g->device < 0;
+      return g->backend->_allgather_base(o, i, opts);
+    });
+  });
+  return out;
+}
+
+void *camel_pg_reduce_scatter_start(void *gp, at::Tensor *output, at::Tensor *input, char *err, int err_len) {
+  Pending *out = nullptr;
+  guarded(err, err_len, [&] {
+    auto g = static_cast<Group *>(gp);
+    at::Tensor o = *output, i = *input;
+    out = start(g, 1, [&] {
+      c10d::ReduceScatterOptions opts;
+      opts.timeout = g->timeout;
+      opts.asyncOp = g->device < 0;
+      return g->backend->_reduce_scatter_base(o, i, opts);
+    });
+  });
+  return out;
+}
+
+// Waits for a started collective: Gloo blocks (with the group's timeout) until it is done; NCCL
+// makes the compute stream wait for it. The handle stays the caller's (camel_work_free).
+int camel_work_wait(void *gp, void *wp, char *err, int err_len) {
+  return guarded(err, err_len, [&] {
+    auto g = static_cast<Group *>(gp);
+    auto w = static_cast<Pending *>(wp);
+    if (w->done) {
+      camel_cuda_wait_event(g->device, w->done);
+    } else {
+      finish(g, w->work);
+    }
+  });
+}
+
+void camel_work_free(void *wp) { delete static_cast<Pending *>(wp); }
 
 int camel_pg_barrier(void *gp, char *err, int err_len) {
   return guarded(err, err_len, [&] {

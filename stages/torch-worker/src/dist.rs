@@ -1,7 +1,8 @@
 //! c10d from Rust: a process group (TCPStore rendezvous, then Gloo or NCCL) over the C++ shim in
 //! src/dist.cpp, with the collectives data-parallel training uses. Tensors are passed in place as
 //! tch's `at::Tensor*`; every collective waits with the group's timeout and returns C++ failures
-//! (a peer gone, a timeout) as errors.
+//! (a peer gone, a timeout) as errors. All-gathers and reduce-scatters can also be started and
+//! waited for later ([`Started`]): FSDP (src/fsdp.rs) runs them while it computes.
 
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_longlong, c_void};
@@ -31,9 +32,26 @@ unsafe extern "C" {
     fn camel_pg_all_gather(g: *mut c_void, out: T, input: T, err: *mut c_char, err_len: c_int) -> c_int;
     fn camel_pg_reduce_scatter(g: *mut c_void, out: T, input: T, err: *mut c_char, err_len: c_int) -> c_int;
     fn camel_pg_barrier(g: *mut c_void, err: *mut c_char, err_len: c_int) -> c_int;
+    fn camel_pg_all_gather_start(
+        g: *mut c_void,
+        out: T,
+        input: T,
+        err: *mut c_char,
+        err_len: c_int,
+    ) -> *mut c_void;
+    fn camel_pg_reduce_scatter_start(
+        g: *mut c_void,
+        out: T,
+        input: T,
+        err: *mut c_char,
+        err_len: c_int,
+    ) -> *mut c_void;
+    fn camel_work_wait(g: *mut c_void, w: *mut c_void, err: *mut c_char, err_len: c_int) -> c_int;
+    fn camel_work_free(w: *mut c_void);
     fn camel_has_nccl() -> c_int;
     fn camel_cuda_peak_bytes(device: c_int) -> c_longlong;
     fn camel_cuda_reset_peak(device: c_int);
+    fn camel_cuda_mem_info(device: c_int, free: *mut c_longlong, total: *mut c_longlong) -> c_int;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +80,14 @@ pub fn cuda_peak_bytes(device: usize) -> Option<u64> {
     // SAFETY: the shim catches every failure and returns -1.
     let v = unsafe { camel_cuda_peak_bytes(device as c_int) };
     (v >= 0).then_some(v as u64)
+}
+
+/// Free and total bytes of CUDA `device` as the driver reports them (None without CUDA).
+pub fn cuda_mem_info(device: usize) -> Option<(u64, u64)> {
+    let (mut free, mut total) = (0 as c_longlong, 0 as c_longlong);
+    // SAFETY: the shim writes the two values or returns -1; it catches every failure.
+    let ok = unsafe { camel_cuda_mem_info(device as c_int, &mut free, &mut total) } == 0;
+    ok.then_some((free as u64, total as u64))
 }
 
 pub fn cuda_reset_peak(device: usize) {
@@ -95,6 +121,34 @@ pub struct ProcessGroup {
     pub rank: usize,
     pub world: usize,
     pub backend: Backend,
+}
+
+/// A collective that was started and not yet waited for ([`ProcessGroup::wait`]). It owns the
+/// tensors the collective reads and writes, so they stay alive and unmoved until it is done:
+/// Gloo's threads (or NCCL's stream) use them while the caller computes.
+pub struct Started {
+    raw: *mut c_void,
+    what: &'static str,
+    /// The output, then the input.
+    tensors: [Tensor; 2],
+}
+
+impl Started {
+    /// The collective's output tensor (read it only after the wait).
+    pub fn output(&self) -> &Tensor {
+        &self.tensors[0]
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from a `camel_pg_*_start` and is freed once. Gloo's work keeps its
+        // own references to the tensors, so a collective dropped unwaited does not write into
+        // freed memory. On NCCL the tensors could go back to the caching allocator while the
+        // communication stream still uses them; only an error path drops a collective unwaited,
+        // and the run ends with that error.
+        unsafe { camel_work_free(self.raw) }
+    }
 }
 
 const ERR_LEN: usize = 2048;
@@ -179,6 +233,41 @@ impl ProcessGroup {
         call("reduce_scatter_tensor", |e, l| unsafe {
             camel_pg_reduce_scatter(self.raw, ptr(output), ptr(input), e, l)
         })
+    }
+
+    /// Starts [`Self::all_gather_into`]: returns at once, the gather going on (on Gloo's threads,
+    /// or NCCL's communication stream after the compute queued so far) until [`Self::wait`].
+    pub fn all_gather_start(&self, output: Tensor, input: Tensor) -> Result<Started> {
+        self.start("all_gather_into_tensor", [output, input], camel_pg_all_gather_start)
+    }
+
+    /// Starts [`Self::reduce_scatter_into`], as [`Self::all_gather_start`].
+    pub fn reduce_scatter_start(&self, output: Tensor, input: Tensor) -> Result<Started> {
+        self.start("reduce_scatter_tensor", [output, input], camel_pg_reduce_scatter_start)
+    }
+
+    fn start(
+        &self,
+        what: &'static str,
+        tensors: [Tensor; 2],
+        f: unsafe extern "C" fn(*mut c_void, T, T, *mut c_char, c_int) -> *mut c_void,
+    ) -> Result<Started> {
+        let mut raw = std::ptr::null_mut();
+        call(what, |e, l| {
+            // SAFETY: the tensors live in the returned `Started` until the collective is waited
+            // for or dropped; the shim returns null on failure with `e` set.
+            raw = unsafe { f(self.raw, ptr(&tensors[0]), ptr(&tensors[1]), e, l) };
+            raw.is_null() as c_int
+        })?;
+        Ok(Started { raw, what, tensors })
+    }
+
+    /// Waits for a started collective (Gloo: blocks, with the group's timeout; NCCL: makes the
+    /// compute stream wait) and hands back its output.
+    pub fn wait(&self, started: Started) -> Result<Tensor> {
+        // SAFETY: `started.raw` is a live handle of this group's.
+        call(started.what, |e, l| unsafe { camel_work_wait(self.raw, started.raw, e, l) })?;
+        Ok(started.tensors[0].shallow_clone())
     }
 
     pub fn barrier(&self) -> Result<()> {

@@ -108,8 +108,11 @@ pub fn forward_sums<U: Units>(units: &mut U, batch: Option<&Batch>) -> Result<(f
             let rope = m.rope(&m.default_positions(bs, t, 0));
             (m.embed(&ids), rope)
         });
+        let order: Vec<usize> = (1..=n).collect();
+        units.prefetch(&order)?;
         for i in 0..n {
             units.fetch(i + 1, false)?;
+            units.prefetch(&order[i + 1..])?;
             if let Some((x, rope)) = &mut state {
                 *x = units.model().layer(i, x, rope, &model::Attn::Causal, None);
             }

@@ -13,12 +13,25 @@
 //! `activation_checkpointing` says. The root unit (embeddings, norm, head) stays gathered for the
 //! whole micro-batch, as torch FSDP's root does.
 //!
+//! Communication overlaps compute, as torch FSDP's prefetching does: while a unit computes, the
+//! all-gathers of the next `distributed.prefetch` units of the micro-step's order (layers forward,
+//! then backward in reverse; [`recompute_micro_step`]) are already running, and a layer's
+//! gradients are reduce-scattered while the layers below it run their backward, at most
+//! `prefetch` of them in flight; the oldest is waited for (and added into its shard's gradient)
+//! when that bound is reached, the rest before the optimizer step. So a rank holds its shards plus
+//! the units computing and at most `prefetch` gathered ahead and `prefetch` gradient buffers in
+//! flight. Gloo runs the started collectives on its own threads; NCCL on two communication streams
+//! ordered against the compute stream by CUDA events (src/dist_cuda.cpp). Every shard gradient
+//! receives the same additions in the same order whatever `prefetch` is, so the results are
+//! identical with it on or off (`prefetch: 0` waits for every collective at once).
+//!
 //! Checkpoints are sharded (`rank-R-of-W.safetensors` per rank in the step directory, committed
 //! by rank 0 after a barrier); the final model is gathered unit by unit and saved by rank 0 in the
 //! single-process format.
 //!
 //! [`Sharded`] is the training loop's [`StepStrategy`] for FSDP; the loop is src/train.rs.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -26,7 +39,7 @@ use anyhow::{Context, Result, ensure};
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint;
-use crate::dist::{ProcessGroup, ReduceOp};
+use crate::dist::{ProcessGroup, ReduceOp, Started};
 use crate::examples::Batch;
 use crate::job::TrainParams;
 use crate::model::Llama;
@@ -60,6 +73,18 @@ pub struct Sharded {
     pub opt: AdamW,
     /// Per optimizer parameter: (unit, start in the shard, length).
     pieces: Vec<(usize, i64, i64)>,
+    /// Units gathered ahead of the one computing, and gradient reduce-scatters left in flight.
+    prefetch: usize,
+    /// Started all-gathers, in the order their units will be fetched.
+    gathers: VecDeque<(usize, Started)>,
+    /// Started reduce-scatters of units' gradients, oldest first.
+    reduces: VecDeque<(usize, Started)>,
+    /// Per unit, the bytes of its gathered parameters installed in the model (0 when freed).
+    installed: Vec<u64>,
+    /// Bytes of gathered parameters (installed or in flight) and gradient buffers in flight.
+    held: u64,
+    /// The most `held` has been.
+    pub peak_held: u64,
 }
 
 /// Which unit a parameter belongs to: 0 for embeddings, norm and head, 1 + i for layer i.
@@ -152,45 +177,119 @@ impl Sharded {
             }
         }
         let opt = AdamW::for_training(named_pieces, p)?;
-        let s = Sharded { units, pg, rank, world, device, compute: model.compute_kind, opt, pieces };
+        let installed = vec![0; n_units];
+        let prefetch = p.distributed.as_ref().map_or(1, |d| d.prefetch);
+        let mut s = Sharded {
+            units,
+            pg,
+            rank,
+            world,
+            device,
+            compute: model.compute_kind,
+            opt,
+            pieces,
+            prefetch,
+            gathers: VecDeque::new(),
+            reduces: VecDeque::new(),
+            installed,
+            held: 0,
+            peak_held: 0,
+        };
         for u in 0..n_units {
             s.free(model, u);
         }
         Ok(s)
     }
 
-    /// All-gathers unit `u` into the model's parameters in the compute dtype (leaves that
-    /// collect gradients when `grad`).
-    fn gather(&self, model: &mut Llama, u: usize, grad: bool) -> Result<()> {
+    fn hold(&mut self, bytes: u64) {
+        self.held += bytes;
+        self.peak_held = self.peak_held.max(self.held);
+    }
+
+    /// Bytes of unit `u` gathered in the compute dtype.
+    fn gathered_bytes(&self, u: usize) -> u64 {
+        (self.units[u].padded * self.compute.elt_size_in_bytes() as i64) as u64
+    }
+
+    /// Starts all-gathering unit `u`'s shards in the compute dtype.
+    fn start_gather(&mut self, u: usize) -> Result<()> {
         let unit = &self.units[u];
-        tch::no_grad(|| -> Result<()> {
+        let (full, local) = tch::no_grad(|| {
             let local = if self.compute == Kind::Float {
                 unit.shard.shallow_clone()
             } else {
                 unit.shard.to_kind(self.compute)
             };
-            let full = Tensor::empty([unit.padded], (self.compute, self.device));
-            self.pg.all_gather_into(&full, &local).with_context(|| format!("gathering unit {u}"))?;
+            (Tensor::empty([unit.padded], (self.compute, self.device)), local)
+        });
+        let started = self.pg.all_gather_start(full, local).with_context(|| format!("gathering unit {u}"))?;
+        self.hold(self.gathered_bytes(u));
+        self.gathers.push_back((u, started));
+        Ok(())
+    }
+
+    /// Waits for every started all-gather and drops what they gathered.
+    fn drain_gathers(&mut self) -> Result<()> {
+        while let Some((u, started)) = self.gathers.pop_front() {
+            let _ = self.pg.wait(started).with_context(|| format!("gathering unit {u}"))?;
+            self.held -= self.gathered_bytes(u);
+        }
+        Ok(())
+    }
+
+    /// Makes sure the all-gathers of the next `prefetch` units of `upcoming` (in the order they
+    /// will be fetched) are running.
+    fn prefetch(&mut self, upcoming: &[usize]) -> Result<()> {
+        let want = &upcoming[..upcoming.len().min(self.prefetch)];
+        // The started gathers are always a prefix of what comes next; anything else (a caller
+        // that changed its order) is waited for and dropped, then started again.
+        if !self.gathers.iter().zip(want).all(|((u, _), w)| u == w) || self.gathers.len() > want.len() {
+            self.drain_gathers()?;
+        }
+        for &u in &want[self.gathers.len()..] {
+            self.start_gather(u)?;
+        }
+        Ok(())
+    }
+
+    /// Unit `u`'s parameters in the model in the compute dtype (leaves that collect gradients
+    /// when `grad`): from its started all-gather when it is next in line, else gathered now.
+    fn gather(&mut self, model: &mut Llama, u: usize, grad: bool) -> Result<()> {
+        if self.gathers.front().is_none_or(|(v, _)| *v != u) {
+            self.drain_gathers()?;
+            self.start_gather(u)?;
+        }
+        let (_, started) = self.gathers.pop_front().expect("a started gather");
+        let full = self.pg.wait(started).with_context(|| format!("gathering unit {u}"))?;
+        // Installed over a previous copy (none in the micro-step's order): that copy is freed.
+        let bytes = self.gathered_bytes(u);
+        self.held -= std::mem::replace(&mut self.installed[u], bytes);
+        let unit = &self.units[u];
+        tch::no_grad(|| {
             for j in 0..unit.names.len() {
                 let t = full.narrow(0, unit.offsets[j], unit.numels[j]).view(unit.shapes[j].as_slice());
                 *slot(model, &unit.names[j]) = if grad { t.detach().set_requires_grad(true) } else { t };
             }
-            Ok(())
-        })
+        });
+        Ok(())
     }
 
-    fn free(&self, model: &mut Llama, u: usize) {
+    fn free(&mut self, model: &mut Llama, u: usize) {
         for name in &self.units[u].names {
             *slot(model, name) = Tensor::zeros([0], (Kind::Float, self.device));
         }
+        self.held -= std::mem::take(&mut self.installed[u]);
     }
 
-    /// Reduce-scatters unit `u`'s gradients (fp32, summed over ranks, divided by world) into the
-    /// rank's shard gradient.
-    fn reduce(&self, model: &mut Llama, u: usize) -> Result<()> {
-        let world = self.world as f64;
+    /// Starts reduce-scattering unit `u`'s gradients (fp32, summed over ranks) into the rank's
+    /// shard, after finishing the oldest while `prefetch` (at least one) are in flight; with
+    /// `prefetch` 0 it is finished at once.
+    fn reduce(&mut self, model: &mut Llama, u: usize) -> Result<()> {
+        while self.reduces.len() >= self.prefetch.max(1) {
+            self.finish_reduce()?;
+        }
         let unit = &self.units[u];
-        tch::no_grad(|| -> Result<()> {
+        let (out, flat) = tch::no_grad(|| {
             let mut parts = Vec::with_capacity(unit.names.len() + 1);
             let mut total = 0;
             for j in 0..unit.names.len() {
@@ -203,14 +302,37 @@ impl Sharded {
                 });
             }
             parts.push(Tensor::zeros([unit.padded - total], (Kind::Float, self.device)));
-            let flat = Tensor::cat(&parts, 0);
-            let out = Tensor::zeros([unit.shard_len], (Kind::Float, self.device));
-            self.pg
-                .reduce_scatter_into(&out, &flat)
-                .with_context(|| format!("reducing unit {u}'s gradients"))?;
-            let _ = unit.grad.shallow_clone().g_add_(&(out / world));
-            Ok(())
-        })
+            (Tensor::zeros([unit.shard_len], (Kind::Float, self.device)), Tensor::cat(&parts, 0))
+        });
+        let started = self
+            .pg
+            .reduce_scatter_start(out, flat)
+            .with_context(|| format!("reducing unit {u}'s gradients"))?;
+        self.hold(self.reduce_bytes(u));
+        self.reduces.push_back((u, started));
+        if self.prefetch == 0 {
+            self.finish_reduce()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of a reduce-scatter of unit `u` in flight: the flat fp32 gradient and the output.
+    fn reduce_bytes(&self, u: usize) -> u64 {
+        ((self.units[u].padded + self.units[u].shard_len) * 4) as u64
+    }
+
+    /// Waits for the oldest reduce-scatter and adds its result, divided by world, into the
+    /// shard's gradient (in the order the reduce-scatters started, so the sums are the same
+    /// whatever overlapped).
+    fn finish_reduce(&mut self) -> Result<()> {
+        let Some((u, started)) = self.reduces.pop_front() else { return Ok(()) };
+        let out = self.pg.wait(started).with_context(|| format!("reducing unit {u}'s gradients"))?;
+        let world = self.world as f64;
+        tch::no_grad(|| {
+            let _ = self.units[u].grad.shallow_clone().g_add_(&(out / world));
+        });
+        self.held -= self.reduce_bytes(u);
+        Ok(())
     }
 
     fn shard_file(&self) -> String {
@@ -218,10 +340,11 @@ impl Sharded {
     }
 }
 
-/// The units of a micro-batch on this rank: fetched by all-gathering the shards, released by
-/// freeing the gathered parameters after reduce-scattering their gradients.
+/// The units of a micro-batch on this rank: fetched by all-gathering the shards (started ahead
+/// by `prefetch`), released by freeing the gathered parameters after starting to reduce-scatter
+/// their gradients.
 struct Gathered<'a> {
-    sharded: &'a Sharded,
+    sharded: &'a mut Sharded,
     model: &'a mut Llama,
 }
 
@@ -234,6 +357,10 @@ impl Units for Gathered<'_> {
 
     fn fetch(&mut self, u: usize, grad: bool) -> Result<()> {
         self.sharded.gather(self.model, u, grad)
+    }
+
+    fn prefetch(&mut self, upcoming: &[usize]) -> Result<()> {
+        self.sharded.prefetch(upcoming)
     }
 
     fn release(&mut self, u: usize, grad: bool) -> Result<()> {
@@ -250,11 +377,13 @@ impl StepStrategy for Sharded {
         // The model's own parameters were freed when it was sharded; the units know their sizes.
         let n_params: i64 = self.units.iter().flat_map(|u| &u.numels).sum();
         format!(
-            "FSDP over {} ranks: {} units, {n_params} parameters on {:?} computing in {:?}; {steps}",
+            "FSDP over {} ranks: {} units, {n_params} parameters on {:?} computing in {:?}, gathering {} layer(s) \
+             ahead; {steps}",
             self.world,
             self.units.len(),
             model.device,
             model.compute_kind,
+            self.prefetch,
         )
     }
 
@@ -270,6 +399,12 @@ impl StepStrategy for Sharded {
     }
 
     fn optimizer_step(&mut self, lr: f64, max_norm: f64) -> Result<f64> {
+        // The gradients still in flight land in their shards first (the micro-steps leave no
+        // gather running, but a failed one may have).
+        while !self.reduces.is_empty() {
+            self.finish_reduce()?;
+        }
+        self.drain_gathers()?;
         // The gradients are already averaged (reduce-scattered); the norm is global over shards.
         let total = tch::no_grad(|| -> Result<Tensor> {
             let sq: Vec<Tensor> =
@@ -341,6 +476,10 @@ impl StepStrategy for Sharded {
         })?;
         self.opt.load_state(&saved, found.step)?;
         Ok(Some(found.step))
+    }
+
+    fn held_peak_bytes(&self) -> Option<u64> {
+        Some(self.peak_held)
     }
 
     /// Bytes of fp32 master shards, their gradients and AdamW moments on this rank.

@@ -4,6 +4,6 @@
 //! defaults only serve tests that build jobs by hand.
 
 pub use camel_torch_job::{
-    ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, BackendChoice, DistParams, Job, LossNormalization, Strategy,
-    Task, TrainParams,
+    ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, BackendChoice, Checkpointing, DistParams, Job,
+    LossNormalization, Strategy, Task, TrainParams,
 };

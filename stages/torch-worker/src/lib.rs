@@ -16,6 +16,7 @@ pub mod generate;
 pub mod hf_files;
 pub mod interrupt;
 pub mod job;
+pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod parallel;

@@ -36,6 +36,10 @@ pub struct Llama {
     pub lm_head: Option<Tensor>,
     pub device: Device,
     pub compute_kind: Kind,
+    /// RMSNorm through libtorch's `rms_norm` (a fused kernel on CUDA) instead of transformers'
+    /// sequence of operations: equal up to the compute dtype's rounding (the normalised value is
+    /// not rounded before the weight multiplies). Off by default; the GPU benchmark measures it.
+    pub fused_rms_norm: bool,
     inv_freq: Tensor,
 }
 
@@ -223,7 +227,17 @@ impl Llama {
             );
         }
         let inv_freq = inv_freq(&cfg, device);
-        Ok(Llama { cfg, embed, layers, norm, lm_head, device, compute_kind: param_kind, inv_freq })
+        Ok(Llama {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            device,
+            compute_kind: param_kind,
+            fused_rms_norm: false,
+            inv_freq,
+        })
     }
 
     /// Every parameter with its transformers name, in a fixed order.
@@ -264,6 +278,10 @@ impl Llama {
     }
 
     fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Tensor {
+        if self.fused_rms_norm {
+            let h = *x.size().last().expect("a hidden dimension");
+            return x.rms_norm([h], Some(self.w(weight)), self.cfg.rms_norm_eps);
+        }
         let kind = x.kind();
         let xf = x.to_kind(Kind::Float);
         let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
@@ -271,11 +289,16 @@ impl Llama {
         self.w(weight) * y.to_kind(kind)
     }
 
-    /// cos and sin `[batch, 1, len, head_dim]` for positions `[batch, len]`.
+    /// cos and the signed sin `[batch, 1, len, head_dim]` for positions `[batch, len]`: HF's
+    /// `emb = cat(freqs, freqs)`, its cos, and its sin with the first half negated, so that
+    /// [`apply_rope`] multiplies the swapped halves directly instead of negating one of them for
+    /// every q and k (the same products, bit for bit: negation is exact).
     pub fn rope(&self, positions: &Tensor) -> (Tensor, Tensor) {
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
-        (emb.cos().to_kind(self.compute_kind).unsqueeze(1), emb.sin().to_kind(self.compute_kind).unsqueeze(1))
+        let sin = freqs.sin();
+        let signed = Tensor::cat(&[sin.neg(), sin], -1);
+        (emb.cos().to_kind(self.compute_kind).unsqueeze(1), signed.to_kind(self.compute_kind).unsqueeze(1))
     }
 
     /// Token embeddings `[batch, len, hidden]` in the compute kind.
@@ -329,8 +352,17 @@ impl Llama {
 
     /// Final norm and output head: logits `[batch, len, vocab]` in the compute kind.
     pub fn head(&self, x: &Tensor) -> Tensor {
-        let h = self.rms_norm(x, &self.norm);
-        h.linear::<Tensor>(&self.w(self.lm_head.as_ref().unwrap_or(&self.embed)), None)
+        self.final_norm(x).linear::<Tensor>(&self.head_weight(), None)
+    }
+
+    /// The final norm of the last layer's output (what [`Self::head`] projects).
+    pub fn final_norm(&self, x: &Tensor) -> Tensor {
+        self.rms_norm(x, &self.norm)
+    }
+
+    /// The output head's weight `[vocab, hidden]` in the compute kind (the embedding when tied).
+    pub fn head_weight(&self) -> Tensor {
+        self.w(self.lm_head.as_ref().unwrap_or(&self.embed))
     }
 
     /// Positions 0..len for every row.
@@ -342,13 +374,19 @@ impl Llama {
 
     /// Logits of a causal forward pass over `ids` `[batch, len]` (no cache, no padding mask).
     pub fn forward(&self, ids: &Tensor) -> Tensor {
+        self.head(&self.hidden_states(ids))
+    }
+
+    /// The last decoder layer's output of a causal forward pass over `ids` (before the final
+    /// norm and the head).
+    pub fn hidden_states(&self, ids: &Tensor) -> Tensor {
         let (b, t) = (ids.size()[0], ids.size()[1]);
         let rope = self.rope(&self.default_positions(b, t, 0));
         let mut x = self.embed(ids);
         for i in 0..self.layers.len() {
             x = self.layer(i, &x, &rope, &Attn::Causal, None);
         }
-        self.head(&x)
+        x
     }
 
     /// A forward pass for generation: explicit positions and mask, keys and values cached.
@@ -395,23 +433,18 @@ impl Llama {
     }
 }
 
-fn rotate_half(x: &Tensor) -> Tensor {
+/// HF's `x·cos + rotate_half(x)·sin` with `rotate_half(x) = cat(-x2, x1)`, written with the
+/// signed sin of [`Llama::rope`]: `cat(x2, x1)·signed_sin`.
+fn apply_rope(x: &Tensor, cos: &Tensor, signed_sin: &Tensor) -> Tensor {
     let half = x.size()[3] / 2;
-    let x1 = x.narrow(-1, 0, half);
-    let x2 = x.narrow(-1, half, half);
-    Tensor::cat(&[&x2.neg(), &x1], -1)
-}
-
-fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-    x * cos + rotate_half(x) * sin
+    let swapped = Tensor::cat(&[x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);
+    x * cos + swapped * signed_sin
 }
 
 /// HF's causal-LM loss: logits shifted by one against labels, fp32 cross-entropy, mean over the
 /// labels that are not -100. A batch with no label left gives 0 (and no gradient) instead of NaN.
 pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
-    let (b, t, v) = (logits.size()[0], logits.size()[1], logits.size()[2]);
-    let logits = logits.narrow(1, 0, t - 1).to_kind(Kind::Float).reshape([b * (t - 1), v]);
-    let labels = labels.narrow(1, 1, t - 1).reshape([b * (t - 1)]);
+    let (logits, labels) = shifted(logits, labels);
     if labels.ne(-100).sum(Kind::Int64).int64_value(&[]) == 0 {
         return logits.sum(Kind::Float) * 0.0;
     }
@@ -422,10 +455,19 @@ pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
 /// next label, fp32), over the labels that are not -100: the numerator of transformers'
 /// `ForCausalLMLoss` with `num_items_in_batch`. Zero (with a graph) when no label counts.
 pub fn causal_lm_loss_sum(logits: &Tensor, labels: &Tensor) -> Tensor {
-    let (b, t, v) = (logits.size()[0], logits.size()[1], logits.size()[2]);
-    let logits = logits.narrow(1, 0, t - 1).to_kind(Kind::Float).reshape([b * (t - 1), v]);
-    let labels = labels.narrow(1, 1, t - 1).reshape([b * (t - 1)]);
+    let (logits, labels) = shifted(logits, labels);
     logits.cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Sum, -100, 0.0)
+}
+
+/// The logits `[batch·len, vocab]` in fp32 and, row for row, the label each position predicts:
+/// the next one, -100 after the last. As transformers' `ForCausalLMLoss`, the labels are shifted
+/// (padded with -100) rather than the logits cut, so the logits are used in place (no copy of the
+/// largest tensor of the step, nor a zero-filled one for its gradient); the last position of each
+/// row is ignored by the loss, as it was absent before.
+fn shifted(logits: &Tensor, labels: &Tensor) -> (Tensor, Tensor) {
+    let (b, t, v) = (logits.size()[0], logits.size()[1], logits.size()[2]);
+    let next = Tensor::cat(&[labels.narrow(1, 1, t - 1), labels.narrow(1, 0, 1).full_like(-100)], 1);
+    (logits.to_kind(Kind::Float).reshape([b * t, v]), next.reshape([b * t]))
 }
 
 /// The labels that count in [`causal_lm_loss`] and [`causal_lm_loss_sum`]: not -100, from the

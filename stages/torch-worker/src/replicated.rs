@@ -7,16 +7,17 @@ use std::convert::Infallible;
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint;
 use crate::examples::Batch;
-use crate::job::TrainParams;
+use crate::job::{Checkpointing, TrainParams};
+use crate::memory;
 use crate::model::Llama;
 use crate::optim::{AdamW, clip_grad_norm};
 use crate::parallel::{self, Dist};
 use crate::resume;
-use crate::step::{MicroLoss, StepStrategy, Units, recompute_micro_step};
+use crate::step::{MicroLoss, StepStrategy, Units, ce_chunk_rows, head_loss_backward, recompute_micro_step};
 
 /// The whole model's parameters, its AdamW state, and the group it is replicated over.
 pub struct Replicated {
@@ -24,7 +25,10 @@ pub struct Replicated {
     params: Vec<(String, Tensor)>,
     opt: AdamW,
     dist: Dist,
-    activation_checkpointing: bool,
+    activation_checkpointing: Checkpointing,
+    /// The device's free bytes once the parameters were loaded (None on the CPU), against which
+    /// `activation_checkpointing: auto` decides.
+    free: Option<u64>,
 }
 
 impl Replicated {
@@ -33,20 +37,48 @@ impl Replicated {
         let params = model.named_parameters();
         dist.broadcast_parameters(&params)?;
         let opt = AdamW::for_training(model.named_parameters(), p)?;
+        let free = match model.device {
+            Device::Cuda(i) => crate::dist::cuda_mem_info(i).map(|(free, _)| free),
+            _ => None,
+        };
         Ok(Replicated {
             params,
             opt,
             dist: dist.clone(),
             activation_checkpointing: p.activation_checkpointing,
+            free,
         })
+    }
+
+    /// Whether a micro-batch of this shape recomputes its layers.
+    fn recompute(&self, model: &Llama, batch: &Batch) -> bool {
+        match self.activation_checkpointing {
+            Checkpointing::Off => false,
+            Checkpointing::On => true,
+            Checkpointing::Auto => {
+                let (b, t) = (batch.ids.size()[0], batch.ids.size()[1]);
+                memory::checkpointing_needed(&model.cfg, b, t, model.compute_kind, self.free)
+            }
+        }
     }
 }
 
 impl StepStrategy for Replicated {
     fn describe(&self, model: &Llama, examples: usize, batches_per_epoch: usize, steps: &str) -> String {
+        let auto = match (self.activation_checkpointing, self.free) {
+            (Checkpointing::Auto, Some(free)) => format!(
+                "; activation checkpointing where a micro-batch's step is estimated above {:.1} GiB ({:.0}% of \
+                 the {:.1} GiB free)",
+                memory::USABLE_SHARE * free as f64 / (1u64 << 30) as f64,
+                100.0 * memory::USABLE_SHARE,
+                free as f64 / (1u64 << 30) as f64
+            ),
+            (Checkpointing::Auto, None) => "; activation checkpointing auto: off on the CPU".into(),
+            _ => String::new(),
+        };
         format!(
             "{examples} examples, {batches_per_epoch} micro-batches per epoch, {steps}; {} parameters on {:?} \
-             computing in {:?}",
+             computing in {:?}{auto}",
             model.num_parameters(),
             model.device,
             model.compute_kind
@@ -54,7 +86,7 @@ impl StepStrategy for Replicated {
     }
 
     fn micro_step(&mut self, model: &mut Llama, batch: &Batch, loss: MicroLoss) -> Result<f64> {
-        Ok(micro_step(model, batch, loss, self.activation_checkpointing))
+        Ok(micro_step(model, batch, loss, self.recompute(model, batch)))
     }
 
     fn optimizer_step(&mut self, lr: f64, max_norm: f64) -> Result<f64> {
@@ -146,7 +178,18 @@ pub fn micro_step(model: &Llama, batch: &Batch, how: MicroLoss, activation_check
     }
     let ids = batch.ids.to_device(model.device);
     let labels = batch.labels.to_device(model.device);
-    let loss = how.reduce(&model.forward(&ids), &labels);
-    (&loss * how.scale).backward();
-    loss.double_value(&[])
+    let chunk = ce_chunk_rows(model.cfg.vocab_size);
+    let (b, t) = (ids.size()[0], ids.size()[1]);
+    if b * (t - 1) <= chunk {
+        let loss = how.reduce(&model.forward(&ids), &labels);
+        (&loss * how.scale).backward();
+        return loss.double_value(&[]);
+    }
+    // Too many positions for one chunk of the loss: the layers keep their graph, the head and
+    // loss go chunk by chunk (step::head_loss_backward), and the gradient of the last layer's
+    // output is pushed through the layers.
+    let x = model.hidden_states(&ids);
+    let (loss, g) = head_loss_backward(model, &x, &labels, how, chunk);
+    (x * g).sum(Kind::Float).backward();
+    loss
 }

@@ -46,6 +46,83 @@ impl MicroLoss {
     }
 }
 
+/// Rows (token positions) of logits the chunked loss computes at once: a chunk's fp32 logits
+/// and their gradient stay near 256 MiB each (2048 positions of LLaMA-2's 32000-token vocabulary,
+/// 512 of LLaMA-3's 128256) instead of the whole micro-batch's.
+pub const CE_CHUNK_ELEMENTS: i64 = 1 << 26;
+
+/// Positions per chunk of [`head_loss_backward`] for a vocabulary of `vocab`.
+pub fn ce_chunk_rows(vocab: i64) -> i64 {
+    (CE_CHUNK_ELEMENTS / vocab.max(1)).max(1)
+}
+
+/// The final norm, output head and loss of `top` (the last layer's output), backpropagated
+/// (times `how.scale`) into the head's and norm's parameters; returns the reduced (unscaled) loss
+/// and the gradient with respect to `top`.
+///
+/// When the shifted positions fit in one chunk of `chunk_rows`, this is the plain graph (the
+/// logits, their fp32 copy and its gradient each materialised once). Otherwise the normed hidden
+/// states are cut into chunks of positions and each chunk's logits are computed, cast to fp32,
+/// reduced and backpropagated before the next: only one chunk's logits exist at a time, and the
+/// hidden-state gradients of the chunks are put together and pushed through the final norm once.
+/// The loss is the same sum of token losses (a mean divides it by the label-token count), added
+/// up in another order: equal within fp32 rounding.
+pub fn head_loss_backward(
+    model: &Llama,
+    top: &Tensor,
+    labels: &Tensor,
+    how: MicroLoss,
+    chunk_rows: i64,
+) -> (f64, Tensor) {
+    let leaf = top.detach().set_requires_grad(true);
+    let (b, t) = (top.size()[0], top.size()[1]);
+    let rows = b * (t - 1).max(0);
+    if rows <= chunk_rows {
+        let loss = how.reduce(&model.head(&leaf), labels);
+        (&loss * how.scale).backward();
+        return (loss.double_value(&[]), leaf.grad());
+    }
+    let h = model.final_norm(&leaf);
+    let hidden = h.size()[2];
+    let (flat, targets) = tch::no_grad(|| {
+        (
+            h.detach().narrow(1, 0, t - 1).reshape([rows, hidden]),
+            labels.narrow(1, 1, t - 1).reshape([rows]).to_device(h.device()),
+        )
+    });
+    // A mean divides the token-loss sum by the label tokens. With none, every token loss is
+    // ignored: the sum and its gradients are zeros, as `causal_lm_loss` gives.
+    let count = match how.reduction {
+        Reduction::Sum => 1.0,
+        Reduction::Mean => model::label_tokens(labels).max(1) as f64,
+    };
+    let mut total = Tensor::zeros([], (Kind::Float, h.device()));
+    let mut grads = Vec::new();
+    let mut start = 0;
+    while start < rows {
+        let n = chunk_rows.min(rows - start);
+        let x = flat.narrow(0, start, n).detach().set_requires_grad(true);
+        let logits = x.linear::<Tensor>(&model.head_weight(), None).to_kind(Kind::Float);
+        let sum = logits.cross_entropy_loss::<Tensor>(
+            &targets.narrow(0, start, n),
+            None,
+            tch::Reduction::Sum,
+            -100,
+            0.0,
+        );
+        (&sum * (how.scale / count)).backward();
+        grads.push(x.grad());
+        total += sum.detach();
+        start += n;
+    }
+    // The last position predicts nothing: its gradient is zero.
+    let g = Tensor::cat(&grads, 0).reshape([b, t - 1, hidden]);
+    let last = Tensor::zeros([b, 1, hidden], (g.kind(), g.device()));
+    let g = Tensor::cat(&[g, last], 1);
+    (h * g).sum(Kind::Float).backward();
+    (total.double_value(&[]) / count, leaf.grad())
+}
+
 /// How one optimizer step's losses are normalised ([`LossNormalization`]): what each micro-batch
 /// backpropagates, and the step's logged loss from the sum of the micro-batches' reduced losses
 /// over micro-batches and ranks.
@@ -128,6 +205,12 @@ pub trait StepStrategy {
     /// Bytes of parameters, gradients and optimizer state this rank holds.
     fn state_bytes(&self) -> u64;
 
+    /// The most bytes of gathered parameters and gradient buffers in flight this rank held at
+    /// once (FSDP: the units computing plus those prefetched); None where the whole model is held.
+    fn held_peak_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Puts the trained fp32 weights into `model` on rank 0, which writes the outputs (every rank
     /// calls it).
     fn export(&self, model: &mut Llama) -> Result<()>;
@@ -147,6 +230,12 @@ pub trait Units {
 
     /// Done with unit `u`; after the backward pass (`grad`) its gradients are collected first.
     fn release(&mut self, u: usize, grad: bool) -> Result<(), Self::Error>;
+
+    /// The units to be fetched next, in order, after the one just fetched: an implementation
+    /// that must bring them from elsewhere may start doing so now (FSDP's prefetch).
+    fn prefetch(&mut self, _upcoming: &[usize]) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 /// One micro-batch forward and backward with per-layer recomputation; returns the reduced
@@ -158,25 +247,28 @@ pub fn recompute_micro_step<U: Units>(units: &mut U, batch: &Batch, how: MicroLo
     let ids = batch.ids.to_device(device);
     let labels = batch.labels.to_device(device);
     let (b, t) = (ids.size()[0], ids.size()[1]);
+    let n = units.model().layers.len();
+    // The order the layers' units are fetched in: forward, then backward in reverse.
+    let order: Vec<usize> = (1..=n).chain((1..=n).rev()).collect();
     units.fetch(0, true)?;
+    units.prefetch(&order)?;
     let m = units.model();
     let rope = m.rope(&m.default_positions(b, t, 0));
     let emb = m.embed(&ids);
-    let n = m.layers.len();
     let mut inputs: Vec<Tensor> = Vec::with_capacity(n);
     let mut x = emb.detach();
     for i in 0..n {
         units.fetch(i + 1, false)?;
+        units.prefetch(&order[i + 1..])?;
         inputs.push(x.shallow_clone());
         x = tch::no_grad(|| units.model().layer(i, &x, &rope, &model::Attn::Causal, None));
         units.release(i + 1, false)?;
     }
-    let top = x.detach().set_requires_grad(true);
-    let loss = how.reduce(&units.model().head(&top), &labels);
-    (&loss * how.scale).backward();
-    let mut g = top.grad();
+    let m = units.model();
+    let (loss, mut g) = head_loss_backward(m, &x, &labels, how, ce_chunk_rows(m.cfg.vocab_size));
     for i in (0..n).rev() {
         units.fetch(i + 1, true)?;
+        units.prefetch(&order[2 * n - i..])?;
         let xi = inputs[i].detach().set_requires_grad(true);
         let out = units.model().layer(i, &xi, &rope, &model::Attn::Causal, None);
         (out * &g).sum(Kind::Float).backward();
@@ -185,5 +277,68 @@ pub fn recompute_micro_step<U: Units>(units: &mut U, batch: &Batch, how: MicroLo
     }
     (emb * g).sum(Kind::Float).backward();
     units.release(0, true)?;
-    Ok(loss.double_value(&[]))
+    Ok(loss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LlamaConfig;
+
+    /// Every gradient of a tiny model after [`head_loss_backward`] with `chunk` positions per chunk.
+    fn grads(m: &Llama, x: &Tensor, labels: &Tensor, how: MicroLoss, chunk: i64) -> (f64, Vec<Tensor>) {
+        for (_, p) in m.named_parameters() {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let top = x.detach().set_requires_grad(true);
+        let (loss, g) = head_loss_backward(m, &top, labels, how, chunk);
+        let mut out = vec![g];
+        out.extend(
+            m.named_parameters().iter().filter(|(_, p)| p.grad().defined()).map(|(_, p)| p.grad().copy()),
+        );
+        (loss, out)
+    }
+
+    #[test]
+    fn the_chunked_loss_equals_the_whole_one() {
+        let cfg = LlamaConfig::from_value(serde_json::json!({"vocab_size": 97, "hidden_size": 16,
+            "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "tie_word_embeddings": false}))
+        .unwrap();
+        let m = Llama::random(cfg, tch::Device::Cpu, Kind::Float, 7).unwrap();
+        tch::manual_seed(1);
+        let x = Tensor::randn([3, 11, 16], (Kind::Float, tch::Device::Cpu));
+        let labels = Tensor::randint(97, [3, 11], (Kind::Int64, tch::Device::Cpu));
+        // Some labels ignored, as masked ids and prompts are.
+        let _ = labels.narrow(1, 2, 3).fill_(-100);
+        let none = labels.full_like(-100);
+        for (labels, what) in [(&labels, "labels"), (&none, "no label")] {
+            for how in [
+                MicroLoss { reduction: Reduction::Mean, scale: 0.5 },
+                MicroLoss { reduction: Reduction::Sum, scale: 0.25 },
+            ] {
+                let (want_loss, want) = grads(&m, &x, labels, how, 1000);
+                // 30 positions: chunks of 7 (the last one short) and of 1.
+                for chunk in [7, 1] {
+                    let (loss, got) = grads(&m, &x, labels, how, chunk);
+                    assert!(
+                        (loss - want_loss).abs() <= 1e-6 * want_loss.abs().max(1e-6),
+                        "{what}, {how:?}, chunk {chunk}: loss {loss} vs {want_loss}"
+                    );
+                    assert_eq!(got.len(), want.len(), "{what}: the same parameters got gradients");
+                    for (g, w) in got.iter().zip(&want) {
+                        let scale = w.abs().max().double_value(&[]).max(1e-6);
+                        let diff = (g - w).abs().max().double_value(&[]);
+                        assert!(
+                            diff <= 1e-6 * scale,
+                            "{what}, {how:?}, chunk {chunk}: gradient off by {diff:e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -103,6 +103,10 @@ pub struct Summary {
     pub state_bytes: u64,
     /// Peak bytes of the CUDA caching allocator on this rank's device (None on the CPU).
     pub cuda_peak_bytes: Option<u64>,
+    /// FSDP: the most bytes of gathered parameters (computing or prefetched) and gradient
+    /// buffers in flight held at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_peak_bytes: Option<u64>,
     /// `[rank N] ` in a distributed run, for the lines the worker prints.
     #[serde(skip)]
     pub prefix: String,
@@ -284,6 +288,7 @@ pub fn train(
         tokens_per_s: tps,
         state_bytes: strategy.state_bytes(),
         cuda_peak_bytes: parallel::cuda_peak(model.device),
+        held_peak_bytes: strategy.held_peak_bytes(),
         prefix: dist.prefix(),
     };
     report_memory(&summary, report);

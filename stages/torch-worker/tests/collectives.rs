@@ -1,5 +1,5 @@
 //! The c10d binding between 2 processes over Gloo: every collective gives torch's result in
-//! place on the tensors passed in, and a peer that is gone turns into an error, not a hang. The
+//! place on the tensors passed in (started ones too, once waited for), and a peer that is gone turns into an error, not a hang. The
 //! test re-runs this test binary once per rank (filtered to `collectives_rank`).
 
 use std::process::Command;
@@ -80,6 +80,23 @@ fn collectives_rank() {
     let out = Tensor::zeros([2], (Kind::Float, tch::Device::Cpu));
     pg.reduce_scatter_into(&out, &input).unwrap();
     assert_eq!(values(&out), if rank == 0 { [3.0, 6.0] } else { [9.0, 12.0] });
+
+    // Started collectives: two all-gathers and a reduce-scatter in flight at once, waited for
+    // in the order they started, each with torch's result.
+    let g1 = pg
+        .all_gather_start(Tensor::zeros([4], (Kind::Float, tch::Device::Cpu)), Tensor::from_slice(&[r, r]))
+        .unwrap();
+    let g2 = pg
+        .all_gather_start(
+            Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)),
+            Tensor::from_slice(&[10.0 + r]),
+        )
+        .unwrap();
+    let input = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]) * (r as f64 + 1.0);
+    let rs = pg.reduce_scatter_start(Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)), input).unwrap();
+    assert_eq!(values(&pg.wait(g1).unwrap()), [0.0, 0.0, 1.0, 1.0], "started all-gather");
+    assert_eq!(values(&pg.wait(g2).unwrap()), [10.0, 11.0], "second started all-gather");
+    assert_eq!(values(&pg.wait(rs).unwrap()), if rank == 0 { [3.0, 6.0] } else { [9.0, 12.0] });
 
     let t = Tensor::from_slice(&[1.5f64]);
     pg.all_reduce(&t, ReduceOp::Sum).unwrap();

@@ -112,6 +112,7 @@ fn params(per_device: usize, world: usize, dist: Option<Strategy>) -> TrainParam
             backend: BackendChoice::Gloo,
             nproc_per_node: world,
             timeout_s: 30,
+            ..DistParams::default()
         }),
         ..TrainParams::default()
     }
@@ -297,6 +298,66 @@ fn fsdp_equals_one_process_halves_state_and_resumes_after_a_rank_dies() {
     assert_eq!(losses(&killed), losses(&two));
 }
 
+/// FSDP's prefetch (all-gathers started ahead, reduce-scatters left in flight) changes when the
+/// collectives run, never what they compute: 0 (every collective waited for at once), 1 and 3
+/// layers ahead end at the same weights, bit for bit, with the same losses. The gathered
+/// parameters and gradient buffers a rank holds at once stay within the units computing plus
+/// `prefetch` gathered ahead and `prefetch` gradient buffers in flight, well under the whole
+/// model's with 6 layers.
+#[test]
+fn fsdp_prefetch_overlaps_without_changing_results_and_bounds_the_gathered_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    tokens(&t.join("tokens"));
+    let (hidden, inter, vocab, layers) = (32i64, 64i64, 97i64, 6i64);
+    let run = |prefetch: usize| {
+        let mut p = params(2, 2, Some(Strategy::Fsdp));
+        p.config = Some(json!({"vocab_size": vocab, "hidden_size": hidden, "intermediate_size": inter,
+            "num_hidden_layers": layers, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "tie_word_embeddings": false}));
+        p.distributed.as_mut().unwrap().prefetch = prefetch;
+        let j = job(t, &format!("prefetch{prefetch}"), p);
+        let outs = run_ok(&j, 2);
+        let held: Vec<u64> = outs.iter().map(|o| summary(o)["held_peak_bytes"].as_u64().unwrap()).collect();
+        (j, held)
+    };
+    let (off, held_off) = run(0);
+    // fp32 on the CPU; each unit padded to a multiple of the world size (2).
+    let pad = |n: i64| ((n + 1) / 2 * 2) as u64;
+    let layer = pad(2 * hidden + 2 * hidden * hidden + 2 * hidden * 16 + 3 * hidden * inter);
+    let root = pad(2 * vocab * hidden + hidden);
+    let bound = |prefetch: u64| {
+        // Gathered (4 bytes each): the root, the layer computing and `prefetch` ahead (the
+        // backward's first layer may be gathered while the forward's last is still installed);
+        // in flight: `prefetch` layer gradients or, at a step's end, the root's, each the flat
+        // fp32 gradient plus its shard.
+        let in_flight = prefetch.max(1) * (layer + layer / 2).max(root + root / 2);
+        4 * (root + (1 + prefetch) * layer) + 4 * in_flight
+    };
+    let whole = 4 * (root + layers as u64 * layer);
+    for prefetch in [1usize, 3] {
+        let (on, held_on) = run(prefetch);
+        let (a, b) = (weights(&on), weights(&off));
+        for (name, w) in &b {
+            assert!(a[name].equal(w), "prefetch {prefetch}: `{name}` differs from prefetch 0");
+        }
+        assert_eq!(losses(&on), losses(&off), "prefetch {prefetch}");
+        println!(
+            "held at once per rank: prefetch 0 {held_off:?} bytes, prefetch {prefetch} {held_on:?} \
+             (bound {}, the whole model gathered {whole})",
+            bound(prefetch as u64)
+        );
+        for &h in &held_on {
+            assert!(h <= bound(prefetch as u64), "prefetch {prefetch}: {h} bytes held at once");
+            assert!(h > held_off[0], "prefetch {prefetch} held no more than prefetch 0: nothing ran ahead");
+        }
+    }
+    for &h in &held_off {
+        assert!(h <= bound(0), "prefetch 0: {h} bytes held at once");
+    }
+    assert!(bound(1) < whole, "the bound tests nothing: {} vs {whole}", bound(1));
+}
+
 #[test]
 fn ddp_rank_dying_fails_its_peer_with_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
@@ -327,7 +388,8 @@ fn distributed_params_are_checked() {
             strategy: Strategy::Fsdp,
             backend: BackendChoice::Auto,
             nproc_per_node: 8,
-            timeout_s: 1800
+            timeout_s: 1800,
+            prefetch: 1,
         })
     );
     // Single-process params serialize as before (no `distributed` key).

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use camel_torch_worker::checkpoint;
-use camel_torch_worker::job::{Job, LossNormalization, Task, TrainParams};
+use camel_torch_worker::job::{Checkpointing, Job, LossNormalization, Task, TrainParams};
 use camel_torch_worker::step::{MicroLoss, Reduction};
 use camel_torch_worker::train;
 use common::{ids, max_abs_diff, reference};
@@ -256,6 +256,52 @@ fn activation_checkpointing_gives_the_same_gradients() {
         let d = max_abs_diff(a, &g2[n]);
         assert!(d <= 1e-6, "{n}: gradients differ by {d}");
     }
+}
+
+/// `activation_checkpointing: auto` resolves to no recomputation on the CPU (no device memory
+/// figure), says so, and trains to the very weights of `false`; `true` recomputes to the same
+/// weights within fp32 rounding.
+#[test]
+fn auto_checkpointing_is_off_on_the_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let tokens = t.join("tokens");
+    token_dir(&tokens, 8, 16, 5);
+    let run = |name: &str, ac: Checkpointing| {
+        let p = TrainParams {
+            config: Some(json!({"vocab_size": 97, "hidden_size": 32, "intermediate_size": 48,
+                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2})),
+            activation_checkpointing: ac,
+            ..params()
+        };
+        let job = Job {
+            task: Task::Pretrain,
+            tokens: Some(tokens.clone()),
+            data: None,
+            model: None,
+            out_dir: t.join(name).join("out"),
+            scratch_dir: t.join(name).join("scratch"),
+            params: p,
+        };
+        std::fs::create_dir_all(&job.out_dir).unwrap();
+        let mut log = Vec::new();
+        train::run_pretrain(&job, &mut |e| {
+            if let train::Event::Log(l) = e {
+                log.push(l.to_string());
+            }
+        })
+        .unwrap();
+        (checkpoint::read_safetensors(&job.out_dir.join("model/model.safetensors")).unwrap(), log.join("\n"))
+    };
+    let (off, _) = run("off", Checkpointing::Off);
+    let (auto, log) = run("auto", Checkpointing::Auto);
+    let (on, _) = run("on", Checkpointing::On);
+    assert!(log.contains("activation checkpointing auto: off on the CPU"), "{log}");
+    for (name, w) in &off {
+        assert!(auto[name].equal(w), "`{name}`: auto differs from false");
+    }
+    let worst = assert_weights_close(&on, &off, "activation checkpointing on vs off");
+    println!("activation checkpointing on vs off: worst max|Δw|/max|w| {worst:.2e}");
 }
 
 /// Prompts, eos, masking and truncation as Stanford Alpaca's train.py with transformers.
