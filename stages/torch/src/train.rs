@@ -190,6 +190,8 @@ fn train_problems(p: &TrainParams) -> Vec<Problem> {
         within("warmup_ratio", p.warmup_ratio, 0.0..1.0, true),
         within("adam_beta1", p.adam_beta1, 0.0..1.0, false),
         within("adam_beta2", p.adam_beta2, 0.0..1.0, false),
+        // The worker checks it too, but only once it runs.
+        within("eval_fraction", p.eval_fraction, 0.0..1.0, false),
         non_negative("adam_eps", p.adam_eps, true),
         non_negative("max_grad_norm", p.max_grad_norm, false),
         p.max_steps.and_then(|s| in_range("max_steps", s, 1, None, "leave it out to train the whole run")),
