@@ -21,7 +21,9 @@
 use std::sync::Arc;
 
 use camel_engine::validate::in_range;
-use camel_engine::{InputSpec, OutputSpec, Problem, Stage, StageContext, StageError, ValidateContext};
+use camel_engine::{
+    InputSpec, OutputSpec, Partial, PartialProbe, Problem, Stage, StageContext, StageError, ValidateContext,
+};
 use camel_llm::{Client, Failure, FinishReason, Limits, Message, Prices, Provider, StageClient};
 use camel_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
@@ -118,6 +120,11 @@ impl Stage for Judge {
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    /// Items done by a killed run (their replies are in the request log).
+    fn partial(_: &JudgeParams, at: &PartialProbe) -> Option<Partial> {
+        camel_llm::runner::partial(at.scratch_dir)
     }
 
     fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {

@@ -31,7 +31,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use camel_engine::{InputSpec, OutputSpec, Problem, Stage, StageContext, StageError, ValidateContext};
+use camel_engine::{
+    InputSpec, OutputSpec, Partial, PartialProbe, Problem, Stage, StageContext, StageError, ValidateContext,
+};
 use camel_llm::{AzureConfig, Client, Limits, Message, OpenAiConfig, Prices, Provider, StageClient};
 use camel_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
@@ -326,6 +328,11 @@ impl Stage for Instructions {
              extended tokenizer a tokenize stage writes)",
         ));
         if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    /// Items done by a killed run (their replies are in the request log).
+    fn partial(_: &InstructionsParams, at: &PartialProbe) -> Option<Partial> {
+        camel_llm::runner::partial(at.scratch_dir)
     }
 
     fn run(p: &Self::Params, ctx: &StageContext) -> Result<(), StageError> {
