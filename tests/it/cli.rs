@@ -189,7 +189,11 @@ fn kinds_describe_inputs_outputs_and_params() {
     let t = TestContext::new();
     let r = t.camel(&["kinds", "pretrain"]);
     r.assert_ok();
-    assert!(r.stdout.contains("inputs: tokens (required), model (optional)\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("inputs: tokens (required), model (optional), eval (optional)\n"),
+        "{}",
+        r.stdout
+    );
     assert!(
         r.stdout.contains("outputs: model (model), metrics (metrics.jsonl), loss_curve (loss.svg)\n"),
         "{}",

@@ -318,6 +318,10 @@ pub struct Job {
     /// A Hugging Face checkpoint directory to start from (else `params.config`).
     #[serde(default)]
     pub model: Option<PathBuf>,
+    /// Held-out examples in the training input's format (a token directory, or an Alpaca JSON
+    /// list), evaluated instead of an `eval_fraction` split.
+    #[serde(default)]
+    pub eval: Option<PathBuf>,
     pub out_dir: PathBuf,
     pub scratch_dir: PathBuf,
     pub params: TrainParams,
@@ -343,6 +347,8 @@ impl Serialize for Job {
             #[serde(skip_serializing_if = "Option::is_none")]
             data: Option<&'a Path>,
             model: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            eval: Option<&'a Path>,
             out_dir: &'a Path,
             scratch_dir: &'a Path,
             params: TaskParams,
@@ -352,6 +358,7 @@ impl Serialize for Job {
             tokens: self.tokens.as_deref(),
             data: self.data.as_deref(),
             model: self.model.as_deref(),
+            eval: self.eval.as_deref(),
             out_dir: &self.out_dir,
             scratch_dir: &self.scratch_dir,
             params: match self.task {
@@ -377,6 +384,7 @@ impl Job {
             tokens: Some(tokens),
             data: None,
             model,
+            eval: None,
             out_dir,
             scratch_dir,
             params: params.into(),
@@ -396,10 +404,17 @@ impl Job {
             tokens: None,
             data: Some(data),
             model: Some(model),
+            eval: None,
             out_dir,
             scratch_dir,
             params: params.into(),
         }
+    }
+
+    /// The job with held-out examples read from `eval` (the stage's optional `eval` input).
+    pub fn with_eval(mut self, eval: Option<PathBuf>) -> Job {
+        self.eval = eval;
+        self
     }
 
     /// Reads a job file.
