@@ -491,3 +491,62 @@ fn an_eval_input_is_held_out_and_evaluated_instead_of_a_fraction() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("`eval_fraction` is 0.1 and an `eval` input is bound"), "{}", r.stderr);
 }
+
+/// The fine-tuning side of the `eval` input: held-out Alpaca records, prompted and tokenized as
+/// the training records, scored after the last step; the training records are all trained on.
+#[test]
+fn finetune_evaluates_an_eval_input_of_alpaca_records() {
+    if worker().is_none() {
+        return;
+    }
+    let Some(tok) = shared_data("llama_tokenizer.json") else { return };
+    let t = TestContext::new();
+    token_dir(&t, "tokens", 8, 32, 32000, Some(&tok));
+    let records = |from: usize, n: usize| -> String {
+        let r: Vec<serde_json::Value> = (from..from + n)
+            .map(|i| {
+                serde_json::json!({"instruction": format!("Summarize finding {i}."), "input": "",
+                                   "output": format!("Finding {i} is unremarkable.")})
+            })
+            .collect();
+        serde_json::to_string(&r).unwrap()
+    };
+    t.write("alpaca.json", &records(0, 6));
+    t.write("held.json", &records(100, 3));
+    t.write(
+        "p.yaml",
+        r#"
+name: sft-eval-test
+stages:
+  pretrain:
+    kind: pretrain
+    inputs: {tokens: tokens}
+    params:
+      config: {vocab_size: 32000, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+               num_attention_heads: 4, num_key_value_heads: 2}
+      batch_size: 4
+      device: cpu
+  finetune:
+    kind: finetune
+    inputs: {model: pretrain.model, data: alpaca.json, eval: held.json}
+    params:
+      batch_size: 2
+      lr: 1e-3
+      max_length: 64
+      device: cpu
+"#,
+    );
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    let m: Vec<serde_json::Value> = t
+        .read(".camel/out/finetune/metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 6 records / batch 2: 3 steps, the held-out records scored after the last.
+    assert_eq!(m.len(), 3);
+    assert!(m[..2].iter().all(|x| x.get("eval_loss").is_none()), "{m:?}");
+    let (loss, ppl) = (m[2]["eval_loss"].as_f64().unwrap(), m[2]["eval_perplexity"].as_f64().unwrap());
+    assert!(loss.is_finite() && loss > 0.0 && (ppl - loss.exp()).abs() < 1e-6 * ppl, "{loss} {ppl}");
+    let log = t.read(".camel/logs/finetune.log");
+    assert!(log.contains("3 examples held out (the `eval` input)"), "{log}");
+}
