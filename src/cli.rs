@@ -120,8 +120,13 @@ camel diff runs/a.yaml runs/b.yaml --json")]
     },
     /// Hash every output file of the pipeline's cached stages again; remove corrupt entries.
     Verify { pipeline: PathBuf },
-    /// List the stage kinds, or describe one.
+    /// List the stage kinds, or describe one: inputs, outputs, and each param's type, default,
+    /// valid range and meaning.
+    #[command(after_help = "Examples:\n  camel kinds\n  camel kinds pretrain")]
     Kinds { kind: Option<String> },
+    /// Print the JSON Schema of pipeline files (for editors: `# yaml-language-server: $schema=…`).
+    #[command(after_help = "Example:\n  camel schema > schema/pipeline.schema.json")]
+    Schema,
     /// Generate text with a checkpoint dir (a training stage's `model` output or any HF LLaMA).
     #[command(
         after_help = "Examples:\n  camel generate .camel/out/finetune/model --alpaca --prompt 'List the discharge medications.'\n  \

@@ -95,6 +95,10 @@ fn execute(command: Command) -> Result<i32, EngineError> {
             generate(&job, json)
         }
         Command::Kinds { kind } => kinds(kind.as_deref()),
+        Command::Schema => {
+            println!("{}", pipeline_schema_text());
+            Ok(0)
+        }
     }
 }
 
@@ -366,12 +370,23 @@ fn kinds(kind: Option<&str>) -> Result<i32, EngineError> {
     Ok(0)
 }
 
-/// A kind's inputs, outputs and params (each with its type and the default the kind fills in),
-/// learnt from the kind itself: its params parsed with nothing given. A kind with required params
-/// cannot be parsed so; it lists those as required and the rest by name.
+/// `camel schema`'s output: the pipeline schema, pretty-printed (what `schema/pipeline.schema.json`
+/// holds).
+pub fn pipeline_schema_text() -> String {
+    serde_json::to_string_pretty(&camel_engine::schema::pipeline_schema(&camel_stages::registry()))
+        .expect("a schema serializes")
+}
+
+/// A kind's inputs, outputs and params, each param with its type, default, valid range and
+/// meaning. Types, ranges and meanings come from the params' JSON Schema (the params struct's
+/// doc comments and range attributes); defaults and outputs from the kind itself, its params
+/// parsed with nothing given. A kind with required params cannot be parsed so; its defaults are
+/// then the schema's.
 fn describe_kind(e: &camel_engine::KindEntry) -> String {
     let mut out = String::new();
-    let names = e.param_names();
+    let schema = e.params_schema();
+    let docs = camel_engine::schema::param_docs(&schema);
+    let mut given = serde_json::Value::Null;
     match e.parse(serde_yaml::Value::Mapping(Default::default())) {
         Ok(bound) => {
             match bound.inputs() {
@@ -390,37 +405,62 @@ fn describe_kind(e: &camel_engine::KindEntry) -> String {
             let outs: Vec<String> =
                 bound.outputs().iter().map(|o| format!("{} ({})", o.name, o.path)).collect();
             out.push_str(&format!("outputs: {}\n", outs.join(", ")));
-            let defaults = bound.params_json();
-            out.push_str("params (type, default):\n");
-            let w = names.iter().map(String::len).max().unwrap_or(0);
-            for n in &names {
-                let v = defaults.get(n).unwrap_or(&serde_json::Value::Null);
-                let mut shown = if v.is_null() { "unset".to_string() } else { v.to_string() };
-                if shown.chars().count() > 60 {
-                    shown = format!("{}…", shown.chars().take(59).collect::<String>());
-                }
-                out.push_str(&format!("  {n:<w$}  {:<8}  {shown}\n", json_type(v)));
-            }
+            given = bound.params_json();
         }
         Err(err) => {
-            out.push_str(&format!("params: {}\n", names.join(", ")));
             out.push_str(&format!("  ({}; inputs and outputs depend on the params)\n", err.message));
         }
     }
-    out
-}
-
-/// The JSON type of a default (`null`: optional, unset by default).
-fn json_type(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "optional",
-        serde_json::Value::Bool(_) => "bool",
-        serde_json::Value::Number(n) if n.is_f64() => "number",
-        serde_json::Value::Number(_) => "integer",
-        serde_json::Value::String(_) => "string",
-        serde_json::Value::Array(_) => "list",
-        serde_json::Value::Object(_) => "map",
+    out.push_str("params (name, type, default, valid range, meaning):\n");
+    let cell = |v: Option<&serde_json::Value>, required: bool| match v {
+        _ if required => "required".to_string(),
+        None | Some(serde_json::Value::Null) => "unset".to_string(),
+        Some(v) => {
+            let s = v.to_string();
+            if s.chars().count() > 24 { format!("{}…", s.chars().take(23).collect::<String>()) } else { s }
+        }
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let rows: Vec<[String; 5]> = docs
+        .iter()
+        .map(|d| {
+            [
+                d.name.clone(),
+                d.ty.clone(),
+                cell(
+                    camel_engine::schema::default_of(&schema, &given, &d.name).as_ref(),
+                    required.contains(&d.name.as_str()),
+                ),
+                d.range.clone(),
+                d.meaning.clone(),
+            ]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let w = [width(0), width(1), width(2), width(3)];
+    for r in &rows {
+        let line = format!(
+            "  {:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3]
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
+    out
 }
 
 fn report_error(e: &EngineError) {

@@ -19,6 +19,7 @@ mod pipeline;
 pub mod plan;
 pub mod process;
 mod provenance;
+pub mod schema;
 pub mod slurm;
 mod spans;
 mod stage;

@@ -24,8 +24,11 @@ use crate::validate::{Problem, ValidateContext};
 
 /// A stage kind.
 pub trait Stage: Send + Sync + 'static {
-    /// The params of one stage of this kind, as written under `params:` in a pipeline.
-    type Params: DeserializeOwned + Serialize + Send + Sync + 'static;
+    /// The params of one stage of this kind, as written under `params:` in a pipeline. Their
+    /// JSON Schema (doc comments as descriptions, ranges as `minimum`/`maximum`) is what
+    /// `camel kinds` prints and `camel schema` validates pipelines with, so a param is documented
+    /// where it is declared.
+    type Params: DeserializeOwned + Serialize + schemars::JsonSchema + Send + Sync + 'static;
 
     /// The name used as `kind:` in pipelines.
     const KIND: &'static str;
@@ -461,11 +464,17 @@ pub struct KindEntry {
     pub summary: &'static str,
     pub unhashed: &'static [&'static str],
     parse: fn(serde_yaml::Value) -> Result<Arc<dyn BoundStage>, ParamError>,
+    schema: fn() -> serde_json::Value,
 }
 
 impl KindEntry {
     pub fn parse(&self, params: serde_yaml::Value) -> Result<Arc<dyn BoundStage>, ParamError> {
         (self.parse)(params)
+    }
+
+    /// The JSON Schema (draft 2020-12) of the kind's params, derived from its params struct.
+    pub fn params_schema(&self) -> serde_json::Value {
+        (self.schema)()
     }
 
     /// The names of the kind's params, learnt from the "unknown field" error that a probe
@@ -502,6 +511,10 @@ fn parse_params<S: Stage>(v: serde_yaml::Value) -> Result<Arc<dyn BoundStage>, P
     }
 }
 
+fn params_schema<S: Stage>() -> serde_json::Value {
+    schemars::schema_for!(S::Params).to_value()
+}
+
 /// serde's "unknown field `x`, expected one of `a`, `b`" carries the accepted names only in its
 /// message.
 fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
@@ -530,6 +543,7 @@ impl Registry {
             summary: S::SUMMARY,
             unhashed: S::UNHASHED,
             parse: parse_params::<S>,
+            schema: params_schema::<S>,
         };
         assert!(self.kinds.insert(S::KIND, entry).is_none(), "stage kind `{}` registered twice", S::KIND);
         self
@@ -551,7 +565,7 @@ mod tests {
     /// A kind that copies input `src` to its output, upper-cased, reporting progress.
     struct Upper;
 
-    #[derive(serde::Deserialize, Serialize)]
+    #[derive(serde::Deserialize, Serialize, schemars::JsonSchema)]
     struct UpperParams {}
 
     impl Stage for Upper {

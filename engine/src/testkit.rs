@@ -21,7 +21,7 @@ use crate::stage::{OutputSpec, Partial, PartialProbe, Registry, Stage, StageCont
 /// cancelled one stops after its sleep.
 pub struct Fake;
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FakeParams {
     pub text: String,

@@ -28,7 +28,7 @@ use camel_engine::process::{ChildOptions, run_child};
 
 pub struct Command;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandParams {
     /// The command line, run by bash.
@@ -47,7 +47,7 @@ pub struct CommandParams {
     pub exclusive: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Outputs {
     List(Vec<String>),
@@ -72,7 +72,7 @@ impl Outputs {
 }
 
 /// An environment value as written: a string, number or boolean.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Scalar {
     String(String),

@@ -189,16 +189,36 @@ fn kinds_describe_inputs_outputs_and_params() {
     let t = TestContext::new();
     let r = t.camel(&["kinds", "pretrain"]);
     r.assert_ok();
-    assert!(r.stdout.contains("inputs: tokens (required), model (optional)\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("inputs: tokens (required), model (optional), eval (optional)\n"),
+        "{}",
+        r.stdout
+    );
     assert!(
         r.stdout.contains("outputs: model (model), metrics (metrics.jsonl), loss_curve (loss.svg)\n"),
         "{}",
         r.stdout
     );
     let lr = r.stdout.lines().find(|l| l.trim_start().starts_with("lr ")).expect("an lr line");
+    // name, type, default, valid range, meaning (from the params' doc comments).
     let cols: Vec<&str> = lr.split_whitespace().collect();
-    assert_eq!(cols, ["lr", "number", "0.00002"], "{lr}");
-    assert!(r.stdout.contains("max_steps") && r.stdout.contains("optional  unset"), "{}", r.stdout);
+    assert_eq!(cols[..5], ["lr", "number", "0.00002", "≥", "0"], "{lr}");
+    assert!(lr.contains("Peak learning rate (linear warmup, then cosine decay"), "{lr}");
+    let steps =
+        r.stdout.lines().find(|l| l.trim_start().starts_with("max_steps ")).expect("a max_steps line");
+    assert_eq!(
+        steps.split_whitespace().take(5).collect::<Vec<_>>(),
+        ["max_steps", "integer", "unset", "≥", "1"]
+    );
+    let beta =
+        r.stdout.lines().find(|l| l.trim_start().starts_with("adam_beta2 ")).expect("an adam_beta2 line");
+    assert!(beta.contains(" 0 ≤ x < 1 "), "{beta}");
+    // The fields of a struct param, and a choice's values.
+    assert!(
+        r.stdout.lines().any(|l| l.split_whitespace().take(3).eq(["distributed.strategy", "ddp", "|"])),
+        "{}",
+        r.stdout
+    );
     // `command` needs `run`: no defaults to show, but what is missing is said.
     let r = t.camel(&["kinds", "command"]);
     r.assert_ok();

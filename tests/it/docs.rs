@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::TestContext;
 
-fn doc_files() -> Vec<PathBuf> {
+pub(crate) fn doc_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = vec![root.join("README.md")];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
@@ -22,7 +22,7 @@ fn doc_files() -> Vec<PathBuf> {
 }
 
 /// The ```yaml blocks of `text` with the line each starts on.
-fn yaml_blocks(text: &str) -> Vec<(usize, String)> {
+pub(crate) fn yaml_blocks(text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut cur: Option<(usize, String)> = None;
     for (i, line) in text.lines().enumerate() {
@@ -39,7 +39,7 @@ fn yaml_blocks(text: &str) -> Vec<(usize, String)> {
     out
 }
 
-fn is_pipeline(block: &str) -> bool {
+pub(crate) fn is_pipeline(block: &str) -> bool {
     block.lines().any(|l| l.starts_with("name:")) && block.lines().any(|l| l.starts_with("stages:"))
 }
 
@@ -86,7 +86,7 @@ fn every_pipeline_in_the_docs_is_valid() {
 }
 
 #[test]
-fn yaml_blocks_are_found_with_their_lines() {
+pub(crate) fn yaml_blocks_are_found_with_their_lines() {
     let text = "# t\n\n```yaml\nname: x\nstages: {}\n```\n\n```sh\nls\n```\n";
     assert_eq!(yaml_blocks(text), [(4, "name: x\nstages: {}\n".to_string())]);
     assert!(is_pipeline("name: x\nstages:\n  a: {kind: command}\n"));

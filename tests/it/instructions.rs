@@ -5,6 +5,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use camel_corpus::Note;
@@ -211,6 +213,78 @@ fn a_run_killed_mid_way_resumes_without_sending_a_logged_request_again() {
     assert_eq!(logged_keys(&t).len(), 24);
     assert_eq!(second.len() + logged.len(), 24);
     assert!(first.len() >= logged.len());
+    assert_eq!(records(&t).len(), 12 * 12);
+}
+
+/// How many notes the run in `t` has recorded as done (camel-llm's `runner::PROGRESS_FILE` in the
+/// stage's scratch directory).
+fn notes_done(t: &TestContext) -> usize {
+    let Ok(dirs) = std::fs::read_dir(t.path(".camel/scratch")) else { return 0 };
+    dirs.filter_map(|d| std::fs::read_to_string(d.ok()?.path().join("llm-progress.json")).ok())
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok()?["done"].as_u64())
+        .max()
+        .unwrap_or(0) as usize
+}
+
+#[test]
+fn a_killed_run_shows_the_notes_done_and_the_rerun_says_it_resumes() {
+    let server = Server::start();
+    server.set_responder(clinical_responder);
+    // Requests from the 19th on stall past the client's timeout until `stall` is cleared: 12
+    // notes ask 12 questions and at least 6 answers in 18 requests, so 6 to 9 notes get done.
+    let stall = Arc::new(AtomicBool::new(true));
+    let count = Arc::new(AtomicUsize::new(0));
+    let (s2, c2) = (stall.clone(), count.clone());
+    server.fault_when(
+        move |_| c2.fetch_add(1, Ordering::SeqCst) >= 18 && s2.load(Ordering::SeqCst),
+        Fault::Stall(Duration::from_secs(6)),
+    );
+    let t = TestContext::new();
+    corpus(&t, 12, 0);
+    pipeline(&t, &server, "", "");
+    let mut child = t
+        .command(&["run", "p.yaml"])
+        .env("CAMEL_TEST_LLM_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while notes_done(&t) < 6 || count.load(Ordering::SeqCst) < 19 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the run did not progress");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before the kill");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The runner records what a burst of replies left unrecorded on its next half-second tick.
+    std::thread::sleep(Duration::from_millis(1200));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let n = notes_done(&t);
+    assert!((6..=9).contains(&n), "{n} notes done at the kill");
+    stall.store(false, Ordering::SeqCst);
+    let state = format!("{n}/12 notes done");
+
+    let r = run(&t, &["status", "p.yaml", "--json"]);
+    r.assert_ok();
+    let st: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    let partial = &st.iter().find(|s| s["stage"] == "instructions").unwrap()["partial"];
+    assert_eq!(partial["state"], state.as_str(), "{partial}");
+    assert_eq!(partial["position"], n, "{partial}");
+    let r = run(&t, &["status", "p.yaml"]);
+    r.assert_ok();
+    assert!(r.stdout.contains(&format!("partial: {state}")), "{}", r.stdout);
+
+    let r = run(&t, &["run", "p.yaml"]);
+    r.assert_ok();
+    assert!(
+        r.stderr.contains(&format!("instructions resumes from the request log ({state})")),
+        "{}",
+        r.stderr
+    );
+    // Committed: the scratch directory, and with it the partial state, is gone.
+    let r = run(&t, &["status", "p.yaml", "--json"]);
+    let st: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert!(st.iter().all(|s| s["partial"].is_null()), "{st:?}");
     assert_eq!(records(&t).len(), 12 * 12);
 }
 

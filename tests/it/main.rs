@@ -10,6 +10,7 @@ mod eval;
 mod full;
 mod instructions;
 mod invalid;
+mod kinds;
 mod launch;
 mod linking;
 mod notes;

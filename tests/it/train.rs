@@ -446,3 +446,107 @@ fn two_fsdp_ranks_survive_a_rank_dying_mid_step_and_match_an_uninterrupted_run()
         whole.read(".camel/out/pretrain/metrics.jsonl").lines().count()
     );
 }
+
+/// Issue 17, item 5: held-out examples from an `eval` input (here other blocks than the training
+/// ones), evaluated every `eval_every` steps and after the last, with nothing split off the
+/// training input; with `eval_fraction` as well it is an error before anything runs.
+#[test]
+fn an_eval_input_is_held_out_and_evaluated_instead_of_a_fraction() {
+    if worker().is_none() {
+        return;
+    }
+    let t = TestContext::new();
+    let p = PRETRAIN
+        .replace("inputs: {tokens: tokens}", "inputs: {tokens: tokens, eval: held}")
+        .replace("      threads: 1\n", "      threads: 1\n      eval_every: 5\n");
+    t.write("p.yaml", &p);
+    token_dir(&t, "tokens", 40, 32, 97, None);
+    token_dir(&t, "held", 8, 32, 97, None);
+    let held_ids = |seed: u64| -> Vec<u8> {
+        let mut s = camel_rng::SplitMix64::new(seed);
+        (0..8 * 32).flat_map(|_| (s.below_modulo(97) as u16).to_le_bytes()).collect()
+    };
+    std::fs::write(t.path("held/tokens.bin"), held_ids(99)).unwrap();
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    let m = metrics(&t);
+    // Every one of the 40 training blocks is trained on: 20 steps, as without held-out examples.
+    assert_eq!(m.len(), 20);
+    let evals: Vec<(f64, f64)> = m
+        .iter()
+        .filter(|x| x.get("eval_loss").is_some())
+        .map(|x| (x["eval_loss"].as_f64().unwrap(), x["eval_perplexity"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(evals.len(), 4, "{m:?}");
+    for (loss, ppl) in &evals {
+        assert!(loss.is_finite() && (ppl - loss.exp()).abs() < 1e-6 * ppl, "{loss} {ppl}");
+    }
+    let log = t.read(".camel/logs/pretrain.log");
+    assert!(log.contains("8 examples held out (the `eval` input)"), "{log}");
+    // The held-out blocks are an input: other ones make the stage stale.
+    std::fs::write(t.path("held/tokens.bin"), held_ids(100)).unwrap();
+    assert_ne!(t.state_of("p.yaml", "pretrain").0, "cached");
+
+    t.write("q.yaml", &p.replace("eval_every: 5", "eval_fraction: 0.1"));
+    let r = t.camel(&["run", "q.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("`eval_fraction` is 0.1 and an `eval` input is bound"), "{}", r.stderr);
+}
+
+/// The fine-tuning side of the `eval` input: held-out Alpaca records, prompted and tokenized as
+/// the training records, scored after the last step; the training records are all trained on.
+#[test]
+fn finetune_evaluates_an_eval_input_of_alpaca_records() {
+    if worker().is_none() {
+        return;
+    }
+    let Some(tok) = shared_data("llama_tokenizer.json") else { return };
+    let t = TestContext::new();
+    token_dir(&t, "tokens", 8, 32, 32000, Some(&tok));
+    let records = |from: usize, n: usize| -> String {
+        let r: Vec<serde_json::Value> = (from..from + n)
+            .map(|i| {
+                serde_json::json!({"instruction": format!("Summarize finding {i}."), "input": "",
+                                   "output": format!("Finding {i} is unremarkable.")})
+            })
+            .collect();
+        serde_json::to_string(&r).unwrap()
+    };
+    t.write("alpaca.json", &records(0, 6));
+    t.write("held.json", &records(100, 3));
+    t.write(
+        "p.yaml",
+        r#"
+name: sft-eval-test
+stages:
+  pretrain:
+    kind: pretrain
+    inputs: {tokens: tokens}
+    params:
+      config: {vocab_size: 32000, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+               num_attention_heads: 4, num_key_value_heads: 2}
+      batch_size: 4
+      device: cpu
+  finetune:
+    kind: finetune
+    inputs: {model: pretrain.model, data: alpaca.json, eval: held.json}
+    params:
+      batch_size: 2
+      lr: 1e-3
+      max_length: 64
+      device: cpu
+"#,
+    );
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    let m: Vec<serde_json::Value> = t
+        .read(".camel/out/finetune/metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 6 records / batch 2: 3 steps, the held-out records scored after the last.
+    assert_eq!(m.len(), 3);
+    assert!(m[..2].iter().all(|x| x.get("eval_loss").is_none()), "{m:?}");
+    let (loss, ppl) = (m[2]["eval_loss"].as_f64().unwrap(), m[2]["eval_perplexity"].as_f64().unwrap());
+    assert!(loss.is_finite() && loss > 0.0 && (ppl - loss.exp()).abs() < 1e-6 * ppl, "{loss} {ppl}");
+    let log = t.read(".camel/logs/finetune.log");
+    assert!(log.contains("3 examples held out (the `eval` input)"), "{log}");
+}

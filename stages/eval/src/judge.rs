@@ -21,7 +21,9 @@
 use std::sync::Arc;
 
 use camel_engine::validate::in_range;
-use camel_engine::{InputSpec, OutputSpec, Problem, Stage, StageContext, StageError, ValidateContext};
+use camel_engine::{
+    InputSpec, OutputSpec, Partial, PartialProbe, Problem, Stage, StageContext, StageError, ValidateContext,
+};
 use camel_llm::{Client, Failure, FinishReason, Limits, Message, Prices, Provider, StageClient};
 use camel_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
@@ -33,7 +35,7 @@ pub const SYSTEM_PROMPT: &str = "You are a careful clinical expert who grades an
 
 pub const PROMPT: &str = "[Instruction]\n{instruction}\n\n[Note]\n{input}\n\n{answers}\n\nRate each of the {n} answers above on a scale of 1 to 10, where 10 is best. Start your reply with exactly {n} lines, one per answer, in the form `Assistant K: SCORE` (K from 1 to {n}, SCORE a whole number from 1 to 10). Then explain your scores briefly.";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JudgeParams {
     /// The judge: `{type: openai, base_url, model, …}` or `{type: azure, endpoint, deployment, …}`.
@@ -53,6 +55,7 @@ pub struct JudgeParams {
     pub seed: u64,
     /// Requests per row while the reply does not parse.
     #[serde(default = "default_attempts")]
+    #[schemars(range(min = 1))]
     pub max_attempts: u32,
     /// Only the first rows.
     #[serde(default)]
@@ -61,6 +64,7 @@ pub struct JudgeParams {
     /// stage (a rerun then sends only those).
     #[serde(default)]
     pub max_failed_rows: u64,
+    /// The system message of every request.
     #[serde(default = "default_system_prompt")]
     pub system_prompt: String,
     /// `{instruction}`, `{input}`, `{answers}` (the numbered answers), `{n}`.
@@ -116,6 +120,11 @@ impl Stage for Judge {
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    /// Items done by a killed run (their replies are in the request log).
+    fn partial(_: &JudgeParams, at: &PartialProbe) -> Option<Partial> {
+        camel_llm::runner::partial(at.scratch_dir)
     }
 
     fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::data::{self, SystemSpec};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsParams {
     /// The answer sets; each is scored against `reference`.

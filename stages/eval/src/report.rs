@@ -13,24 +13,30 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use camel_engine::{InputSpec, OutputSpec, Stage, StageContext, StageError};
+use camel_engine::validate::{collect, in_range};
+use camel_engine::{InputSpec, OutputSpec, Problem, Stage, StageContext, StageError, ValidateContext};
 use camel_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportParams {
     /// The system the others are compared with (CAMEL: `gpt-3.5`).
     #[serde(default)]
     pub reference: Option<String>,
-    /// Bootstrap resamples.
+    /// Bootstrap resamples of the rows behind each confidence interval.
     #[serde(default = "default_bootstrap")]
+    #[schemars(range(min = 1))]
     pub bootstrap: usize,
+    /// Coverage of the bootstrap (percentile) confidence intervals.
     #[serde(default = "default_confidence")]
+    #[schemars(extend("exclusiveMinimum" = 0, "exclusiveMaximum" = 1))]
     pub confidence: f64,
+    /// Seeds the bootstrap resampling.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// The report's heading.
     #[serde(default = "default_title")]
     pub title: String,
     /// A paragraph under the title saying what the numbers can and cannot show (the demo's: a tiny
@@ -71,6 +77,18 @@ impl Stage for Report {
             OutputSpec::new("json", "report.json"),
             OutputSpec::new("chart", "chart.svg"),
         ]
+    }
+
+    fn validate(p: &ReportParams, _: &ValidateContext) -> Result<(), Vec<Problem>> {
+        collect([
+            in_range("bootstrap", p.bootstrap, 1, None, "resamples"),
+            (!(p.confidence > 0.0 && p.confidence < 1.0)).then(|| {
+                Problem::param(
+                    "confidence",
+                    format!("`confidence` is {}; it must be above 0 and below 1 (e.g. 0.95)", p.confidence),
+                )
+            }),
+        ])
     }
 
     fn run(p: &ReportParams, ctx: &StageContext) -> Result<(), StageError> {

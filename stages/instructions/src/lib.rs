@@ -31,7 +31,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use camel_engine::{InputSpec, OutputSpec, Problem, Stage, StageContext, StageError, ValidateContext};
+use camel_engine::{
+    InputSpec, OutputSpec, Partial, PartialProbe, Problem, Stage, StageContext, StageError, ValidateContext,
+};
 use camel_llm::{AzureConfig, Client, Limits, Message, OpenAiConfig, Prices, Provider, StageClient};
 use camel_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
@@ -56,7 +58,7 @@ pub const CATEGORIES: [&str; 12] = [
 
 pub struct Instructions;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstructionsParams {
     /// Who writes the pairs: `azure`, `openai` (any OpenAI-compatible server) or `extractive`.
@@ -73,10 +75,13 @@ pub struct InstructionsParams {
     /// Seeds note sampling, category sampling and the final shuffle.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// The system message of every request (question and answer).
     #[serde(default = "prompts_system")]
     pub system_prompt: String,
+    /// General clinical tasks: how many notes of which sources and types, and their prompts.
     #[serde(default)]
     pub general: GeneralParams,
+    /// De-identification tasks on de-identified notes: how many notes of which sources, and their prompts.
     #[serde(default)]
     pub deid: DeidParams,
     /// Notes whose requests may fail (after retries) before the stage fails instead of writing
@@ -92,7 +97,7 @@ fn prompts_system() -> String {
     prompts::SYSTEM.into()
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ProviderParams {
     Openai(OpenAiConfig),
@@ -101,7 +106,7 @@ pub enum ProviderParams {
     Extractive(ExtractiveParams),
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractiveParams {}
 
@@ -115,7 +120,7 @@ impl ProviderParams {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneralParams {
     /// Notes sampled per source (0: no general tasks).
@@ -131,6 +136,7 @@ pub struct GeneralParams {
     /// Exclusive bounds on a note's length in tokens.
     #[serde(default = "general_window")]
     pub note_tokens: [u64; 2],
+    /// The task categories instructions are asked for (CAMEL's 12).
     #[serde(default = "default_categories")]
     pub categories: Vec<String>,
     /// Categories sampled per note (CAMEL: all 12).
@@ -178,19 +184,22 @@ impl Default for GeneralParams {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeidParams {
     /// Notes sampled per source (0: no de-identification tasks).
     #[serde(default = "default_notes")]
     pub notes_per_source: u64,
+    /// Sources to take notes from (the corpus's `source` column); none: every source.
     #[serde(default = "deid_sources")]
     pub sources: Option<Vec<String>>,
     /// Note types to take (the corpus's `category` column, ignoring case); none: every type.
     #[serde(default)]
     pub note_categories: Option<Vec<String>>,
+    /// Exclusive bounds on a note's length in tokens.
     #[serde(default = "deid_window")]
     pub note_tokens: [u64; 2],
+    /// De-identification instructions asked for per note.
     #[serde(default = "deid_k")]
     pub instructions_per_note: usize,
     /// Placeholders: `{note}`, `{k}`.
@@ -319,6 +328,11 @@ impl Stage for Instructions {
              extended tokenizer a tokenize stage writes)",
         ));
         if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    /// Items done by a killed run (their replies are in the request log).
+    fn partial(_: &InstructionsParams, at: &PartialProbe) -> Option<Partial> {
+        camel_llm::runner::partial(at.scratch_dir)
     }
 
     fn run(p: &Self::Params, ctx: &StageContext) -> Result<(), StageError> {

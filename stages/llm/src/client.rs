@@ -27,28 +27,34 @@ use crate::log::RequestLog;
 use crate::provider::{Auth, Completion, FinishReason, Message, Provider};
 
 /// Concurrency, rate limits, timeout and retries. Written in YAML as `limits:`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Requests in flight at once.
     #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1))]
     pub concurrency: usize,
     /// Requests per minute (your deployment's RPM quota); none: unlimited.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub requests_per_minute: Option<u32>,
     /// Tokens per minute (prompt + `max_tokens`, as providers count them before answering), with
     /// bursts of at most a sixth of it (Azure enforces the limit over 10-second windows).
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub tokens_per_minute: Option<u32>,
     /// Seconds one attempt may take, connection to last byte.
     #[serde(default = "default_timeout")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub timeout_s: f64,
     /// Retries after the first attempt; then the request is recorded as failed.
     #[serde(default = "default_retries")]
     pub max_retries: u32,
     /// The first backoff; it doubles per retry, up to `backoff_max_s`, times a random factor in [0.5, 1).
     #[serde(default = "default_backoff")]
+    #[schemars(range(min = 0))]
     pub backoff_initial_s: f64,
+    /// The longest backoff, in seconds (at least `backoff_initial_s`).
     #[serde(default = "default_backoff_max")]
     pub backoff_max_s: f64,
 }

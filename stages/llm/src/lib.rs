@@ -44,11 +44,15 @@ pub enum LlmError {
 }
 
 /// Prices per 1,000 tokens, for the cost estimate in stats. Written in YAML as `prices:`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Prices {
+    /// Price of 1,000 prompt tokens.
     #[serde(default)]
     pub prompt_per_1k: f64,
+    /// Price of 1,000 completion tokens.
     #[serde(default)]
     pub completion_per_1k: f64,
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where requests go. Written in YAML as `provider: {type: azure | openai, …}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Provider {
     Openai(OpenAiConfig),
@@ -17,7 +17,7 @@ pub enum Provider {
 }
 
 /// An OpenAI-compatible server.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAiConfig {
     /// Up to and including the version path: `https://api.openai.com/v1`, `http://127.0.0.1:8000/v1`.
@@ -33,7 +33,7 @@ pub struct OpenAiConfig {
 }
 
 /// An Azure OpenAI deployment.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AzureConfig {
     /// `https://RESOURCE.openai.azure.com`
@@ -78,7 +78,7 @@ impl Default for Generation {
 }
 
 /// One chat message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Message {
     pub role: String,
     pub content: String,
@@ -191,7 +191,7 @@ impl HttpRequest {
 }
 
 /// Why a completion stopped, as the provider reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     Stop,
@@ -223,14 +223,14 @@ impl FinishReason {
 }
 
 /// Token usage as reported by the provider.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
 }
 
 /// The part of a chat-completion response camel keeps.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Completion {
     pub content: String,
     pub finish_reason: FinishReason,

@@ -7,18 +7,57 @@
 //! A stage supplies only what differs: how one item becomes requests and a result (a closure
 //! returning a future). `instructions` asks per note, `judge` per row; both read their results
 //! back in item order, so a run's outputs never depend on which request finished first.
+//!
+//! The runner also records, in the stage's scratch directory, how many items are done
+//! ([`PROGRESS_FILE`]): their replies are in the shared request log, which a rerun reads instead
+//! of asking again, so `camel status` and the rerun's header can say how far a killed run got
+//! ([`partial`]) without rebuilding the stage's requests.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use camel_engine::{StageContext, StageError};
+use camel_engine::{Partial, StageContext, StageError};
+use serde::{Deserialize, Serialize};
 
 use crate::client::{Client, ClientStats, Limits};
 use crate::guard::AllowedEndpoints;
 use crate::log::RequestLog;
 use crate::provider::Provider;
+
+/// The file in a stage's scratch directory where [`StageClient::run`] records its items done.
+pub const PROGRESS_FILE: &str = "llm-progress.json";
+
+/// What [`PROGRESS_FILE`] holds.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Recorded {
+    done: usize,
+    total: usize,
+    /// What an item is (`note`, `row`).
+    unit: String,
+}
+
+/// How many items an unfinished run of an LLM stage got done (`12/40 notes done`), for
+/// `Stage::partial`. A rerun asks only for what is not in the request log.
+pub fn partial(scratch: &std::path::Path) -> Option<Partial> {
+    let text = std::fs::read_to_string(scratch.join(PROGRESS_FILE)).ok()?;
+    let r: Recorded = serde_json::from_str(&text).ok()?;
+    (r.done > 0).then(|| Partial {
+        state: format!("{}/{} {}s done", r.done, r.total, r.unit),
+        resumes_from: "the request log".into(),
+        position: Some(r.done as u64),
+    })
+}
+
+/// Writes [`PROGRESS_FILE`] by a rename, so that a kill never leaves half of it. Best effort:
+/// the record only informs `camel status`.
+fn record(scratch: &std::path::Path, r: &Recorded) {
+    let tmp = scratch.join(format!("{PROGRESS_FILE}.tmp"));
+    let _ = std::fs::create_dir_all(scratch)
+        .and_then(|()| std::fs::write(&tmp, serde_json::to_vec(r).expect("a record serializes")))
+        .and_then(|()| std::fs::rename(&tmp, scratch.join(PROGRESS_FILE)));
+}
 
 /// A stage's client and what connects it to the stage's context.
 pub struct StageClient {
@@ -104,6 +143,19 @@ impl StageClient {
         let window = self.client.limits().concurrency.saturating_mul(4).max(8);
         let mut results: Vec<Option<T>> = (0..n).map(|_| None).collect();
         let started = Instant::now();
+        // At most every 200 ms (a file write per reply would slow a run of cached rows); the
+        // half-second tick writes what a burst left unrecorded.
+        let mut recorded: Option<(Instant, usize)> = None;
+        let mut note_done = |done: usize, force: bool| {
+            let due = match recorded {
+                None => done > 0,
+                Some((t, d)) => d != done && (force || t.elapsed() >= Duration::from_millis(200)),
+            };
+            if due {
+                record(ctx.scratch_dir(), &Recorded { done, total: n, unit: unit.to_string() });
+                recorded = Some((Instant::now(), done));
+            }
+        };
         rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
             let (mut next, mut done) = (0usize, 0usize);
@@ -125,9 +177,11 @@ impl StageClient {
                             results[i] = Some(r);
                             done += 1;
                             ctx.progress().set_position(done as u64);
+                            note_done(done, done == n);
                         }
                     }
                     _ = tick.tick() => {
+                        note_done(done, true);
                         self.flush_log(ctx);
                         if ctx.is_cancelled() {
                             self.cancelled.store(true, Ordering::Relaxed);
@@ -171,5 +225,26 @@ impl StageClient {
             s.failures,
             if eta.is_finite() { format!("{:.0}s", eta) } else { "?".into() }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_record_reads_back_as_partial_state() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(partial(d.path()), None);
+        record(d.path(), &Recorded { done: 0, total: 40, unit: "row".into() });
+        assert_eq!(partial(d.path()), None, "nothing done is nothing to resume");
+        record(d.path(), &Recorded { done: 12, total: 40, unit: "row".into() });
+        let p = partial(d.path()).unwrap();
+        assert_eq!(
+            (p.state.as_str(), p.resumes_from.as_str(), p.position),
+            ("12/40 rows done", "the request log", Some(12))
+        );
+        std::fs::write(d.path().join(PROGRESS_FILE), "{\"done\": 3").unwrap();
+        assert_eq!(partial(d.path()), None, "a damaged record is ignored");
     }
 }

@@ -127,6 +127,19 @@ impl Serialize for UnknownPolicy {
     }
 }
 
+/// Written as a string: `error`, `keep` or `tag:<TAG>`.
+impl schemars::JsonSchema for UnknownPolicy {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UnknownPolicy".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^(error|keep|tag:.*)$"})
+    }
+}
+
 impl<'de> Deserialize<'de> for UnknownPolicy {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -135,7 +148,7 @@ impl<'de> Deserialize<'de> for UnknownPolicy {
 }
 
 /// How the text around converted marks is joined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Spacing {
     /// Each mark is replaced in place.

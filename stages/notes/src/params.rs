@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::marks::{Spacing, UnknownPolicy};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotesParams {
     /// Where the notes come from; the corpus holds them in this order.
@@ -80,7 +80,7 @@ fn de_sources<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Source>, D::Error> 
 
 /// One source of notes. `type:` picks the variant; every field naming a file names one of the
 /// stage's `inputs:`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Source {
     Mimic3(Mimic3),
@@ -90,7 +90,7 @@ pub enum Source {
 }
 
 /// MIMIC-III `NOTEEVENTS.csv[.gz]`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mimic3 {
     /// The input holding NOTEEVENTS.csv or NOTEEVENTS.csv.gz.
@@ -123,7 +123,7 @@ pub struct Mimic3 {
 
 /// MIMIC-IV-Note `discharge.csv[.gz]` and `radiology.csv[.gz]`: all discharge notes, then all
 /// radiology reports.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mimic4 {
     #[serde(default)]
@@ -150,7 +150,7 @@ pub struct Mimic4 {
 
 /// i2b2/n2c2 notes: a directory of `.txt`/`.xml` files (sorted by path), or the SQuAD-shaped
 /// JSON CAMEL read (`data[].paragraphs[].context`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct I2b2 {
     pub notes: String,
@@ -171,7 +171,7 @@ pub struct I2b2 {
 }
 
 /// Any table of notes: CSV, TSV, Parquet or JSON lines, with a column mapping.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Table {
     pub notes: String,
@@ -198,7 +198,7 @@ pub struct Table {
     pub prefix: Template,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Columns {
     pub text: String,
@@ -208,7 +208,7 @@ pub struct Columns {
     pub category: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TableFormat {
     /// From the file name: .csv, .tsv/.tab, .parquet/.pq, .jsonl/.ndjson/.json (optionally .gz).
@@ -220,7 +220,7 @@ pub enum TableFormat {
     Jsonl,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IsError {
     #[default]
@@ -228,7 +228,7 @@ pub enum IsError {
     Drop,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeidMode {
     #[default]
@@ -236,7 +236,7 @@ pub enum DeidMode {
     Tags,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AnonMode {
     #[default]
@@ -245,7 +245,7 @@ pub enum AnonMode {
 }
 
 /// A list of ids to drop, one per line.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Exclude {
     /// The input holding the list.
@@ -265,7 +265,7 @@ fn de_blake3<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarksParams {
     /// Label → tag, tried before the built-in table, in the order written.
@@ -297,7 +297,7 @@ impl Default for MarksParams {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropParams {
     /// Notes whose text (without the prefix) is empty or blank.
@@ -311,7 +311,7 @@ pub struct DropParams {
     pub duplicates: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decontaminate {
     /// Words per n-gram (13, as GPT-3's decontamination).
@@ -332,14 +332,14 @@ fn one() -> NonZeroU32 {
 }
 
 /// An evaluation set: a JSON (array or lines), CSV or Parquet input and the field holding text.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSet {
     pub input: String,
     pub field: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetParams {
     #[serde(default)]
@@ -369,7 +369,7 @@ fn default_row_group_mb() -> NonZeroU32 {
     NonZeroU32::new(64).unwrap()
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     #[default]
@@ -478,6 +478,19 @@ impl TryFrom<String> for Template {
 impl Serialize for Template {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.raw)
+    }
+}
+
+/// Written as a string; its placeholders are checked when it is parsed.
+impl schemars::JsonSchema for Template {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Template".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string"})
     }
 }
 

@@ -52,7 +52,7 @@ pub use driver::{Observer, Quiet, Written};
 
 pub struct Synth;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     #[default]
@@ -61,18 +61,21 @@ pub enum Format {
     I2b2,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SynthParams {
     /// Which corpus's shape to write.
     #[serde(default)]
     pub format: Format,
     /// How many notes (the most, when `bytes` is set).
+    #[schemars(range(min = 1))]
     pub notes: u64,
+    /// Seeds every random choice: the same seed writes the same bytes.
     #[serde(default)]
     pub seed: u64,
     /// Stop once the note text reaches this many bytes.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub bytes: Option<u64>,
 }
 

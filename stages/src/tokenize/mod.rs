@@ -62,7 +62,7 @@ use pack::Packer;
 pub struct Tokenize;
 
 /// How notes are joined into the stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     /// CAMEL's: `[bos]`, then per note `ids eos bos` (ids start with bos: doubled bos).
@@ -72,11 +72,12 @@ pub enum Layout {
     Clean,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizeParams {
     /// Tokens per block.
     #[serde(default = "default_block_size")]
+    #[schemars(range(min = 1, max = MAX_BLOCK_SIZE))]
     pub block_size: u64,
     #[serde(default)]
     pub layout: Layout,
@@ -92,9 +93,10 @@ pub struct TokenizeParams {
     /// The text replaced by `anon_token` before encoding (empty: replace nothing).
     #[serde(default = "default_anon_marker")]
     pub anon_marker: String,
-    /// The tokenizer's beginning- and end-of-sequence tokens.
+    /// The beginning-of-sequence token (a special token of the tokenizer).
     #[serde(default = "default_bos")]
     pub bos: String,
+    /// The end-of-sequence token (a special token of the tokenizer).
     #[serde(default = "default_eos")]
     pub eos: String,
     /// Also write `blocks.parquet` (one row per block) for `datasets.load_dataset("parquet")`.

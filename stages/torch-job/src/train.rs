@@ -24,7 +24,7 @@ macro_rules! train_params {
     ) => {
         /// Params of `kind: pretrain`: HF Trainer's, with CAMEL's values as defaults. Every field
         /// may be omitted; unknown ones are errors.
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields, default)]
         pub struct PretrainParams {
             $($(#[$cm])* pub $cf: $ct,)*
@@ -32,7 +32,7 @@ macro_rules! train_params {
         }
 
         /// Params of `kind: finetune`: the common training params, then the instruction data's.
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields, default)]
         pub struct FinetuneParams {
             $($(#[$cm])* pub $cf: $ct,)*
@@ -41,7 +41,7 @@ macro_rules! train_params {
 
         /// What the worker reads: the params of both training kinds (a job fills in the other
         /// kind's with their defaults).
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields, default)]
         pub struct TrainParams {
             $($(#[$cm])* pub $cf: $ct,)*
@@ -97,23 +97,47 @@ train_params! {
     common {
         /// Random initialisation from these config.json fields when there is no `model` input.
         config: Option<Value> = None,
+        /// Seeds the data order of every epoch, the held-out split and a random initialisation.
         seed: u64 = 42,
+        /// Passes over the training data, possibly fractional (steps: ⌈epochs × steps per epoch⌉).
+        #[schemars(extend("exclusiveMinimum" = 0))]
         epochs: f64 = 1.0,
         /// Per-device micro-batch size.
+        #[schemars(range(min = 1))]
         batch_size: usize = 1,
+        /// Micro-batches whose gradients are accumulated into one optimizer step (global batch =
+        /// batch_size × grad_accum × ranks).
+        #[schemars(range(min = 1))]
         grad_accum: usize = 1,
+        /// Peak learning rate (linear warmup, then cosine decay to 0 over the run, as HF
+        /// Trainer's `get_cosine_schedule_with_warmup`).
+        #[schemars(range(min = 0))]
         lr: f64 = 2e-5,
+        /// AdamW's decoupled weight decay; never applied to biases and norm weights (HF's groups).
+        #[schemars(range(min = 0))]
         weight_decay: f64 = 0.0,
+        /// Share of the optimizer steps spent warming the learning rate up linearly from 0.
+        #[schemars(range(min = 0, max = 1))]
         warmup_ratio: f64 = 0.03,
+        /// AdamW's decay rate of the first-moment (mean) estimate.
+        #[schemars(range(min = 0), extend("exclusiveMaximum" = 1))]
         adam_beta1: f64 = 0.9,
+        /// AdamW's decay rate of the second-moment (squared gradient) estimate.
+        #[schemars(range(min = 0), extend("exclusiveMaximum" = 1))]
         adam_beta2: f64 = 0.999,
+        /// AdamW's epsilon, added to the denominator for numerical stability.
+        #[schemars(extend("exclusiveMinimum" = 0))]
         adam_eps: f64 = 1e-8,
+        /// Gradients are clipped to this total 2-norm before each optimizer step (0: no clipping).
+        #[schemars(range(min = 0))]
         max_grad_norm: f64 = 1.0,
         /// `adamw_torch_fused` (libtorch's fused kernel, HF Trainer's default) or `adamw_torch`.
         optim: String = "adamw_torch_fused".into(),
         /// Stop after this many optimizer steps (the schedule still spans the whole run, as HF's
         /// `max_steps` does not: here it only truncates). `None`: the whole run.
+        #[schemars(range(min = 1))]
         max_steps: Option<u64> = None,
+        /// Shuffle the examples anew each epoch (seeded); otherwise they are read in order.
         shuffle: bool = true,
         /// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`.
         device: String = "auto".into(),
@@ -130,6 +154,7 @@ train_params! {
         /// libtorch intra-op threads (0: its default, one per core).
         threads: usize = 0,
         /// Shard the saved weights above this many MB.
+        #[schemars(range(min = 1))]
         max_shard_mb: u64 = 5000,
         /// Data-parallel training over several processes (see docs/training.md, "Distributed"):
         /// `{nproc_per_node: 8, strategy: fsdp}`. `None`: one process, unless the torchrun
@@ -144,15 +169,18 @@ train_params! {
         /// Left out of the JSON at its default, so the params' serialization keeps its shape; the
         /// kinds' `VERSION` 2 is what separates today's default from the old formula's entries.
         #[serde(skip_serializing_if = "LossNormalization::is_default")]
+        #[schemars(extend("default" = "global_tokens"))]
         loss_normalization: LossNormalization = LossNormalization::GlobalTokens,
         /// Share of the examples (token blocks or instruction records) held out for evaluation and
         /// never trained on, chosen by `seed`; in [0, 1), 0: no held-out evaluation. Left out of
         /// the JSON when 0, so params without it read and hash as before it existed.
         #[serde(skip_serializing_if = "is_zero_f64")]
+        #[schemars(range(min = 0), extend("exclusiveMaximum" = 1, "default" = 0.0))]
         eval_fraction: f64 = 0.0,
         /// Optimizer steps between held-out evaluations (0: only after the last step); needs
         /// `eval_fraction`. Left out of the JSON when 0.
         #[serde(skip_serializing_if = "is_zero_u64")]
+        #[schemars(extend("default" = 0))]
         eval_every: u64 = 0,
     }
     pretrain {
@@ -163,6 +191,7 @@ train_params! {
     }
     finetune {
         /// Prompt + response tokens beyond this are cut.
+        #[schemars(range(min = 1))]
         max_length: usize = 512,
         /// Prompt template for records with a non-empty `input` (`{instruction}`, `{input}`).
         prompt_input: String = ALPACA_PROMPT_INPUT.into(),
@@ -216,7 +245,7 @@ impl<'de> Deserialize<'de> for Checkpointing {
 }
 
 /// How a training step's token losses are reduced to the loss that is backpropagated and logged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LossNormalization {
     /// The sum of the step's token losses over the number of label tokens (not -100, after the
@@ -247,7 +276,7 @@ fn is_zero_u64(x: &u64) -> bool {
 }
 
 /// How the `distributed` training processes split the work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// Every rank holds the whole model; gradients are averaged by bucketed all-reduce.
@@ -257,7 +286,7 @@ pub enum Strategy {
 }
 
 /// The collective backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// NCCL when the rank's device is CUDA, Gloo on the CPU.
@@ -267,18 +296,20 @@ pub enum BackendChoice {
 }
 
 /// The training stages' param `distributed:`, handed to the worker in its job as it is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DistParams {
     /// Worker processes this `camel run` starts, one device each (torchrun's `--nproc_per_node`).
     /// Under an external launcher (torchrun, srun) the launcher starts the processes and this is
     /// not used.
+    #[schemars(range(min = 1))]
     pub nproc_per_node: usize,
     /// `ddp` (replicated weights, all-reduced gradients) or `fsdp` (full shard per decoder layer).
     pub strategy: Strategy,
     /// `auto` (NCCL on CUDA devices, Gloo on CPUs), `nccl` or `gloo`.
     pub backend: BackendChoice,
-    /// A collective or the rendezvous waiting longer than this fails the job instead of hanging.
+    /// Seconds a collective or the rendezvous may wait before the job fails instead of hanging.
+    #[schemars(range(min = 1))]
     pub timeout_s: u64,
     /// FSDP: decoder layers whose all-gather runs ahead of the one computing, and gradient
     /// reduce-scatters left in flight (0: every collective waited for at once). Memory per rank
@@ -341,6 +372,10 @@ pub struct Job {
     /// A Hugging Face checkpoint directory to start from (else `params.config`).
     #[serde(default)]
     pub model: Option<PathBuf>,
+    /// Held-out examples in the training input's format (a token directory, or an Alpaca JSON
+    /// list), evaluated instead of an `eval_fraction` split.
+    #[serde(default)]
+    pub eval: Option<PathBuf>,
     pub out_dir: PathBuf,
     pub scratch_dir: PathBuf,
     pub params: TrainParams,
@@ -366,6 +401,8 @@ impl Serialize for Job {
             #[serde(skip_serializing_if = "Option::is_none")]
             data: Option<&'a Path>,
             model: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            eval: Option<&'a Path>,
             out_dir: &'a Path,
             scratch_dir: &'a Path,
             params: TaskParams,
@@ -375,6 +412,7 @@ impl Serialize for Job {
             tokens: self.tokens.as_deref(),
             data: self.data.as_deref(),
             model: self.model.as_deref(),
+            eval: self.eval.as_deref(),
             out_dir: &self.out_dir,
             scratch_dir: &self.scratch_dir,
             params: match self.task {
@@ -400,6 +438,7 @@ impl Job {
             tokens: Some(tokens),
             data: None,
             model,
+            eval: None,
             out_dir,
             scratch_dir,
             params: params.into(),
@@ -419,10 +458,17 @@ impl Job {
             tokens: None,
             data: Some(data),
             model: Some(model),
+            eval: None,
             out_dir,
             scratch_dir,
             params: params.into(),
         }
+    }
+
+    /// The job with held-out examples read from `eval` (the stage's optional `eval` input).
+    pub fn with_eval(mut self, eval: Option<PathBuf>) -> Job {
+        self.eval = eval;
+        self
     }
 
     /// Reads a job file.

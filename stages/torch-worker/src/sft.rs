@@ -233,6 +233,17 @@ fn finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
     }
     let save_kind = train::save_kind(p, stored_kind)?;
     let sft = Sft { examples, pad_id };
+    // Held-out records: the same prompts, truncation and tokenizer (with the pad token) as the
+    // training records.
+    let eval_set = match &job.eval {
+        Some(path) => {
+            let records = read_records(path)?;
+            let examples =
+                tokenize_with_lengths(&tok, &records, p, eos_id)?.into_iter().map(|(x, y, _)| (x, y));
+            Some(Sft { examples: examples.collect(), pad_id })
+        }
+        None => None,
+    };
     // The tokenizer (with the pad token) goes beside the weights, over the base model's copy.
     // Only rank 0 writes outputs, so only it writes this file.
     let tok_dir = job.scratch_dir.join("tokenizer");
@@ -248,7 +259,8 @@ fn finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
         v["pad_token"] = Value::from(pad_name.clone());
         std::fs::write(tok_dir.join("tokenizer_config.json"), serde_json::to_string_pretty(&v)?)?;
     }
-    let summary = train::train(job, model, save_kind, &sft, &[model_dir, &tok_dir], dist, report)?;
+    let eval_set = eval_set.as_ref().map(|e| e as &dyn crate::examples::Examples);
+    let summary = train::train(job, model, save_kind, &sft, eval_set, &[model_dir, &tok_dir], dist, report)?;
     Ok(summary)
 }
 

@@ -114,11 +114,14 @@ pub struct Summary {
 
 /// Trains `model` on `examples` as `job` says, writes the checkpoint to `out_dir/model` and
 /// `metrics.jsonl`; `side_dirs` give tokenizer files to copy beside the weights (later ones win).
+/// `eval_set` is the job's `eval` input, held out as a whole, instead of an `eval_fraction` split.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     job: &Job,
     mut model: Llama,
     save_kind: Kind,
     examples: &dyn Examples,
+    eval_set: Option<&dyn Examples>,
     side_dirs: &[&Path],
     dist: Dist,
     report: &mut dyn FnMut(Event),
@@ -136,15 +139,21 @@ pub fn train(
     ensure!(p.epochs > 0.0, "epochs must be positive");
     ensure!(!examples.is_empty(), "the training set is empty");
     ensure!(
-        p.eval_every == 0 || p.eval_fraction > 0.0,
-        "eval_every needs held-out examples: set eval_fraction too"
+        p.eval_every == 0 || p.eval_fraction > 0.0 || eval_set.is_some(),
+        "eval_every needs held-out examples: set eval_fraction or bind an `eval` input"
     );
+    ensure!(
+        eval_set.is_none() || p.eval_fraction == 0.0,
+        "give either an `eval` input or eval_fraction, not both"
+    );
+    ensure!(eval_set.is_none_or(|e| !e.is_empty()), "the `eval` input holds no examples");
     // The held-out examples are set aside before anything else looks at the set, so the batch
     // order, the schedule and the log all describe the examples trained on.
     let (train_idx, eval_idx) = eval::split(examples.len(), p.eval_fraction, p.seed)?;
-    let held_out = Subset { inner: examples, indices: eval_idx };
+    let split_off = Subset { inner: examples, indices: eval_idx };
     let train_set = Subset { inner: examples, indices: train_idx };
-    let examples: &dyn Examples = if held_out.is_empty() { examples } else { &train_set };
+    let examples: &dyn Examples = if split_off.is_empty() { examples } else { &train_set };
+    let held_out: &dyn Examples = eval_set.unwrap_or(&split_off);
     model.compute_kind = compute_kind(p, model.device)?;
     let lengths = if p.group_by_length { examples.lengths().map(std::sync::Arc::new) } else { None };
     let order = BatchOrder {
@@ -175,10 +184,14 @@ pub fn train(
     if !held_out.is_empty() {
         let every =
             if p.eval_every > 0 { format!("every {} steps and ", p.eval_every) } else { String::new() };
+        let source = if eval_set.is_some() {
+            "the `eval` input".to_string()
+        } else {
+            format!("eval_fraction {}", p.eval_fraction)
+        };
         report(Event::Log(&format!(
-            "{} examples held out (eval_fraction {}), evaluated {every}after the last step",
-            held_out.len(),
-            p.eval_fraction
+            "{} examples held out ({source}), evaluated {every}after the last step",
+            held_out.len()
         )));
     }
     std::fs::create_dir_all(&job.scratch_dir)?;
@@ -237,7 +250,7 @@ pub fn train(
                               "tokens": step_tokens, "tokens_per_s": tps});
         // Held-out scores go on the line of the step they follow (one line per step stays true).
         if !held_out.is_empty() && (done || (p.eval_every > 0 && (step + 1) % p.eval_every == 0)) {
-            let e = eval::evaluate(strategy.as_mut(), &mut model, &held_out, p, &dist)?;
+            let e = eval::evaluate(strategy.as_mut(), &mut model, held_out, p, &dist)?;
             ensure!(e.loss.is_finite(), "the held-out loss became {} at step {}", e.loss, step + 1);
             line["eval_loss"] = json!(e.loss);
             line["eval_perplexity"] = json!(e.perplexity);
@@ -382,8 +395,27 @@ fn pretrain(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
         sides.push(m);
     }
     sides.push(tokens_dir);
+    // Held-out blocks: tokenized like the training blocks (their ids must fit the model too).
+    let eval_set = match &job.eval {
+        Some(dir) => {
+            let eval_data = TokenData::open(dir)?;
+            fit_vocab_to_tokens(&mut model, &eval_data)?;
+            let ignore = if job.params.mask_ids { eval_data.meta.ignore_ids.clone() } else { Vec::new() };
+            Some(Blocks { data: eval_data, ignore })
+        }
+        None => None,
+    };
     let examples = Blocks { data, ignore };
-    train(job, model, save_kind, &examples, &sides, dist, report)
+    train(
+        job,
+        model,
+        save_kind,
+        &examples,
+        eval_set.as_ref().map(|e| e as &dyn Examples),
+        &sides,
+        dist,
+        report,
+    )
 }
 
 pub fn save_kind(p: &TrainParams, stored: Kind) -> Result<Kind> {

@@ -124,6 +124,7 @@ fn job(t: &Path, name: &str, p: TrainParams) -> Job {
         tokens: Some(t.join("tokens")),
         data: None,
         model: None,
+        eval: None,
         out_dir: t.join(name).join("out"),
         scratch_dir: t.join(name).join("scratch"),
         params: p,

@@ -15,7 +15,10 @@
 use std::path::Path;
 
 use camel_engine::process::StageHost;
-use camel_engine::{InputSpec, OutputSpec, Partial, PartialProbe, Stage, StageContext, StageError};
+use camel_engine::validate::{collect, in_range};
+use camel_engine::{
+    InputSpec, OutputSpec, Partial, PartialProbe, Problem, Stage, StageContext, StageError, ValidateContext,
+};
 use camel_torch_job::{ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, AnswerJob, GenParams, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -23,10 +26,11 @@ use serde_json::{Value, json};
 use crate::worker::{Ranks, Subcommand, Worker};
 
 /// Params of `kind: answer`: batching, device, and decoding as transformers' `generate` names it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnswerParams {
     /// Rows decoded together (left-padded). Part of the key: padding changes the arithmetic.
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
     /// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`.
     pub device: String,
@@ -36,18 +40,27 @@ pub struct AnswerParams {
     pub threads: usize,
     /// Answer the first `limit` rows only.
     pub limit: Option<usize>,
+    /// Tokens generated per answer at most (fewer when it ends with an end-of-sequence token).
+    #[schemars(range(min = 1))]
     pub max_new_tokens: usize,
     /// Sampling instead of greedy decoding (with `num_beams > 1`: beam search, which ignores it).
     pub do_sample: bool,
+    /// Sampling: logits are divided by it (must be > 0 with `do_sample`).
     pub temperature: f64,
+    /// Sampling: only the most likely tokens whose probabilities sum to `top_p` (in (0, 1] with
+    /// `do_sample`).
     pub top_p: f64,
     /// More than 1: beam search (CAMEL used 5).
+    #[schemars(range(min = 1))]
     pub num_beams: usize,
+    /// Beam search: a finished beam's score is its log-probability over length^length_penalty.
     pub length_penalty: f64,
     /// Seeds sampling (batch k uses `seed + k`).
     pub seed: u64,
-    /// The fine-tuning templates (`{instruction}`, `{input}`); keep them equal to finetune's.
+    /// The prompt for rows with a non-empty `input` (`{instruction}`, `{input}`); keep it equal
+    /// to finetune's.
     pub prompt_input: String,
+    /// The prompt for rows without one (`{instruction}`); keep it equal to finetune's.
     pub prompt_no_input: String,
 }
 
@@ -96,6 +109,20 @@ impl Stage for Answer {
     fn partial(p: &AnswerParams, at: &PartialProbe) -> Option<Partial> {
         let rows = at.inputs.get("instructions").and_then(|i| read_instructions(i).ok()).map(|r| r.len());
         crate::partial::answered(at.scratch_dir, rows.map(|n| p.limit.map_or(n, |l| l.min(n))))
+    }
+
+    fn validate(p: &AnswerParams, _: &ValidateContext) -> Result<(), Vec<Problem>> {
+        let sampling = |name: &str, ok: bool, want: &str| {
+            (p.do_sample && !ok)
+                .then(|| Problem::param(name, format!("sampling (`do_sample`) needs `{name}` {want}")))
+        };
+        collect([
+            in_range("batch_size", p.batch_size, 1, None, "rows decoded together"),
+            in_range("max_new_tokens", p.max_new_tokens, 1, None, "tokens per answer"),
+            in_range("num_beams", p.num_beams, 1, None, "1: no beam search"),
+            sampling("temperature", p.temperature > 0.0, "> 0"),
+            sampling("top_p", p.top_p > 0.0 && p.top_p <= 1.0, "in (0, 1]"),
+        ])
     }
 
     fn run(p: &AnswerParams, ctx: &StageContext) -> Result<(), StageError> {

@@ -45,7 +45,7 @@ impl Stage for Pretrain {
         "continue pretraining a LLaMA-family model on token blocks (libtorch worker)";
 
     fn inputs(_: &PretrainParams) -> InputSpec {
-        InputSpec::Named { required: vec!["tokens".into()], optional: vec!["model".into()] }
+        InputSpec::Named { required: vec!["tokens".into()], optional: vec!["model".into(), "eval".into()] }
     }
 
     fn outputs(_: &PretrainParams) -> Vec<OutputSpec> {
@@ -75,19 +75,29 @@ impl Stage for Pretrain {
             "bind it to a tokenize stage's `dataset` output: `tokens: STAGE.dataset`",
         ));
         problems.extend(ctx.expect_dir("model", MODEL_DIR, MODEL_DIR_HELP));
+        problems.extend(ctx.expect_dir(
+            "eval",
+            "held-out token blocks (a tokenize stage's `dataset` output)",
+            "bind it to a tokenize stage's `dataset` output of held-out notes",
+        ));
+        problems.extend(eval_problem(ctx.input("eval").is_some(), p.eval_fraction));
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
     fn run(p: &PretrainParams, ctx: &StageContext) -> Result<(), StageError> {
         let model = ctx.inputs().get("model").cloned();
         check_model_source(model.is_some(), p.config.is_some())?;
+        if let Some(e) = eval_problem(ctx.inputs().contains_key("eval"), p.eval_fraction) {
+            return Err(StageError::msg(e.message));
+        }
         let job = Job::pretrain(
             ctx.input("tokens")?.to_path_buf(),
             model,
             p.clone(),
             ctx.out_dir().to_path_buf(),
             ctx.scratch_dir().to_path_buf(),
-        );
+        )
+        .with_eval(ctx.inputs().get("eval").cloned());
         run_job(ctx, &job, p.distributed.as_ref())
     }
 }
@@ -105,7 +115,7 @@ impl Stage for Finetune {
         "instruction-tune a LLaMA-family model on Alpaca-style records (libtorch worker)";
 
     fn inputs(_: &FinetuneParams) -> InputSpec {
-        InputSpec::Named { required: vec!["data".into(), "model".into()], optional: vec![] }
+        InputSpec::Named { required: vec!["data".into(), "model".into()], optional: vec!["eval".into()] }
     }
 
     fn outputs(_: &FinetuneParams) -> Vec<OutputSpec> {
@@ -138,6 +148,12 @@ impl Stage for Finetune {
             "a JSON file of Alpaca records",
             "bind it to an instructions stage's `instructions` output, or a JSON file",
         ));
+        problems.extend(ctx.expect_file(
+            "eval",
+            "a JSON file of held-out Alpaca records",
+            "bind it to a JSON file of Alpaca records that are not in `data`",
+        ));
+        problems.extend(eval_problem(ctx.input("eval").is_some(), p.eval_fraction));
         problems.extend(ctx.expect_dir("model", MODEL_DIR, MODEL_DIR_HELP));
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
@@ -148,15 +164,34 @@ impl Stage for Finetune {
                 "finetune starts from a `model` input (its tokenizer is needed); `config` is for pretrain",
             ));
         }
+        if let Some(e) = eval_problem(ctx.inputs().contains_key("eval"), p.eval_fraction) {
+            return Err(StageError::msg(e.message));
+        }
         let job = Job::finetune(
             ctx.input("data")?.to_path_buf(),
             ctx.input("model")?.to_path_buf(),
             p.clone(),
             ctx.out_dir().to_path_buf(),
             ctx.scratch_dir().to_path_buf(),
-        );
+        )
+        .with_eval(ctx.inputs().get("eval").cloned());
         run_job(ctx, &job, p.distributed.as_ref())
     }
+}
+
+/// Held-out examples come from an `eval` input or an `eval_fraction` split of the training
+/// input, not both.
+fn eval_problem(has_eval_input: bool, eval_fraction: f64) -> Option<Problem> {
+    (has_eval_input && eval_fraction > 0.0).then(|| {
+        Problem::param(
+            "eval_fraction",
+            format!(
+                "`eval_fraction` is {eval_fraction} and an `eval` input is bound; held-out examples come from one \
+                 of them"
+            ),
+        )
+        .help("remove `eval_fraction` to evaluate on the `eval` input, or unbind `eval`")
+    })
 }
 
 const MODEL_DIR: &str = "a Hugging Face checkpoint directory (config.json, weights, tokenizer.json)";
@@ -190,6 +225,8 @@ fn train_problems(p: &TrainParams) -> Vec<Problem> {
         within("warmup_ratio", p.warmup_ratio, 0.0..1.0, true),
         within("adam_beta1", p.adam_beta1, 0.0..1.0, false),
         within("adam_beta2", p.adam_beta2, 0.0..1.0, false),
+        // The worker checks it too, but only once it runs.
+        within("eval_fraction", p.eval_fraction, 0.0..1.0, false),
         non_negative("adam_eps", p.adam_eps, true),
         non_negative("max_grad_norm", p.max_grad_norm, false),
         p.max_steps.and_then(|s| in_range("max_steps", s, 1, None, "leave it out to train the whole run")),

@@ -1,0 +1,407 @@
+//! JSON Schemas of params and of whole pipeline files.
+//!
+//! Every kind's params are a typed struct deriving `schemars::JsonSchema`, so the schema, with the
+//! doc comments as descriptions and the validated ranges as `minimum`/`maximum`, is the one place
+//! a param is documented: `camel kinds KIND` prints it as a table ([`ParamDoc`]) and
+//! `camel schema` ([`pipeline_schema`]) combines the kinds' schemas into a schema of pipeline files
+//! that editors with a YAML language server validate and complete against.
+
+use serde_json::{Map, Value, json};
+
+use crate::slurm::Resources;
+use crate::stage::Registry;
+
+/// What a string that stands for another value looks like: exactly one `${params.NAME}` (which
+/// takes the param's value with its type) or `${env:NAME}` (secrets).
+pub const REFERENCE_PATTERN: &str = r"^\$\{(params\.[^}]+|env:[^}]+)\}$";
+
+/// One param of a kind, as `camel kinds KIND` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamDoc {
+    pub name: String,
+    /// `number`, `integer`, `bool`, `string`, `list`, `map`, or `a | b` for a choice.
+    pub ty: String,
+    /// The valid range (`≥ 1`, `> 0`, `0 ≤ x < 1`), empty where any value of the type goes.
+    pub range: String,
+    /// The first sentence of the field's doc comment.
+    pub meaning: String,
+    /// The param may be left out (an `Option`), and then has no value.
+    pub optional: bool,
+}
+
+/// The params of a kind's schema (from [`crate::KindEntry::params_schema`]), by name; a param
+/// that is a struct of its own (`distributed`, `limits`) is followed by its fields
+/// (`distributed.strategy`).
+pub fn param_docs(schema: &Value) -> Vec<ParamDoc> {
+    let mut out = Vec::new();
+    docs_of(schema, schema, "", &mut out);
+    out
+}
+
+fn docs_of(root: &Value, node: &Value, prefix: &str, out: &mut Vec<ParamDoc>) {
+    let Some(props) = node.get("properties").and_then(Value::as_object) else { return };
+    for (name, p) in props {
+        let (inner, optional) = strip_null(root, p);
+        let name = format!("{prefix}{name}");
+        out.push(ParamDoc {
+            name: name.clone(),
+            ty: type_name(root, inner),
+            range: range_text(inner),
+            meaning: first_sentence(
+                p.get("description").or_else(|| inner.get("description")).and_then(Value::as_str),
+            ),
+            optional,
+        });
+        // Only the fields of named structs: a free-form map (`env`) has none.
+        if p.get("$ref").is_some() || inner.get("properties").is_some() && !prefix.contains('.') {
+            docs_of(root, inner, &format!("{name}."), out);
+        }
+    }
+}
+
+/// The default of param `name` (dotted for a field of a struct param): what the kind filled in
+/// (`given`, its params parsed with nothing set, or null), else the schema's `default`.
+pub fn default_of(root: &Value, given: &Value, name: &str) -> Option<Value> {
+    let pointer = format!("/{}", name.replace('.', "/"));
+    if let Some(v) = given.pointer(&pointer).filter(|v| !v.is_null()) {
+        return Some(v.clone());
+    }
+    let parts: Vec<&str> = name.split('.').collect();
+    let mut node = root;
+    for (i, part) in parts.iter().enumerate() {
+        let prop = node.get("properties")?.get(*part)?;
+        let (inner, _) = strip_null(root, prop);
+        let rest = format!("/{}", parts[i + 1..].join("/"));
+        let default = prop.get("default").or_else(|| inner.get("default"));
+        if i + 1 == parts.len() {
+            return default.cloned();
+        }
+        if let Some(v) = default.and_then(|d| d.pointer(&rest)) {
+            return Some(v.clone());
+        }
+        node = inner;
+    }
+    None
+}
+
+/// Follows a local `$ref` (`#/$defs/NAME`) within `root`.
+pub fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
+    match node.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
+        Some(name) => root.get("$defs").and_then(|d| d.get(name)).unwrap_or(node),
+        None => node,
+    }
+}
+
+/// An `Option<T>`'s schema is `T | null`: returns `T`'s (resolved) and whether null was allowed.
+pub fn strip_null<'a>(root: &'a Value, node: &'a Value) -> (&'a Value, bool) {
+    if let Some(alts) = node.get("anyOf").and_then(Value::as_array) {
+        let non_null: Vec<&Value> = alts.iter().filter(|a| a.get("type") != Some(&json!("null"))).collect();
+        if non_null.len() == 1 && alts.len() == 2 {
+            return (resolve(root, non_null[0]), true);
+        }
+    }
+    let nullable = match node.get("type") {
+        Some(Value::Array(ts)) => ts.contains(&json!("null")),
+        _ => false,
+    };
+    (resolve(root, node), nullable)
+}
+
+fn type_name(root: &Value, node: &Value) -> String {
+    let node = resolve(root, node);
+    if let Some(choices) = choices(node) {
+        return choices.join(" | ");
+    }
+    let ty = match node.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("any"),
+        _ if node.get("oneOf").is_some() || node.get("anyOf").is_some() => "map",
+        _ => "any",
+    };
+    match ty {
+        "boolean" => "bool",
+        "array" => "list",
+        "object" => "map",
+        t => t,
+    }
+    .to_string()
+}
+
+/// The values of a choice: an `enum`, or a `oneOf` of `const`s (an enum with documented variants).
+fn choices(node: &Value) -> Option<Vec<String>> {
+    let show = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    if let Some(e) = node.get("enum").and_then(Value::as_array) {
+        return Some(e.iter().filter(|v| !v.is_null()).map(show).collect());
+    }
+    // Documented variants are `const`s, the others one `enum` beside them.
+    let alts = node.get("oneOf").and_then(Value::as_array)?;
+    let mut out = Vec::new();
+    for a in alts {
+        match (a.get("const"), a.get("enum").and_then(Value::as_array)) {
+            (Some(c), _) => out.push(show(c)),
+            (None, Some(e)) => out.extend(e.iter().map(show)),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn range_text(node: &Value) -> String {
+    let num = |k: &str| node.get(k).and_then(Value::as_f64);
+    // Unsigned integers carry schemars' `minimum: 0`, which the type already says.
+    let unsigned = node.get("format").and_then(Value::as_str).is_some_and(|f| f.starts_with("uint"));
+    let lower = match (num("minimum"), num("exclusiveMinimum")) {
+        (Some(m), _) if !(unsigned && m == 0.0) => Some(("≤", m)),
+        (_, Some(m)) => Some(("<", m)),
+        _ => None,
+    };
+    let upper = match (num("maximum"), num("exclusiveMaximum")) {
+        (Some(m), _) => Some(("≤", m)),
+        (_, Some(m)) => Some(("<", m)),
+        _ => None,
+    };
+    let n = |x: f64| Value::from(x).to_string().trim_end_matches(".0").to_string();
+    let flip = |op: &str| if op == "≤" { "≥" } else { ">" };
+    match (lower, upper) {
+        (Some((lo, a)), Some((hi, b))) => format!("{} {lo} x {hi} {}", n(a), n(b)),
+        (Some((lo, a)), None) => format!("{} {}", flip(lo), n(a)),
+        (None, Some((hi, b))) => format!("{hi} {}", n(b)),
+        (None, None) => String::new(),
+    }
+}
+
+/// The first sentence of a doc comment, on one line.
+fn first_sentence(doc: Option<&str>) -> String {
+    let doc = doc.unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ");
+    let end = doc
+        .match_indices(". ")
+        .map(|(i, _)| i)
+        .find(|&i| !doc[..i].ends_with("e.g") && !doc[..i].ends_with("i.e"))
+        .unwrap_or(doc.len());
+    doc[..end].trim_end_matches('.').to_string()
+}
+
+/// The JSON Schema (draft 2020-12) of pipeline files, for `camel schema`: the top level, and each
+/// stage with `kind` selecting its params' schema. A value that is typed (a number, a bool, a
+/// choice, a list) may also be written as a reference (`${params.lr}`), which the pipeline
+/// resolves before the params are parsed.
+pub fn pipeline_schema(registry: &Registry) -> Value {
+    let mut defs = Map::new();
+    defs.insert(
+        "reference".into(),
+        json!({
+            "description": "`${params.NAME}` (the pipeline param's value, with its type) or `${env:NAME}` (only in params that are not hashed)",
+            "type": "string",
+            "pattern": REFERENCE_PATTERN,
+        }),
+    );
+    let mut kinds = Vec::new();
+    let mut branches = Vec::new();
+    for entry in registry.kinds() {
+        let kind = entry.kind;
+        kinds.push(json!({"const": kind, "description": entry.summary}));
+        let mut schema = entry.params_schema();
+        let prefix = format!("{kind}.");
+        rename_refs(&mut schema, &prefix);
+        let obj = schema.as_object_mut().expect("a params schema is an object");
+        if let Some(Value::Object(sub)) = obj.remove("$defs") {
+            for (name, mut def) in sub {
+                allow_references(&mut def);
+                defs.insert(format!("{prefix}{name}"), def);
+            }
+        }
+        obj.remove("$schema");
+        obj.remove("title");
+        let mut schema = Value::Object(obj.clone());
+        allow_references(&mut schema);
+        defs.insert(format!("{kind}.params"), schema);
+        branches.push(json!({
+            "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+            "then": {"properties": {"params": {
+                "anyOf": [{"$ref": format!("#/$defs/{kind}.params")}, {"type": "null"}]
+            }}},
+        }));
+    }
+
+    let mut resources = schemars::schema_for!(Resources).to_value();
+    let res = resources.as_object_mut().expect("an object schema");
+    res.remove("$schema");
+    res.remove("title");
+    let mut resources = Value::Object(res.clone());
+    allow_references(&mut resources);
+    // `slurm:` holds the default resources and three settings of its own (see plan.rs).
+    let mut slurm = resources.clone();
+    let props = slurm["properties"].as_object_mut().expect("resources have properties");
+    props.insert(
+        "poll_interval".into(),
+        json!({"description": "Seconds between two `squeue` calls while jobs are watched (default 10).", "type": "number", "exclusiveMinimum": 0}),
+    );
+    props.insert(
+        "retry_for".into(),
+        json!({"description": "How long a failing `sbatch`/`squeue`/`scontrol` is retried, in seconds (default 600).", "type": "number", "minimum": 0}),
+    );
+    props.insert(
+        "camel".into(),
+        json!({"description": "The camel executable the jobs run, a path compute nodes see (default: this one).", "type": "string", "minLength": 1}),
+    );
+    slurm["description"] = json!("Defaults for every stage placed on Slurm, and how camel talks to Slurm.");
+    for k in ["poll_interval", "retry_for", "camel"] {
+        wrap_reference(&mut slurm["properties"][k]);
+    }
+    defs.insert("resources".into(), resources);
+    defs.insert("slurm".into(), slurm);
+
+    defs.insert(
+        "stage".into(),
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["kind"],
+            "properties": {
+                "kind": {"description": "The stage kind (`camel kinds` lists them).", "oneOf": kinds},
+                "description": {"type": "string"},
+                "inputs": {
+                    "description": "Input name → a path relative to the pipeline file, or `STAGE.OUTPUT` of another stage.",
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                },
+                "params": {"description": "The kind's params (`camel kinds KIND`)."},
+                "executor": {
+                    "description": "Where the stage runs: `local` (default) or `slurm` (a batch job).",
+                    "anyOf": [{"enum": ["local", "slurm"]}, {"$ref": "#/$defs/reference"}],
+                },
+                "resources": {
+                    "description": "What a Slurm stage asks for, over the pipeline's `slurm:` defaults.",
+                    "$ref": "#/$defs/resources",
+                },
+            },
+            "allOf": branches,
+        }),
+    );
+
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "camel pipeline",
+        "description": "A camel pipeline file (`camel schema` prints this schema).",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "stages"],
+        "properties": {
+            "name": {"description": "The pipeline's name.", "type": "string"},
+            "description": {"type": "string"},
+            "workspace": {
+                "description": "Where caches, logs and outputs live (default `.camel/` beside this file).",
+                "type": "string",
+            },
+            "allowed_endpoints": {
+                "description": "Hosts besides loopback that may receive notes (LLM stages).",
+                "type": "array",
+                "items": {"type": "string"},
+            },
+            "params": {
+                "description": "Pipeline params, referenced as `${params.NAME}`; override with `--set params.NAME=VALUE`.",
+                "anyOf": [{"type": "object"}, {"type": "null"}],
+            },
+            "slurm": {"anyOf": [{"$ref": "#/$defs/slurm"}, {"type": "null"}]},
+            "stages": {
+                "description": "The stages, by name.",
+                "type": "object",
+                "additionalProperties": {"$ref": "#/$defs/stage"},
+            },
+        },
+        "$defs": defs,
+    })
+}
+
+/// Rewrites `#/$defs/X` to `#/$defs/{prefix}X`, so that the kinds' definitions live side by side.
+fn rename_refs(v: &mut Value, prefix: &str) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && let Some(name) = r.strip_prefix("#/$defs/")
+            {
+                *r = format!("#/$defs/{prefix}{name}");
+            }
+            m.values_mut().for_each(|x| rename_refs(x, prefix));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| rename_refs(x, prefix)),
+        _ => {}
+    }
+}
+
+/// Lets every property of an object schema (and of the objects inside it) be written as a
+/// reference too.
+fn allow_references(schema: &mut Value) {
+    let Value::Object(m) = schema else { return };
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(Value::Array(alts)) = m.get_mut(key) {
+            alts.iter_mut().for_each(allow_references);
+        }
+    }
+    if let Some(Value::Object(props)) = m.get_mut("properties") {
+        for p in props.values_mut() {
+            allow_references(p);
+            wrap_reference(p);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(v @ Value::Object(_)) = m.get_mut(key) {
+            allow_references(v);
+            wrap_reference(v);
+        }
+    }
+}
+
+/// `node` or a reference. A plain string already admits one, and so does anything.
+fn wrap_reference(node: &mut Value) {
+    let Value::Object(m) = node else { return };
+    let plain_string = m.get("type") == Some(&json!("string"))
+        && !["enum", "const", "pattern", "minLength"].iter().any(|k| m.contains_key(*k));
+    let constrained =
+        ["type", "enum", "const", "$ref", "anyOf", "oneOf", "allOf"].iter().any(|k| m.contains_key(*k));
+    if plain_string || !constrained {
+        return;
+    }
+    // Descriptions and defaults stay on the outside, where editors show them.
+    let mut outer = Map::new();
+    for k in ["description", "default", "title"] {
+        if let Some(v) = m.remove(k) {
+            outer.insert(k.into(), v);
+        }
+    }
+    let inner = Value::Object(std::mem::take(m));
+    outer.insert("anyOf".into(), json!([inner, {"$ref": "#/$defs/reference"}]));
+    *m = outer;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_and_sentences_read_as_written() {
+        assert_eq!(range_text(&json!({"type": "number", "exclusiveMinimum": 0})), "> 0");
+        assert_eq!(range_text(&json!({"type": "integer", "format": "uint", "minimum": 0})), "");
+        assert_eq!(range_text(&json!({"type": "integer", "format": "uint", "minimum": 1})), "≥ 1");
+        assert_eq!(range_text(&json!({"minimum": 0.0, "exclusiveMaximum": 1.0})), "0 ≤ x < 1");
+        assert_eq!(
+            first_sentence(Some("Peak rate, e.g. 2e-5.\nThen more. And more")),
+            "Peak rate, e.g. 2e-5"
+        );
+        assert_eq!(first_sentence(None), "");
+    }
+
+    #[test]
+    fn typed_values_may_be_references() {
+        let mut s = json!({"type": "object", "properties": {
+            "lr": {"type": "number", "description": "rate", "default": 1},
+            "name": {"type": "string"},
+        }});
+        allow_references(&mut s);
+        assert_eq!(
+            s["properties"]["lr"],
+            json!({"description": "rate", "default": 1, "anyOf": [{"type": "number"}, {"$ref": "#/$defs/reference"}]})
+        );
+        assert_eq!(s["properties"]["name"], json!({"type": "string"}));
+    }
+}
