@@ -115,8 +115,22 @@ fn type_name(root: &Value, node: &Value) -> String {
     let ty = match node.get("type") {
         Some(Value::String(t)) => t.as_str(),
         Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("any"),
-        _ if node.get("oneOf").is_some() || node.get("anyOf").is_some() => "map",
-        _ => "any",
+        _ => {
+            // Alternatives (`true | false | "auto"`, a value or a map): each one's type or constant.
+            let alts = node.get("anyOf").or_else(|| node.get("oneOf")).and_then(Value::as_array);
+            let Some(alts) = alts else { return "any".to_string() };
+            let mut names: Vec<String> = Vec::new();
+            for a in alts {
+                let name = match a.get("const") {
+                    Some(c) => c.to_string(),
+                    None => type_name(root, a),
+                };
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            return names.join(" | ");
+        }
     };
     match ty {
         "boolean" => "bool",

@@ -225,6 +225,19 @@ impl Serialize for Checkpointing {
     }
 }
 
+/// Written as `false`, `true` or `"auto"`.
+impl schemars::JsonSchema for Checkpointing {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Checkpointing".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"anyOf": [{"type": "boolean"}, {"const": "auto"}], "default": false})
+    }
+}
+
 impl<'de> Deserialize<'de> for Checkpointing {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -317,6 +330,7 @@ pub struct DistParams {
     /// change. Left out of the JSON at its default (1), so params without it read and hash as
     /// before it existed.
     #[serde(skip_serializing_if = "is_one")]
+    #[schemars(extend("default" = 1))]
     pub prefetch: usize,
 }
 
