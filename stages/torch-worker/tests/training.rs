@@ -281,6 +281,7 @@ fn auto_checkpointing_is_off_on_the_cpu() {
             tokens: Some(tokens.clone()),
             data: None,
             model: None,
+            eval: None,
             out_dir: t.join(name).join("out"),
             scratch_dir: t.join(name).join("scratch"),
             params: p,
