@@ -12,9 +12,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use camel_torch_worker::checkpoint;
-use camel_torch_worker::job::{
-    BackendChoice, DistParams, Job, LossNormalization, Strategy, Task, TrainParams,
-};
+use camel_torch_worker::job::{BackendChoice, DistParams, Job, LossNormalization, Strategy, TrainParams};
 use camel_torch_worker::train;
 use serde_json::{Value, json};
 use tch::Tensor;
@@ -119,18 +117,7 @@ fn params(per_device: usize, world: usize, dist: Option<Strategy>) -> TrainParam
 }
 
 fn job(t: &Path, name: &str, p: TrainParams) -> Job {
-    let job = Job {
-        task: Task::Pretrain,
-        tokens: Some(t.join("tokens")),
-        data: None,
-        model: None,
-        eval: None,
-        out_dir: t.join(name).join("out"),
-        scratch_dir: t.join(name).join("scratch"),
-        params: p,
-    };
-    std::fs::create_dir_all(&job.out_dir).unwrap();
-    job
+    common::pretrain_job(&t.join("tokens"), None, &t.join(name), p)
 }
 
 fn free_port() -> u16 {

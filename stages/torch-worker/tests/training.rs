@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use camel_torch_worker::checkpoint;
-use camel_torch_worker::job::{Checkpointing, Job, LossNormalization, Task, TrainParams};
+use camel_torch_worker::job::{Checkpointing, LossNormalization, TrainParams};
 use camel_torch_worker::step::{MicroLoss, Reduction};
 use camel_torch_worker::train;
 use common::{ids, max_abs_diff, reference};
@@ -94,17 +94,7 @@ fn three_steps_equal_torch_with(p: TrainParams) {
         serde_json::from_str(&std::fs::read_to_string(t.join("want.safetensors.json")).unwrap()).unwrap();
     assert_eq!((log["total_steps"].as_u64(), log["warmup_steps"].as_u64()), (Some(3), Some(2)));
 
-    let job = Job {
-        task: Task::Pretrain,
-        tokens: Some(tokens.clone()),
-        data: None,
-        model: Some(base.clone()),
-        eval: None,
-        out_dir: t.join("out"),
-        scratch_dir: t.join("scratch"),
-        params: p,
-    };
-    std::fs::create_dir_all(&job.out_dir).unwrap();
+    let job = common::pretrain_job(&tokens, Some(base.clone()), t, p);
     let summary = train::run_pretrain(&job, &mut |_| {}).unwrap();
     assert_eq!((summary.total_steps, summary.warmup_steps), (3, 2));
 
@@ -182,17 +172,7 @@ fn the_default_normalisation_equals_transformers_trainer() {
     assert_eq!(log["accepts_loss_kwargs"], true, "Trainer would not pass num_items_in_batch to the model");
     assert_eq!(log["total_steps"], 4);
 
-    let job = Job {
-        task: Task::Pretrain,
-        tokens: Some(tokens),
-        data: None,
-        model: Some(base),
-        eval: None,
-        out_dir: t.join("out"),
-        scratch_dir: t.join("scratch"),
-        params: p,
-    };
-    std::fs::create_dir_all(&job.out_dir).unwrap();
+    let job = common::pretrain_job(&tokens, Some(base), t, p);
     train::run_pretrain(&job, &mut |_| {}).unwrap();
     let metrics: Vec<Value> = std::fs::read_to_string(job.out_dir.join("metrics.jsonl"))
         .unwrap()
@@ -276,17 +256,7 @@ fn auto_checkpointing_is_off_on_the_cpu() {
             activation_checkpointing: ac,
             ..params()
         };
-        let job = Job {
-            task: Task::Pretrain,
-            tokens: Some(tokens.clone()),
-            data: None,
-            model: None,
-            eval: None,
-            out_dir: t.join(name).join("out"),
-            scratch_dir: t.join(name).join("scratch"),
-            params: p,
-        };
-        std::fs::create_dir_all(&job.out_dir).unwrap();
+        let job = common::pretrain_job(&tokens, None, &t.join(name), p);
         let mut log = Vec::new();
         train::run_pretrain(&job, &mut |e| {
             if let train::Event::Log(l) = e {

@@ -95,3 +95,25 @@ pub fn write_tokens(dir: &Path, ids: &[i64], block_size: usize, anon: Option<i64
     };
     camel_torch_worker::data::write_token_dir(dir, &meta, ids, None).unwrap();
 }
+
+/// A pretraining job on the token dir `tokens` (from `model`, or a random initialisation), writing
+/// to `dir/out` (created) with its scratch state in `dir/scratch`.
+pub fn pretrain_job(
+    tokens: &Path,
+    model: Option<PathBuf>,
+    dir: &Path,
+    params: camel_torch_worker::job::TrainParams,
+) -> camel_torch_worker::job::Job {
+    let job = camel_torch_worker::job::Job {
+        task: camel_torch_worker::job::Task::Pretrain,
+        tokens: Some(tokens.to_path_buf()),
+        data: None,
+        model,
+        eval: None,
+        out_dir: dir.join("out"),
+        scratch_dir: dir.join("scratch"),
+        params,
+    };
+    std::fs::create_dir_all(&job.out_dir).unwrap();
+    job
+}
