@@ -175,6 +175,16 @@ fn pairs_from_the_test_server_with_no_key_or_note_text_outside_the_output() {
     assert!(server.requests().iter().all(|q| q.prompt().contains("Please answer.")));
 }
 
+/// `camel run p.yaml` in the background, with the test key and its output discarded (to be killed).
+fn spawn_run(t: &TestContext) -> std::process::Child {
+    t.command(&["run", "p.yaml"])
+        .env("CAMEL_TEST_LLM_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn a_run_killed_mid_way_resumes_without_sending_a_logged_request_again() {
     let server = Server::start();
@@ -183,13 +193,7 @@ fn a_run_killed_mid_way_resumes_without_sending_a_logged_request_again() {
     let t = TestContext::new();
     corpus(&t, 12, 0);
     pipeline(&t, &server, "", "");
-    let mut child = t
-        .command(&["run", "p.yaml"])
-        .env("CAMEL_TEST_LLM_KEY", KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&t);
     let t0 = Instant::now();
     while server.completed() < 8 {
         assert!(t0.elapsed() < Duration::from_secs(30), "the run did not progress");
@@ -242,13 +246,7 @@ fn a_killed_run_shows_the_notes_done_and_the_rerun_says_it_resumes() {
     let t = TestContext::new();
     corpus(&t, 12, 0);
     pipeline(&t, &server, "", "");
-    let mut child = t
-        .command(&["run", "p.yaml"])
-        .env("CAMEL_TEST_LLM_KEY", KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&t);
     let t0 = Instant::now();
     while notes_done(&t) < 6 || count.load(Ordering::SeqCst) < 19 {
         assert!(t0.elapsed() < Duration::from_secs(30), "the run did not progress");
