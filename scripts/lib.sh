@@ -228,7 +228,7 @@ ensure_gloo_headers() {
 # and by the sha256 of the library. It must match the `duckdb` crate's version in
 # stages/notes/Cargo.toml (=1.10506.0 is DuckDB 1.5.6). Where it cannot be had (no npm, another
 # platform, a registry error, CAMEL_DUCKDB=bundled), the workspace is built with
-# `--features camel-notes/bundled`, which compiles DuckDB's C++ (about 40 minutes on 2 cores, once
+# `--features camel-notes/bundled`, which compiles DuckDB's C++ (about 15 more minutes on 2 cores, once
 # per dev cache). Sets CAMEL_CARGO_FEATURES for every cargo call of the scripts.
 DUCKDB_NPM_PACKAGE="@duckdb/node-bindings-linux-x64"
 DUCKDB_NPM_VERSION="1.5.6-r.1"
@@ -236,7 +236,7 @@ DUCKDB_SO_SHA256="3f4962cdd266eab2b479a5b5a4a6d063d279b2954ae814ed00385d553b7476
 CAMEL_CARGO_FEATURES=()
 
 duckdb_bundled() {
-  warn "DuckDB: $1; compiling DuckDB from source instead (--features camel-notes/bundled: about 40 minutes on 2 cores, once per dev cache)"
+  warn "DuckDB: $1; compiling DuckDB from source instead (--features camel-notes/bundled: about 15 more minutes on 2 cores, once per dev cache)"
   CAMEL_CARGO_FEATURES=(--features camel-notes/bundled)
   CAMEL_DUCKDB_PATH="compiled from source ($1)"
 }
@@ -318,10 +318,12 @@ camel_setup() {
   log "DuckDB: $CAMEL_DUCKDB_PATH"
   # The launcher's stamp (./camel): its mtime is the build's start, so edits made during the build
   # count; it holds the binary's mtime after the build, so a binary replaced since is noticed.
-  local stamp started
+  # (A file touched now keeps the start to the nanosecond: a whole-second start would count files
+  # written earlier in that same second, e.g. by `git clone … && scripts/demo`, as edits.)
+  local stamp
   stamp="$(launcher_stamp)"
   mkdir -p "$(dirname "$stamp")"
-  started=$(date +%s)
+  touch "$stamp.started"
   venv_path
   if ! venv_ok "$CAMEL_VENV"; then
     mkdir -p "$CAMEL_CACHE"
@@ -388,8 +390,9 @@ camel_setup() {
   log "cargo build --release --workspace ${CAMEL_CARGO_FEATURES[*]+"${CAMEL_CARGO_FEATURES[*]}"}"
   camel_build || die "cargo build failed"
   stat -c %Y "$CAMEL_TARGET/release/camel" >"$stamp.new"
-  touch -d "@$started" "$stamp.new"
+  touch -r "$stamp.started" "$stamp.new"
   mv -f "$stamp.new" "$stamp"
+  rm -f "$stamp.started"
   tb=$(date +%s)
   log "setup done in $((tb - t0))s: DuckDB $((td - t0))s ($CAMEL_DUCKDB_PATH), venv and build $((tb - td))s"
 }

@@ -16,7 +16,7 @@ fn main() {
     println!("cargo:rustc-env=CAMEL_DUCKDB_BUILD=prebuilt");
     let how = "scripts/setup fetches DuckDB's official prebuilt library (pinned version and hash) into \
                target/lib/camel/; run it once, or compile DuckDB from source instead with \
-               `--features camel-notes/bundled` (about 40 minutes on 2 cores)";
+               `--features camel-notes/bundled` (about 15 more minutes on 2 cores, once)";
     match std::env::var("DUCKDB_LIB_DIR") {
         Ok(dir) if Path::new(&dir).join("libduckdb.so").is_file() => {
             println!("cargo:rerun-if-changed={dir}/libduckdb.so");
