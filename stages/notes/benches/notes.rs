@@ -9,6 +9,7 @@
 //!   directory); the generated file is kept and reused by later runs.
 //! - `NOTES_BENCH_RUNS` (default 2): runs of each side; the fastest wall time counts.
 //! - `NOTES_BENCH_THREADS`: camel's threads (default: all cores).
+//! - `NOTES_BENCH_MEMORY_LIMIT`: the stage's `memory_limit` (default: the stage's default).
 //! - `NOTES_BENCH_COMPRESSION`: corpus.parquet's compression (default: the stage's default).
 //!
 //! The ROW_IDs cover CAMEL's filter list (`../shared/data/mimiciii_filter_index.txt`, or a
@@ -151,6 +152,9 @@ fn child_camel(args: &[String]) {
     });
     if let Ok(t) = std::env::var("NOTES_BENCH_THREADS") {
         params["threads"] = serde_json::json!(t.parse::<u32>().unwrap());
+    }
+    if let Ok(m) = std::env::var("NOTES_BENCH_MEMORY_LIMIT") {
+        params["memory_limit"] = serde_json::json!(m);
     }
     if let Ok(c) = std::env::var("NOTES_BENCH_COMPRESSION") {
         params["parquet"] = serde_json::json!({"compression": c});
