@@ -180,6 +180,30 @@ fn a_token_file_beyond_the_models_vocabulary_fails_before_training() {
     assert!(!t.read(".camel/logs/pretrain.log").contains("steps loss"));
 }
 
+/// A pipeline that pretrains a one-layer model (LLaMA's vocabulary, on the CPU) on the token
+/// directory `tokens`, then fine-tunes it; `finetune_inputs` and `finetune_params` are the
+/// finetune stage's `inputs` and `params` as YAML flow maps.
+fn pretrain_then_finetune(name: &str, finetune_inputs: &str, finetune_params: &str) -> String {
+    format!(
+        r#"
+name: {name}
+stages:
+  pretrain:
+    kind: pretrain
+    inputs: {{tokens: tokens}}
+    params:
+      config: {{vocab_size: 32000, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+               num_attention_heads: 4, num_key_value_heads: 2}}
+      batch_size: 4
+      device: cpu
+  finetune:
+    kind: finetune
+    inputs: {finetune_inputs}
+    params: {finetune_params}
+"#
+    )
+}
+
 #[test]
 fn finetune_after_pretrain_with_the_llama_tokenizer() {
     if worker().is_none() {
@@ -198,28 +222,11 @@ fn finetune_after_pretrain_with_the_llama_tokenizer() {
     t.write("alpaca.json", &serde_json::to_string(&records).unwrap());
     t.write(
         "p.yaml",
-        r#"
-name: sft-test
-stages:
-  pretrain:
-    kind: pretrain
-    inputs: {tokens: tokens}
-    params:
-      config: {vocab_size: 32000, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
-               num_attention_heads: 4, num_key_value_heads: 2}
-      batch_size: 4
-      device: cpu
-  finetune:
-    kind: finetune
-    inputs: {model: pretrain.model, data: alpaca.json}
-    params:
-      epochs: 2
-      batch_size: 2
-      lr: 1e-3
-      max_length: 64
-      group_by_length: true
-      device: cpu
-"#,
+        &pretrain_then_finetune(
+            "sft-test",
+            "{model: pretrain.model, data: alpaca.json}",
+            "{epochs: 2, batch_size: 2, lr: 1e-3, max_length: 64, group_by_length: true, device: cpu}",
+        ),
     );
     t.camel(&["run", "p.yaml"]).assert_ok();
     let dir = t.path(".camel/out/finetune/model");
@@ -515,26 +522,11 @@ fn finetune_evaluates_an_eval_input_of_alpaca_records() {
     t.write("held.json", &records(100, 3));
     t.write(
         "p.yaml",
-        r#"
-name: sft-eval-test
-stages:
-  pretrain:
-    kind: pretrain
-    inputs: {tokens: tokens}
-    params:
-      config: {vocab_size: 32000, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
-               num_attention_heads: 4, num_key_value_heads: 2}
-      batch_size: 4
-      device: cpu
-  finetune:
-    kind: finetune
-    inputs: {model: pretrain.model, data: alpaca.json, eval: held.json}
-    params:
-      batch_size: 2
-      lr: 1e-3
-      max_length: 64
-      device: cpu
-"#,
+        &pretrain_then_finetune(
+            "sft-eval-test",
+            "{model: pretrain.model, data: alpaca.json, eval: held.json}",
+            "{batch_size: 2, lr: 1e-3, max_length: 64, device: cpu}",
+        ),
     );
     t.camel(&["run", "p.yaml"]).assert_ok();
     let m: Vec<serde_json::Value> = t
