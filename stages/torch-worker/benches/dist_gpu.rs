@@ -224,14 +224,14 @@ fn single(cfg: &LlamaConfig, o: &Opts, device: Device, kind: Kind, t: i64, v: Va
         opt.zero_grad();
         Ok(loss)
     })?;
-    let grads: Vec<Tensor> = params.iter().map(|(_, t)| t.grad()).collect();
-    let held: Vec<&Tensor> =
-        params.iter().map(|(_, t)| t).chain(&grads).chain(&opt.exp_avg).chain(&opt.exp_avg_sq).collect();
+    // The gradients are dropped after each step (set to none): counted as the parameters' size.
+    let weights: Vec<&Tensor> = params.iter().map(|(_, t)| t).collect();
+    let moments: Vec<&Tensor> = opt.exp_avg.iter().chain(&opt.exp_avg_sq).collect();
     Ok(Figures {
         step_s,
         tokens_per_s: tps,
         peak: parallel::cuda_peak(device),
-        state: parallel::state_bytes(&held),
+        state: 2 * parallel::state_bytes(&weights) + parallel::state_bytes(&moments),
         loss,
         checkpointing: ac,
         estimate: 4 * memory::parameters(cfg) + memory::step_bytes(cfg, o.batch, t, kind, ac),

@@ -1,6 +1,7 @@
-// libtorch's fused AdamW kernel (`at::_fused_adamw_`, what torch.optim.AdamW(fused=True) calls),
-// for the Rust optimizer: tch does not bind it. Tensors arrive as tch's raw `at::Tensor*`.
-// Errors are returned as text, never thrown across the C boundary.
+// What the Rust optimizer needs from libtorch that tch does not bind: the fused AdamW kernel
+// (`at::_fused_adamw_`, what torch.optim.AdamW(fused=True) calls) and dropping a parameter's
+// gradient (`zero_grad(set_to_none=True)`). Tensors arrive as tch's raw `at::Tensor*`. Errors are
+// returned as text, never thrown across the C boundary.
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/_fused_adamw.h>
@@ -31,3 +32,6 @@ extern "C" int camel_fused_adamw(at::Tensor **params, at::Tensor **grads, at::Te
     return 1;
   }
 }
+
+// `param.grad = None`: the next backward hands its gradient over instead of adding it into zeros.
+extern "C" void camel_grad_reset(at::Tensor *param) { param->mutable_grad().reset(); }

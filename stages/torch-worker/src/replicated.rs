@@ -130,17 +130,12 @@ impl StepStrategy for Replicated {
         Ok(Some(found.step))
     }
 
+    /// The parameters, their gradients (held from a step's first backward to its optimizer
+    /// step, dropped in between: counted as the parameters' size) and the AdamW moments.
     fn state_bytes(&self) -> u64 {
-        let grads: Vec<Tensor> = self.params.iter().map(|(_, t)| t.grad()).collect();
-        let held: Vec<&Tensor> = self
-            .params
-            .iter()
-            .map(|(_, t)| t)
-            .chain(&grads)
-            .chain(&self.opt.exp_avg)
-            .chain(&self.opt.exp_avg_sq)
-            .collect();
-        parallel::state_bytes(&held)
+        let params: Vec<&Tensor> = self.params.iter().map(|(_, t)| t).collect();
+        let moments: Vec<&Tensor> = self.opt.exp_avg.iter().chain(&self.opt.exp_avg_sq).collect();
+        2 * parallel::state_bytes(&params) + parallel::state_bytes(&moments)
     }
 
     /// The model already holds the trained weights.
