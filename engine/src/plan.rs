@@ -163,6 +163,8 @@ fn plan_from(
     registry: &Registry,
     missing_inputs_ok: bool,
 ) -> Result<Plan, EngineError> {
+    // A byte-order mark (editors on Windows write one) is not part of the YAML.
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     let dir =
         std::path::absolute(file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
             .map_err(EngineError::io("resolve the pipeline's directory"))?;
@@ -232,10 +234,39 @@ impl Planner<'_> {
             return Err(EngineError::Invalid(dups));
         }
         let de = serde_yaml::Deserializer::from_str(self.src);
-        match serde_path_to_error::deserialize::<_, RawPipeline>(de) {
-            Ok(raw) => Ok(raw),
-            Err(e) => Err(EngineError::Invalid(vec![self.deserialize_error(e)])),
+        let parsed = match self.merged() {
+            Some(Ok(value)) => serde_path_to_error::deserialize::<_, RawPipeline>(value),
+            Some(Err(e)) => {
+                return Err(EngineError::Invalid(vec![
+                    PipelineError::new(self.file, format!("a YAML merge key (`<<`) cannot be applied: {e}"))
+                        .help("`<<:` takes an alias of a mapping (`<<: *defaults`) or a list of them"),
+                ]));
+            }
+            None => serde_path_to_error::deserialize::<_, RawPipeline>(de),
+        };
+        parsed.map_err(|e| EngineError::Invalid(vec![self.deserialize_error(e)]))
+    }
+
+    /// The document with its YAML merge keys (`<<: *defaults`) applied, when it has any (the
+    /// explicitly written keys of a mapping win over merged ones); `None` without merge keys, and
+    /// when the text does not parse (the typed parse then says where).
+    fn merged(&self) -> Option<Result<Value, serde_yaml::Error>> {
+        fn has_merge(v: &Value) -> bool {
+            match v {
+                Value::Mapping(m) => m.iter().any(|(k, v)| k.as_str() == Some("<<") || has_merge(v)),
+                Value::Sequence(s) => s.iter().any(has_merge),
+                Value::Tagged(t) => has_merge(&t.value),
+                _ => false,
+            }
         }
+        if !self.src.contains("<<") {
+            return None;
+        }
+        let mut value: Value = serde_yaml::from_str(self.src).ok()?;
+        if !has_merge(&value) {
+            return None;
+        }
+        Some(value.apply_merge().map(|()| value))
     }
 
     /// One error per duplicated key, outermost only (a duplicated stage hides the duplicates
@@ -431,7 +462,21 @@ impl Planner<'_> {
             })
             .collect();
         for o in overrides {
-            if o.target[0] == "params" {
+            if o.target[0] == "params" && !self.param_exists(&raw.params, &o.target[1]) {
+                let known: Vec<String> = raw.params.keys().map(crate::pipeline::key_string).collect();
+                let help = match did_you_mean(&o.target[1], known.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean `params.{s}`?"),
+                    None if known.is_empty() => "the pipeline has no `params:` section".to_string(),
+                    None => format!("pipeline params: {}", known.join(", ")),
+                };
+                self.errors.push(
+                    PipelineError::new(
+                        self.file,
+                        format!("`--set {}`: the pipeline has no param `{}`", o.text, o.target[1]),
+                    )
+                    .help(help),
+                );
+            } else if o.target[0] == "params" {
                 let mut v = Value::Mapping(std::mem::take(&mut raw.params));
                 set_path(&mut v, &o.target[1..], o.value.clone());
                 raw.params = match v {
@@ -465,6 +510,15 @@ impl Planner<'_> {
         set_paths
     }
 
+    /// Whether `--set params.NAME=…` sets something the pipeline has: a param of its `params:`,
+    /// or one it refers to (`${params.NAME}`) without a default.
+    fn param_exists(&self, params: &serde_yaml::Mapping, name: &str) -> bool {
+        params.contains_key(name)
+            || [format!("${{params.{name}}}"), format!("${{params.{name}.")]
+                .iter()
+                .any(|r| self.src.contains(r))
+    }
+
     /// `name` must not be empty and there must be at least one stage.
     fn check_header(&mut self, raw: &RawPipeline) {
         if raw.name.trim().is_empty() {
@@ -475,6 +529,47 @@ impl Planner<'_> {
                 self.error(&path_of(&["stages"]), true, "the pipeline has no stages")
                     .help("add at least one stage under `stages:`"),
             );
+        }
+        self.check_param_values(&Value::Mapping(raw.params.clone()), &mut vec!["params".to_string()]);
+    }
+
+    /// A pipeline param's value is used as written: a `${env:…}` or `${params.…}` in it would
+    /// reach the stages as literal text (and a secret's name would enter cache keys), so either is
+    /// an error where it is written.
+    fn check_param_values(&mut self, v: &Value, path: &mut Vec<String>) {
+        match v {
+            Value::String(t) => {
+                let (what, help) = if t.contains("${env:") {
+                    (
+                        "`${env:…}` cannot be used in `params:`",
+                        "pipeline params enter cache keys; write `${env:NAME}` directly in the stage's \
+                         secret field (`api_key`, `secret_env`), which is never hashed",
+                    )
+                } else if t.contains("${params.") {
+                    (
+                        "a pipeline param cannot refer to another (`${params.…}`)",
+                        "write the value out, or refer to both params from the stage",
+                    )
+                } else {
+                    return;
+                };
+                self.errors.push(self.error(path, false, what).help(help));
+            }
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    path.push(crate::pipeline::key_string(k));
+                    self.check_param_values(v, path);
+                    path.pop();
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    self.check_param_values(v, path);
+                    path.pop();
+                }
+            }
+            _ => {}
         }
     }
 
@@ -653,6 +748,15 @@ impl Planner<'_> {
                 .push(self.error(&base, true, format!("invalid stage name `{name}`")).stage(name).help(
                 "stage names use letters, digits, `_` and `-` (no dots: `STAGE.OUTPUT` refers to outputs)",
             ));
+            return None;
+        }
+        if name == "params" || name == "slurm" {
+            self.errors.push(
+                self.error(&base, true, format!("`{name}` cannot name a stage")).stage(name).help(format!(
+                    "`--set {name}.…` sets the pipeline's `{name}:`, so a stage of that name could not be \
+                     overridden: rename the stage"
+                )),
+            );
             return None;
         }
         if name.len() > crate::validate::MAX_STAGE_NAME {
@@ -1319,6 +1423,40 @@ stages:
         assert_eq!(late.inputs["x"].describe(), "early.out");
         assert_eq!(plan.workspace, t.path(".camel"));
         assert_eq!(plan.dependents(plan.require("early").unwrap()), [plan.require("late").unwrap()]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_yaml() {
+        let t = Bench::new();
+        let yaml = "name: p\nstages:\n  a: {kind: fake, params: {text: x}}\n";
+        let plain = t.plan(yaml).unwrap();
+        let bom = t.plan(&format!("\u{feff}{yaml}")).unwrap();
+        assert_eq!(bom.name, "p");
+        assert_eq!(bom.stages.len(), 1);
+        assert_eq!(bom.stages[0].bound.params_json(), plain.stages[0].bound.params_json());
+    }
+
+    #[test]
+    fn merge_keys_are_applied_and_written_keys_win() {
+        let t = Bench::new();
+        let plan = t
+            .plan(
+                "
+name: p
+params:
+  common: &common {text: shared, note: from-merge}
+stages:
+  a:
+    kind: fake
+    params:
+      <<: *common
+      note: own
+",
+            )
+            .unwrap();
+        let params = plan.stages[0].bound.params_json();
+        assert_eq!(params["text"], "shared");
+        assert_eq!(params["note"], "own");
     }
 
     #[test]
