@@ -17,7 +17,7 @@ pub fn diff(a: &Path, b: &Path, set_a: &[String], set_b: &[String], json: bool) 
     let (pa, pb) = (load(a, set_a)?, load(b, set_b)?);
     let c = camel_engine::compare(&pa, &pb)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&c).expect("a comparison serializes"));
+        outln!("{}", serde_json::to_string_pretty(&c).expect("a comparison serializes"));
     } else {
         let side = |p: &Path, set: &[String]| {
             let mut s = p.display().to_string();
@@ -26,7 +26,7 @@ pub fn diff(a: &Path, b: &Path, set_a: &[String], set_b: &[String], json: bool) 
             }
             s
         };
-        print!("A: {}\nB: {}\n\n{}", side(a, set_a), side(b, set_b), render(&c));
+        out!("A: {}\nB: {}\n\n{}", side(a, set_a), side(b, set_b), render(&c));
     }
     Ok(0)
 }

@@ -57,7 +57,7 @@ fn execute(command: Command) -> Result<i32, EngineError> {
             crate::compare::diff(&a, &b, &[set.clone(), set_a].concat(), &[set, set_b].concat(), json)
         }
         Command::Dag { pipeline, format } => {
-            print!("{}", render_dag(&load(&pipeline, &[])?, format));
+            out!("{}", render_dag(&load(&pipeline, &[])?, format));
             Ok(0)
         }
         Command::Show { pipeline, stage, json } => show(&pipeline, &stage, json),
@@ -96,7 +96,7 @@ fn execute(command: Command) -> Result<i32, EngineError> {
         }
         Command::Kinds { kind } => kinds(kind.as_deref()),
         Command::Schema => {
-            println!("{}", pipeline_schema_text());
+            outln!("{}", pipeline_schema_text());
             Ok(0)
         }
     }
@@ -239,14 +239,14 @@ fn show(pipeline: &Path, stage: &str, json: bool) -> Result<i32, EngineError> {
     let plan = load(pipeline, &[])?;
     let r = camel_engine::show(&plan, stage)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r).expect("show serializes"));
+        outln!("{}", serde_json::to_string_pretty(&r).expect("show serializes"));
         return Ok(0);
     }
-    println!("stage:   {}", r.stage);
-    println!("key:     {}", r.key);
-    println!("entry:   {}", r.entry.display());
+    outln!("stage:   {}", r.stage);
+    outln!("key:     {}", r.key);
+    outln!("entry:   {}", r.entry.display());
     for o in &r.outputs {
-        println!(
+        outln!(
             "output:  {} = {} ({}, {}, blake3 {})",
             o.name,
             o.path.display(),
@@ -262,14 +262,14 @@ fn show(pipeline: &Path, stage: &str, json: bool) -> Result<i32, EngineError> {
             ("host", &p.host),
             ("camel_version", &p.camel_version),
         ] {
-            println!("{:<8} {v}", format!("{field}:"));
+            outln!("{:<8} {v}", format!("{field}:"));
         }
-        println!("pipeline: {}", p.pipeline.file.display());
+        outln!("pipeline: {}", p.pipeline.file.display());
         for (name, i) in &p.inputs {
-            println!("input:   {name} <- {} (blake3 {})", i.from, &i.hash[..16.min(i.hash.len())]);
+            outln!("input:   {name} <- {} (blake3 {})", i.from, &i.hash[..16.min(i.hash.len())]);
         }
     }
-    println!("log:     {}", r.log.display());
+    outln!("log:     {}", r.log.display());
     Ok(0)
 }
 
@@ -278,7 +278,7 @@ fn gc(pipelines: &[PathBuf], dry_run: bool) -> Result<i32, EngineError> {
     let plans = pipelines.iter().map(|p| load(p, &[])).collect::<Result<Vec<_>, _>>()?;
     for r in camel_engine::gc(&plans, dry_run)? {
         let verb = if dry_run { "would remove" } else { "removed" };
-        println!(
+        outln!(
             "{}: kept {} entries, {verb} {} ({}), {verb} {} scratch dirs",
             r.workspace.display(),
             r.kept,
@@ -288,7 +288,7 @@ fn gc(pipelines: &[PathBuf], dry_run: bool) -> Result<i32, EngineError> {
         );
         if dry_run {
             for k in &r.removed {
-                println!("  {k}");
+                outln!("  {k}");
             }
         }
     }
@@ -304,13 +304,13 @@ fn verify(pipeline: &Path) -> Result<i32, EngineError> {
         match e.result.as_str() {
             "corrupt" => {
                 bad += 1;
-                println!(
+                outln!(
                     "{}: CORRUPT ({}); entry removed, the next run rebuilds it",
                     e.stage,
                     e.problem.as_deref().unwrap_or("")
                 );
             }
-            other => println!("{}: {other}", e.stage),
+            other => outln!("{}: {other}", e.stage),
         }
     }
     Ok(if bad > 0 { 1 } else { 0 })
@@ -339,9 +339,9 @@ fn generate(job: &GenJob, json: bool) -> Result<i32, EngineError> {
     };
     for o in outputs {
         if json {
-            println!("{}", serde_json::to_string(&o).expect("an output serializes"));
+            outln!("{}", serde_json::to_string(&o).expect("an output serializes"));
         } else {
-            println!("{}\n", o.text);
+            outln!("{}\n", o.text);
         }
     }
     Ok(0)
@@ -352,7 +352,7 @@ fn kinds(kind: Option<&str>) -> Result<i32, EngineError> {
     let reg = camel_stages::registry();
     let Some(k) = kind else {
         for k in reg.kinds() {
-            println!("{:<12} v{}  {}", k.kind, k.version, k.summary);
+            outln!("{:<12} v{}  {}", k.kind, k.version, k.summary);
         }
         return Ok(0);
     };
@@ -362,10 +362,10 @@ fn kinds(kind: Option<&str>) -> Result<i32, EngineError> {
             .unwrap_or_default();
         return Err(EngineError::Usage(format!("no stage kind `{k}`{hint}")));
     };
-    println!("{} (implementation version {}): {}", e.kind, e.version, e.summary);
-    print!("{}", describe_kind(e));
+    outln!("{} (implementation version {}): {}", e.kind, e.version, e.summary);
+    out!("{}", describe_kind(e));
     if !e.unhashed.is_empty() {
-        println!("params that are not hashed (may use ${{env:NAME}}): {}", e.unhashed.join(", "));
+        outln!("params that are not hashed (may use ${{env:NAME}}): {}", e.unhashed.join(", "));
     }
     Ok(0)
 }
