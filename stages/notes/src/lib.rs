@@ -31,7 +31,7 @@ use crate::marks::MarkTable;
 use crate::params::{Exclude, NotesParams, Source, TableFormat};
 use crate::process::{Category, IdList, Pipeline, Rows, SourceRun, SourceStats, mark_stats, process};
 use crate::read::{
-    check_file, columns_of, csv_scan, read_header, require_columns, sql_ident, sql_str, stream,
+    Decode, check_file, columns_of, csv_scan, read_header, require_columns, sql_ident, sql_str, stream,
 };
 
 /// A failure of the notes stage: one message that names the file and place, never note text.
@@ -89,7 +89,9 @@ pub struct Notes;
 impl Stage for Notes {
     type Params = NotesParams;
     const KIND: &'static str = "notes";
-    const VERSION: u32 = 1;
+    /// 2: JSON-lines columns read as written (no longer typed by DuckDB), Parquet BINARY text
+    /// decoded as UTF-8.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "MIMIC-III/IV, i2b2 or any table of notes into the filtered CAMEL corpus (corpus.parquet, stats.json)";
     const UNHASHED: &'static [&'static str] = params::UNHASHED;
 
@@ -411,7 +413,12 @@ fn limit_sql(limit: Option<u64>) -> String {
     limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default()
 }
 
-/// Streams a DuckDB query's batches (columns id, category?, text, iserror?) through `process`.
+/// A column of the query that is decoded on the Rust side: its alias in the query, its name in
+/// the file, and how.
+type Decoded<'a> = (&'static str, &'a str, Decode);
+
+/// Streams a DuckDB query's batches (columns id, category?, text, iserror?) through `process`;
+/// the columns of `decode` are made text on the way.
 #[allow(clippy::too_many_arguments)]
 fn run_query(
     conn: &Connection,
@@ -420,6 +427,7 @@ fn run_query(
     file: &Path,
     const_category: Option<&str>,
     int_ids: bool,
+    decode: &[Decoded<'_>],
     pipe: &mut Pipeline<'_>,
     run: &mut SourceRun<'_>,
     env: &dyn Env,
@@ -430,22 +438,24 @@ fn run_query(
         if env.cancelled() {
             return Err(NotesError::new("cancelled"));
         }
-        let text = read::string_column(b, "text").ok_or_else(|| {
+        let mut decoded: Vec<(&str, StringArray)> = Vec::new();
+        for &(alias, column, how) in decode {
+            decoded.push((alias, read::decode_column(b, alias, column, how, file, run.file_rows)?));
+        }
+        let col = |alias: &str| match decoded.iter().find(|(a, _)| *a == alias) {
+            Some((_, c)) => Some(c),
+            None => read::string_column(b, alias),
+        };
+        let text = col("text").ok_or_else(|| {
             NotesError::new(format!("{}: DuckDB returned the text column with another type", file.display()))
         })?;
-        let category = match (const_category, read::string_column(b, "category")) {
+        let category = match (const_category, col("category")) {
             (Some(c), _) => Category::Const(c),
             (None, Some(c)) => Category::Column(c),
             (None, None) => Category::None,
         };
-        let rows = Rows {
-            file,
-            id: read::string_column(b, "id"),
-            category,
-            text,
-            iserror: read::string_column(b, "iserror"),
-            int_ids,
-        };
+        let rows =
+            Rows { file, id: col("id"), category, text, iserror: read::string_column(b, "iserror"), int_ids };
         process(pipe, run, &rows)?;
         *total_rows += b.num_rows() as u64;
         env.rows(*total_rows);
@@ -479,7 +489,7 @@ fn read_source(
                 "SELECT \"ROW_ID\" AS id, \"CATEGORY\" AS category{iserror}, \"TEXT\" AS text FROM {scan}{}",
                 limit_sql(m.limit)
             );
-            run_query(conn, &scan, &sql, path, None, true, pipe, run, env, total_rows)
+            run_query(conn, &scan, &sql, path, None, true, &[], pipe, run, env, total_rows)
         }
         Source::Mimic4(m) => {
             let files = [(m.discharge.as_ref(), "Discharge summary"), (m.radiology.as_ref(), "Radiology")];
@@ -498,7 +508,7 @@ fn read_source(
                 let sql =
                     format!("SELECT \"note_id\" AS id, \"text\" AS text FROM {scan}{}", limit_sql(left));
                 let before = run.stats.rows_read;
-                run_query(conn, &scan, &sql, path, Some(category), false, pipe, run, env, total_rows)?;
+                run_query(conn, &scan, &sql, path, Some(category), false, &[], pipe, run, env, total_rows)?;
                 if let Some(l) = &mut left {
                     *l = l.saturating_sub(run.stats.rows_read - before);
                 }
@@ -545,6 +555,14 @@ fn read_source(
             need.extend(t.columns.id.as_deref());
             need.extend(t.columns.category.as_deref());
             let lit = sql_str(&path.to_string_lossy());
+            let mapped: [(&'static str, Option<&str>); 3] = [
+                ("text", Some(t.columns.text.as_str())),
+                ("id", t.columns.id.as_deref()),
+                ("category", t.columns.category.as_deref()),
+            ];
+            let mut select = Vec::new();
+            let mut decode: Vec<Decoded<'_>> = Vec::new();
+            let cast = |c: &str, alias: &str| format!("CAST({} AS VARCHAR) AS {alias}", sql_ident(c));
             let scan = match format {
                 TableFormat::Csv | TableFormat::Tsv => {
                     let delim = match (&t.delimiter, format) {
@@ -563,22 +581,65 @@ fn read_source(
                     };
                     let cols = read_header(path, delim)?;
                     require_columns(path, &cols, &need, Some(delim))?;
+                    for (alias, c) in mapped {
+                        select.extend(c.map(|c| cast(c, alias)));
+                    }
                     csv_scan(path, delim, &cols)
                 }
-                TableFormat::Parquet => format!("read_parquet({lit})"),
-                TableFormat::Jsonl => format!("read_json({lit}, format = 'newline_delimited')"),
+                // Each mapped column by its type: text as it is, BINARY decoded as UTF-8 here,
+                // other single values (integer ids, dates) as DuckDB writes them; a list or a
+                // struct is not text.
+                TableFormat::Parquet => {
+                    let scan = format!("read_parquet({lit})");
+                    let types = read::column_types(conn, &scan, path)?;
+                    let names: Vec<String> = types.iter().map(|(n, _)| n.clone()).collect();
+                    require_columns(path, &names, &need, None)?;
+                    for (alias, c) in mapped {
+                        let Some(c) = c else { continue };
+                        let ty = types.iter().find(|(n, _)| n == c).map_or("", |(_, t)| t.as_str());
+                        if ty.eq_ignore_ascii_case("BLOB") {
+                            select.push(format!("{} AS {alias}", sql_ident(c)));
+                            decode.push((alias, c, Decode::Utf8Bytes));
+                        } else if read::is_nested_type(ty) {
+                            return Err(NotesError::new(format!(
+                                "{}: column `{c}` holds {ty} values, not text; `columns:` must name a \
+                                 column of text (or of single values, for `id` and `category`)",
+                                path.display()
+                            )));
+                        } else {
+                            select.push(cast(c, alias));
+                        }
+                    }
+                    scan
+                }
+                // DuckDB types a JSON column by its values: one number among strings makes every
+                // value JSON text, and ids of mixed kinds keep their quotes. The mapped columns
+                // are read as JSON and decoded here: a string is its text, a number is written as
+                // it is, an object or a list is an error naming the row.
+                TableFormat::Jsonl => {
+                    let auto = format!("read_json({lit}, format = 'newline_delimited')");
+                    let names = columns_of(conn, &auto, path)?;
+                    require_columns(path, &names, &need, None)?;
+                    let mut json_cols: Vec<&str> = Vec::new();
+                    for (alias, c) in mapped {
+                        let Some(c) = c else { continue };
+                        if !json_cols.contains(&c) {
+                            json_cols.push(c);
+                        }
+                        select.push(format!("{} AS {alias}", sql_ident(c)));
+                        decode.push((alias, c, Decode::Json));
+                    }
+                    let spec: Vec<String> =
+                        json_cols.iter().map(|c| format!("{}: 'JSON'", sql_str(c))).collect();
+                    format!(
+                        "read_json({lit}, format = 'newline_delimited', columns = {{{}}})",
+                        spec.join(", ")
+                    )
+                }
                 TableFormat::Auto => unreachable!("resolved above"),
             };
-            if !matches!(format, TableFormat::Csv | TableFormat::Tsv) {
-                let cols = columns_of(conn, &scan, path)?;
-                require_columns(path, &cols, &need, None)?;
-            }
-            let cast = |c: &str, alias: &str| format!("CAST({} AS VARCHAR) AS {alias}", sql_ident(c));
-            let mut select = vec![cast(&t.columns.text, "text")];
-            select.extend(t.columns.id.as_deref().map(|c| cast(c, "id")));
-            select.extend(t.columns.category.as_deref().map(|c| cast(c, "category")));
             let sql = format!("SELECT {} FROM {scan}{}", select.join(", "), limit_sql(t.limit));
-            run_query(conn, &scan, &sql, path, None, false, pipe, run, env, total_rows)
+            run_query(conn, &scan, &sql, path, None, false, &decode, pipe, run, env, total_rows)
         }
     }
 }

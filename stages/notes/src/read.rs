@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use duckdb::arrow::array::{Array, RecordBatch, StringArray};
+use duckdb::arrow::array::{Array, BinaryArray, RecordBatch, StringArray, StringBuilder};
 use duckdb::{Config, Connection};
 
 use crate::NotesError;
@@ -248,10 +248,104 @@ fn diagnose(scan: &str, file: &Path, err: &duckdb::Error) -> NotesError {
 
 /// The names of the columns `scan` (a table function call) yields.
 pub fn columns_of(conn: &Connection, scan: &str, file: &Path) -> Result<Vec<String>, NotesError> {
+    Ok(column_types(conn, scan, file)?.into_iter().map(|(name, _)| name).collect())
+}
+
+/// The columns `scan` (a table function call) yields: each name and DuckDB type (`VARCHAR`,
+/// `BLOB`, `VARCHAR[]`, …).
+pub fn column_types(conn: &Connection, scan: &str, file: &Path) -> Result<Vec<(String, String)>, NotesError> {
     let mut stmt =
         conn.prepare(&format!("DESCRIBE SELECT * FROM {scan}")).map_err(|e| duck_error(file, &e))?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| duck_error(file, &e))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(|e| duck_error(file, &e))?;
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| duck_error(file, &e))
+}
+
+/// Whether a DuckDB type holds more than one value (a list, struct, map or union): such a
+/// column is not text, and a cast would make text of its structure.
+pub fn is_nested_type(t: &str) -> bool {
+    let t = t.trim().to_ascii_uppercase();
+    t.ends_with(']') || ["STRUCT", "MAP", "UNION"].iter().any(|k| t.starts_with(k))
+}
+
+/// How a column of a batch becomes text on the Rust side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decode {
+    /// JSON values as DuckDB's JSON type gives them: a string is its text, a number or boolean
+    /// is written as it is, `null` is null, and an object or a list is an error.
+    Json,
+    /// Parquet BINARY (DuckDB's BLOB) that holds text: UTF-8, checked.
+    Utf8Bytes,
+}
+
+/// Column `alias` of `b` (read from the file's column `column`) decoded as `how` says. Errors
+/// name the file, the data row and the column, never the value.
+pub fn decode_column(
+    b: &RecordBatch,
+    alias: &str,
+    column: &str,
+    how: Decode,
+    file: &Path,
+    first_row: u64,
+) -> Result<StringArray, NotesError> {
+    let at = |i: usize, what: String| {
+        NotesError::new(format!(
+            "{}: data row {}: column `{column}` {what}",
+            file.display(),
+            first_row + i as u64 + 1
+        ))
+    };
+    let col = b.column_by_name(alias).ok_or_else(|| {
+        NotesError::new(format!("{}: DuckDB returned no column `{column}`", file.display()))
+    })?;
+    let other = || {
+        NotesError::new(format!("{}: DuckDB returned column `{column}` with another type", file.display()))
+    };
+    let mut out = StringBuilder::with_capacity(col.len(), 0);
+    match how {
+        Decode::Json => {
+            let a = col.as_any().downcast_ref::<StringArray>().ok_or_else(other)?;
+            for i in 0..a.len() {
+                if !a.is_valid(i) {
+                    out.append_null();
+                    continue;
+                }
+                let v = a.value(i);
+                match v.as_bytes().first() {
+                    Some(b'"') => {
+                        let s: String = serde_json::from_str(v)
+                            .map_err(|_| at(i, "holds a string DuckDB gave back malformed".into()))?;
+                        out.append_value(s);
+                    }
+                    Some(b'{') => return Err(at(i, "holds a JSON object, not text".into())),
+                    Some(b'[') => return Err(at(i, "holds a JSON list, not text".into())),
+                    _ if v == "null" => out.append_null(),
+                    _ => out.append_value(v),
+                }
+            }
+        }
+        Decode::Utf8Bytes => {
+            let a = col.as_any().downcast_ref::<BinaryArray>().ok_or_else(other)?;
+            for i in 0..a.len() {
+                if !a.is_valid(i) {
+                    out.append_null();
+                    continue;
+                }
+                let s = std::str::from_utf8(a.value(i)).map_err(|e| {
+                    at(
+                        i,
+                        format!(
+                            "is binary that is not UTF-8 text (byte {} of the value); convert it to UTF-8",
+                            e.valid_up_to() + 1
+                        ),
+                    )
+                })?;
+                out.append_value(s);
+            }
+        }
+    }
+    Ok(out.finish())
 }
 
 /// A column of a DuckDB batch as strings.

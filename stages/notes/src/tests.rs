@@ -532,3 +532,77 @@ fn stage_contract() {
     assert_eq!(Notes::UNHASHED, ["threads", "memory_limit"]);
     assert!(duckdb_version().starts_with('v'));
 }
+
+/// Issue: one number among the strings of a JSON column made DuckDB type it JSON, and every
+/// note became JSON text; ids of mixed kinds kept their quotes, so the exclusion list missed
+/// them. Mapped columns are text as written.
+#[test]
+fn json_lines_columns_are_text_and_ids_as_written() {
+    let mut t = T::new();
+    t.file(
+        "j",
+        "notes.jsonl",
+        concat!(
+            "{\"body\": \"SECRET one\\nline two \\u00e9\", \"id\": 1, \"at\": \"2020-01-01T10:00:00\"}\n",
+            "{\"body\": 12345, \"id\": \"A4\", \"at\": 2.50}\n",
+            "{\"body\": \"SECRET withdrawn\", \"id\": \"A5\", \"at\": true}\n",
+            "{\"body\": null, \"id\": 3}\n",
+        ),
+    );
+    t.file("w", "withdrawn.txt", "A5\n");
+    let (rows, stats, _) = t
+        .run("sources: [{type: table, notes: j, columns: {text: body, id: id, category: at}, exclude: {ids: w}}]")
+        .unwrap();
+    let got: Vec<(Option<&str>, Option<&str>, &str)> =
+        rows.iter().map(|r| (r.1.as_deref(), r.2.as_deref(), r.3.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (Some("1"), Some("2020-01-01T10:00:00"), "SECRET one\nline two é"),
+            (Some("A4"), Some("2.5"), "12345"),
+            (Some("3"), None, ""),
+        ]
+    );
+    let ex = stats.sources[0].exclude.as_ref().unwrap();
+    assert_eq!((ex.matched, ex.absent), (1, 0), "the withdrawn note is dropped");
+    // An object or a list is not text: the row and the column are named, not the value.
+    for (value, what) in [("{\"x\": \"SECRET\"}", "a JSON object"), ("[\"SECRET\", 2]", "a JSON list")] {
+        t.file("j", "notes.jsonl", format!("{{\"body\": \"ok\"}}\n{{\"body\": {value}}}\n"));
+        let e = t.err("sources: [{type: table, notes: j, columns: {text: body}}]");
+        assert!(e.contains("notes.jsonl: data row 2: column `body` holds ") && e.contains(what), "{e}");
+    }
+}
+
+/// Issue: Parquet text stored as BINARY came out as `\xC3\xA9` escapes. BINARY is decoded as
+/// UTF-8 (or the row is named); a list is not text.
+#[test]
+fn parquet_binary_is_utf8_text_and_nested_columns_are_refused() {
+    let mut t = T::new();
+    let dir = t.dir.path().to_path_buf();
+    let conn = Connection::open_in_memory().unwrap();
+    let pq = |name: &str, select: &str| {
+        let p = dir.join(name);
+        conn.execute_batch(&format!(
+            "COPY ({select}) TO {} (FORMAT parquet)",
+            read::sql_str(&p.to_string_lossy())
+        ))
+        .unwrap();
+        p
+    };
+    let good = pq(
+        "bin.parquet",
+        "SELECT * FROM (VALUES (7, encode('SECRET café 38°C\nline')), (8, NULL)) v(note_id, body)",
+    );
+    t.bind("p", &good);
+    let (rows, ..) = t.run("sources: [{type: table, notes: p, columns: {text: body, id: note_id}}]").unwrap();
+    let got: Vec<(Option<&str>, &str)> = rows.iter().map(|r| (r.1.as_deref(), r.3.as_str())).collect();
+    assert_eq!(got, [(Some("7"), "SECRET café 38°C\nline"), (Some("8"), "")]);
+    let bad = pq("cp1252.parquet", "SELECT * FROM (VALUES ('a'::BLOB), ('SECRET caf\\xE9'::BLOB)) v(body)");
+    t.bind("p", &bad);
+    let e = t.err("sources: [{type: table, notes: p, columns: {text: body}}]");
+    assert!(e.contains("cp1252.parquet: data row 2: column `body` is binary that is not UTF-8"), "{e}");
+    let list = pq("list.parquet", "SELECT ['SECRET', 'b'] AS body");
+    t.bind("p", &list);
+    let e = t.err("sources: [{type: table, notes: p, columns: {text: body}}]");
+    assert!(e.contains("list.parquet: column `body` holds VARCHAR[] values, not text"), "{e}");
+}
