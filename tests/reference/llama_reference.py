@@ -9,7 +9,8 @@ Rust tests in stages/torch-worker/tests/. Every expected number comes from here.
                                      (the loss normalised as the params' loss_normalization)
   trainer DIR TOKENS_DIR OUT PARAMS_JSON  the same run through transformers' Trainer (per-step
                                      loss and grad_norm as it logs them, and the final weights)
-  generate DIR IDS_JSON MAX_NEW OUT   greedy generate (left-padded batch)
+  generate DIR IDS_JSON MAX_NEW OUT   greedy generate (left-padded batch; eos: the JSON's "eos_id",
+                                     else the checkpoint's generation config)
   bench DIR THREADS BATCH SEQ STEPS GEN_TOKENS   training and greedy-generation tokens/s
   sft TOKENIZER_JSON RECORDS_JSON MAX_LENGTH OUT
       Stanford Alpaca's preprocessing (train.py: PROMPT_DICT, eos appended as text, prompt
@@ -254,6 +255,8 @@ def generate(args):
     L = max(len(r) for r in rows)
     ids = torch.tensor([[pad] * (L - len(r)) + r for r in rows])
     mask = torch.tensor([[0] * (L - len(r)) + [1] * len(r) for r in rows])
+    # Without "eos_id" in the spec, the eos ids are the checkpoint's (its generation_config.json).
+    kw = {"eos_token_id": spec["eos_id"]} if "eos_id" in spec else {}
     with torch.no_grad():
         g = m.generate(
             input_ids=ids,
@@ -261,8 +264,8 @@ def generate(args):
             max_new_tokens=int(max_new),
             do_sample=False,
             num_beams=int(spec.get("num_beams", 1)),
-            eos_token_id=spec.get("eos_id"),
             pad_token_id=pad,
+            **kw,
         )
     json.dump({"tokens": g[:, L:].tolist()}, open(out, "w"))
 

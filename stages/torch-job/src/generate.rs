@@ -13,10 +13,11 @@ pub struct GenParams {
     pub do_sample: bool,
     pub temperature: f64,
     pub top_p: f64,
-    /// Ids that end a sequence (empty: the model config's eos ids). Only on the wire when set.
+    /// Ids that end a sequence (empty: the checkpoint's, from its `generation_config.json` as
+    /// transformers reads it, else `config.json`). Only on the wire when set.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub eos_ids: Vec<i64>,
-    /// The padding id (0: the model config's `pad_token_id`, else 0). Only on the wire when set.
+    /// The padding id (0: the checkpoint's `pad_token_id`, else 0). Only on the wire when set.
     #[serde(skip_serializing_if = "is_zero")]
     pub pad_id: i64,
     pub seed: u64,

@@ -83,9 +83,9 @@ pub fn run(job: &AnswerJob, progress: &mut dyn FnMut(usize, usize, u64, f64)) ->
     }
 
     let (model, tok) = crate::generate::load_for_generation(&job.model, &job.device, &job.dtype)?;
-    let mut decoding = job.generation.clone();
-    if let Some(pad) = model.cfg.extra.get("pad_token_id").and_then(serde_json::Value::as_i64) {
-        decoding.pad_id = pad;
+    let (decoding, notes) = crate::generation_config::resolve(&job.model, &model.cfg, &job.generation)?;
+    for n in notes {
+        eprintln!("note: {n}");
     }
     let templates = TrainParams {
         prompt_input: job.prompt_input.clone(),
@@ -115,6 +115,8 @@ pub fn run(job: &AnswerJob, progress: &mut dyn FnMut(usize, usize, u64, f64)) ->
                 .map_err(|e| anyhow::anyhow!("row {}: tokenization failed: {e}", first + k))?;
             prompts.push(enc.get_ids().iter().map(|&i| i as i64).collect::<Vec<_>>());
         }
+        crate::generate::check_ids(&prompts, model.cfg.vocab_size, Some(tok.get_vocab_size(true)))
+            .with_context(|| format!("rows {first}–{}", first + chunk.len() - 1))?;
         let mut p = decoding.clone();
         p.seed = decoding.seed.wrapping_add(b as u64);
         let outs = generate(&model, &prompts, &p)?;

@@ -40,10 +40,13 @@ fn next_tokens(logits: &Tensor, p: &GenParams) -> Tensor {
     scores.softmax(-1, Kind::Float).multinomial(1, false).squeeze_dim(1)
 }
 
-/// New tokens for each prompt (eos included when reached).
+/// New tokens for each prompt (eos included when reached). `p.eos_ids` are the ids that stop a
+/// sequence (none: every sequence runs to `max_new_tokens`); a job's params get the checkpoint's
+/// from [`crate::generation_config::resolve`].
 pub fn generate(model: &Llama, prompts: &[Vec<i64>], p: &GenParams) -> Result<Vec<Vec<i64>>> {
     ensure!(!prompts.is_empty() && prompts.iter().all(|x| !x.is_empty()), "empty prompt");
-    let eos: Vec<i64> = if p.eos_ids.is_empty() { model.cfg.eos_token_ids() } else { p.eos_ids.clone() };
+    check_ids(prompts, model.cfg.vocab_size, None)?;
+    let eos = p.eos_ids.clone();
     if p.num_beams > 1 {
         return beam_search(model, prompts, p, &eos);
     }
@@ -96,6 +99,20 @@ pub fn generate(model: &Llama, prompts: &[Vec<i64>], p: &GenParams) -> Result<Ve
     Ok(out)
 }
 
+/// Every prompt id is a row of the embedding (libtorch would abort on another). `tokenizer`: the
+/// size of the tokenizer that encoded the prompts, for the message.
+pub fn check_ids(prompts: &[Vec<i64>], vocab_size: i64, tokenizer: Option<usize>) -> Result<()> {
+    let Some(&bad) = prompts.iter().flatten().find(|&&id| id < 0 || id >= vocab_size) else { return Ok(()) };
+    let tok = match tokenizer {
+        Some(n) => format!(" (its tokenizer.json has {n} tokens)"),
+        None => String::new(),
+    };
+    anyhow::bail!(
+        "the prompt holds token id {bad}, beyond the model's vocabulary of {vocab_size} (config.json \
+         vocab_size){tok}: is tokenizer.json this model's?"
+    )
+}
+
 /// A checkpoint dir's model on `device` (`auto`, `cpu`, `cuda[:N]`) in `dtype` (`auto`: bf16 on
 /// CUDA, fp32 on the CPU) and its `tokenizer.json`, for `generate` and `answer` jobs.
 pub fn load_for_generation(
@@ -120,11 +137,9 @@ pub fn load_for_generation(
 pub fn run_job(job: &GenJob, out: &mut dyn std::io::Write) -> Result<()> {
     use anyhow::Context;
     let (model, tok) = load_for_generation(&job.model, &job.device, &job.dtype)?;
-    let mut p = job.params.clone();
-    if p.pad_id == 0
-        && let Some(pad) = model.cfg.extra.get("pad_token_id").and_then(serde_json::Value::as_i64)
-    {
-        p.pad_id = pad;
+    let (p, notes) = crate::generation_config::resolve(&job.model, &model.cfg, &job.params)?;
+    for n in notes {
+        eprintln!("note: {n}");
     }
     let mut prompts = Vec::new();
     for text in &job.prompts {
@@ -135,6 +150,7 @@ pub fn run_job(job: &GenJob, out: &mut dyn std::io::Write) -> Result<()> {
         let enc = tok.encode(text, true).map_err(|e| anyhow::anyhow!("tokenization failed: {e}"))?;
         prompts.push(enc.get_ids().iter().map(|&i| i as i64).collect::<Vec<_>>());
     }
+    check_ids(&prompts, model.cfg.vocab_size, Some(tok.get_vocab_size(true)))?;
     let outs = generate(&model, &prompts, &p)?;
     for (i, ids) in outs.iter().enumerate() {
         let u: Vec<u32> = ids.iter().map(|&x| x as u32).collect();

@@ -56,8 +56,10 @@ fn write_object(path: &Path, m: Map<String, Value>) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))
 }
 
-/// The generation defaults transformers derives from a model config (`_from_model_config`),
-/// with the config's bos, eos and pad ids over a base's file.
+/// The generation defaults transformers derives from a model config (`_from_model_config`), or a
+/// base's file with its bos and eos ids as they were (what `save_pretrained` of the loaded base
+/// writes: LLaMA-3 Instruct's file stops at `<|eot_id|>` too, which its config.json does not name)
+/// and the config's pad id (fine-tuning adds one).
 fn write_generation_config(dir: &Path, cfg: &LlamaConfig) -> Result<()> {
     let path = dir.join(GENERATION_CONFIG);
     let mut g = read_object(&path)?;
@@ -65,7 +67,8 @@ fn write_generation_config(dir: &Path, cfg: &LlamaConfig) -> Result<()> {
         g.insert("_from_model_config".into(), Value::Bool(true));
     }
     for key in ["bos_token_id", "eos_token_id", "pad_token_id"] {
-        if let Some(v) = cfg.extra.get(key).filter(|v| !v.is_null()) {
+        let based = key != "pad_token_id" && g.get(key).is_some_and(|v| !v.is_null());
+        if let Some(v) = cfg.extra.get(key).filter(|v| !v.is_null() && !based) {
             g.insert(key.into(), v.clone());
         }
     }
@@ -213,8 +216,11 @@ mod tests {
                 .to_string(),
         )
         .unwrap();
-        std::fs::write(d.join(GENERATION_CONFIG), json!({"temperature": 0.6, "eos_token_id": 9}).to_string())
-            .unwrap();
+        std::fs::write(
+            d.join(GENERATION_CONFIG),
+            json!({"temperature": 0.6, "eos_token_id": [2, 9], "bos_token_id": null}).to_string(),
+        )
+        .unwrap();
         write(d, &cfg(json!({"pad_token_id": 5, "eos_token_id": [2, 1]}))).unwrap();
         let c = read(d, TOKENIZER_CONFIG);
         assert_eq!(
@@ -223,9 +229,11 @@ mod tests {
         );
         assert_eq!(c["pad_token"], "[ANON]");
         let g = read(d, GENERATION_CONFIG);
+        // The base's eos ids stand (config.json's [2, 1] is not what its generate stops at); its
+        // missing bos is the config's.
         assert_eq!(
-            (&g["temperature"], &g["eos_token_id"], &g["pad_token_id"]),
-            (&json!(0.6), &json!([2, 1]), &json!(5))
+            (&g["temperature"], &g["eos_token_id"], &g["pad_token_id"], &g["bos_token_id"]),
+            (&json!(0.6), &json!([2, 9]), &json!(5), &json!(1))
         );
         assert!(g.get("_from_model_config").is_none());
     }

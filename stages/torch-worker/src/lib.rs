@@ -13,6 +13,7 @@ pub mod eval;
 pub mod examples;
 pub mod fsdp;
 pub mod generate;
+pub mod generation_config;
 pub mod hf_files;
 pub mod interrupt;
 pub mod job;

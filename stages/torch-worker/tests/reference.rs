@@ -248,3 +248,57 @@ fn beam_search_equals_transformers_generate() {
         println!("{beams} beams (eos {eos}): {got:?}");
     }
 }
+
+/// Rewrites the JSON object file `dir/name` with `set` merged in.
+fn merge_json(dir: &Path, name: &str, set: serde_json::Value) {
+    let path = dir.join(name);
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v.as_object_mut().unwrap().extend(set.as_object().unwrap().clone());
+    std::fs::write(&path, v.to_string()).unwrap();
+}
+
+#[test]
+fn generation_config_eos_ids_stop_decoding_as_in_transformers() {
+    use camel_torch_worker::generate::{GenParams, generate};
+    use camel_torch_worker::generation_config::resolve;
+    let py = need_python!();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("m");
+    reference(&py, &["make", d.to_str().unwrap(), "--seed", "9"]);
+    let prompts: Vec<Vec<i64>> = vec![ids(7, 96, 1), ids(3, 96, 2), ids(11, 96, 3)];
+    let model = checkpoint::load(&d, Device::Cpu, Kind::Float).unwrap();
+    let free = GenParams { max_new_tokens: 12, eos_ids: vec![-1], ..Default::default() };
+    let stop = generate(&model, &prompts, &free).unwrap()[0][2];
+    let spec = tmp.path().join("gen.json");
+    std::fs::write(&spec, json!({"prompts": prompts, "pad_id": 0}).to_string()).unwrap();
+    // LLaMA-3 Instruct's layout: config.json eos 2, generation_config.json [2, X]; and the reverse,
+    // config.json [2, X] with generation_config.json 2 (transformers stops at 2 only).
+    for (config_eos, gen_eos) in [(json!(2), json!([2, stop])), (json!([2, stop]), json!(2))] {
+        merge_json(&d, "config.json", json!({"eos_token_id": config_eos}));
+        merge_json(&d, "generation_config.json", json!({"eos_token_id": gen_eos}));
+        let out = tmp.path().join("gen-out.json");
+        reference(
+            &py,
+            &["generate", d.to_str().unwrap(), spec.to_str().unwrap(), "12", out.to_str().unwrap()],
+        );
+        let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let model = checkpoint::load(&d, Device::Cpu, Kind::Float).unwrap();
+        let base = GenParams { max_new_tokens: 12, ..Default::default() };
+        let (p, _) = resolve(&d, &model.cfg, &base).unwrap();
+        let eos: Vec<i64> = serde_json::from_value(gen_eos.clone()).unwrap_or_else(|_| vec![2]);
+        assert_eq!(p.eos_ids, eos);
+        let got = generate(&model, &prompts, &p).unwrap();
+        for (i, g) in got.iter().enumerate() {
+            let mut w: Vec<i64> = serde_json::from_value(want["tokens"][i].clone()).unwrap();
+            if let Some(e) = w.iter().position(|t| eos.contains(t)) {
+                w.truncate(e + 1);
+            }
+            assert_eq!(g, &w, "generation_config eos {gen_eos}, prompt {i}");
+        }
+        println!("generation_config eos {gen_eos}: {got:?}");
+    }
+    // A logits processor transformers would apply and camel does not: refused, named.
+    merge_json(&d, "generation_config.json", json!({"repetition_penalty": 1.3}));
+    let e = format!("{:#}", resolve(&d, &model.cfg, &GenParams::default()).unwrap_err());
+    assert!(e.contains("repetition_penalty 1.3") && e.contains("generation_config.json"), "{e}");
+}
