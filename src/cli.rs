@@ -39,9 +39,8 @@ camel run pipelines/demo.yaml --force notes --jobs 2\n  camel run pipelines/full
         /// Run STAGE alone; everything it depends on must already be cached.
         #[arg(long, value_name = "STAGE")]
         only: Option<String>,
-        /// Override a param: STAGE.PARAM=VALUE, or params.NAME=VALUE for a pipeline param (repeatable).
-        #[arg(long = "set", value_name = "TARGET=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        set: Sets,
         /// How many independent stages may run at once.
         #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         jobs: u16,
@@ -67,18 +66,21 @@ camel run pipelines/demo.yaml --force notes --jobs 2\n  camel run pipelines/full
         spec: PathBuf,
     },
     /// Say, per stage, whether it is cached, stale (and exactly why) or missing.
+    #[command(
+        after_help = "Examples:\n  camel status pipelines/demo.yaml\n  camel status pipelines/full.yaml --json"
+    )]
     Status {
         pipeline: PathBuf,
         /// Print a JSON array of {stage, kind, state, key, reasons, cache_key, output_bytes, partial}.
         #[arg(long)]
         json: bool,
-        #[arg(long = "set", value_name = "TARGET=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        set: Sets,
     },
     /// Compare two pipelines (or one under two sets of overrides): which stages differ and why, and
     /// their metrics side by side (final training loss, ROUGE-L/BLEU/F1, mean judge scores).
     #[command(after_help = "Examples:\n  camel diff pipelines/demo.yaml --set-b pretrain.lr=1e-3\n  \
-camel diff runs/a.yaml runs/b.yaml --json")]
+camel diff pipelines/demo.yaml --set-a tokenize.seed=1 --set-b tokenize.seed=2 --json")]
     Diff {
         /// Pipeline A.
         a: PathBuf,
@@ -98,19 +100,29 @@ camel diff runs/a.yaml runs/b.yaml --json")]
         json: bool,
     },
     /// Print the pipeline's graph of stages.
+    #[command(
+        after_help = "Examples:\n  camel dag pipelines/demo.yaml\n  camel dag pipelines/demo.yaml --format dot"
+    )]
     Dag {
         pipeline: PathBuf,
         #[arg(long, value_enum, default_value_t = DagFormat::Text)]
         format: DagFormat,
+        #[command(flatten)]
+        set: Sets,
     },
     /// Show a stage's outputs (paths, sizes, hashes) and what produced them.
+    #[command(after_help = "Example:\n  camel show pipelines/demo.yaml notes")]
     Show {
         pipeline: PathBuf,
         stage: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        set: Sets,
     },
-    /// Remove cache entries that none of the given pipelines uses any more.
+    /// Remove cache entries that none of the given pipelines uses any more. A stage whose inputs
+    /// are not there (a path given with `--set` when it ran) keeps the entry of its last run.
+    #[command(after_help = "Example:\n  camel gc pipelines/*.yaml --dry-run")]
     Gc {
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
@@ -119,7 +131,12 @@ camel diff runs/a.yaml runs/b.yaml --json")]
         dry_run: bool,
     },
     /// Hash every output file of the pipeline's cached stages again; remove corrupt entries.
-    Verify { pipeline: PathBuf },
+    #[command(after_help = "Example:\n  camel verify pipelines/demo.yaml")]
+    Verify {
+        pipeline: PathBuf,
+        #[command(flatten)]
+        set: Sets,
+    },
     /// List the stage kinds, or describe one: inputs, outputs, and each param's type, default,
     /// valid range and meaning.
     #[command(after_help = "Examples:\n  camel kinds\n  camel kinds pretrain")]
@@ -129,7 +146,7 @@ camel diff runs/a.yaml runs/b.yaml --json")]
     Schema,
     /// Generate text with a checkpoint dir (a training stage's `model` output or any HF LLaMA).
     #[command(
-        after_help = "Examples:\n  camel generate .camel/out/finetune/model --alpaca --prompt 'List the discharge medications.'\n  \
+        after_help = "Examples:\n  camel generate pipelines/.camel/out/finetune/model --alpaca --prompt 'List the discharge medications.'\n  \
 camel generate ./llama-7b --prompt 'The patient' --sample --temperature 0.7 --top-p 0.9 --max-new-tokens 64"
     )]
     Generate {
@@ -161,6 +178,14 @@ camel generate ./llama-7b --prompt 'The patient' --sample --temperature 0.7 --to
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--set`, for every command that loads one pipeline: the same overrides as the run that is meant.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Sets {
+    /// Override a param: STAGE.PARAM=VALUE, or params.NAME=VALUE for a pipeline param (repeatable).
+    #[arg(long = "set", value_name = "TARGET=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -48,21 +48,21 @@ fn execute(command: Command) -> Result<i32, EngineError> {
                 detach,
                 keep_going,
             };
-            run(&pipeline, &set, &opts)
+            run(&pipeline, &set.set, &opts)
         }
         Command::ExecStage { spec } => exec_stage(&spec),
-        Command::Status { pipeline, json, set } => status(&pipeline, &set, json),
+        Command::Status { pipeline, json, set } => status(&pipeline, &set.set, json),
         Command::Diff { a, b, set, set_a, set_b, json } => {
             let b = b.unwrap_or_else(|| a.clone());
             crate::compare::diff(&a, &b, &[set.clone(), set_a].concat(), &[set, set_b].concat(), json)
         }
-        Command::Dag { pipeline, format } => {
-            out!("{}", render_dag(&load(&pipeline, &[])?, format));
+        Command::Dag { pipeline, format, set } => {
+            out!("{}", render_dag(&load_lenient(&pipeline, &set.set)?, format));
             Ok(0)
         }
-        Command::Show { pipeline, stage, json } => show(&pipeline, &stage, json),
+        Command::Show { pipeline, stage, json, set } => show(&pipeline, &set.set, &stage, json),
         Command::Gc { pipelines, dry_run } => gc(&pipelines, dry_run),
-        Command::Verify { pipeline } => verify(&pipeline),
+        Command::Verify { pipeline, set } => verify(&pipeline, &set.set),
         Command::Generate {
             model,
             prompt,
@@ -76,6 +76,14 @@ fn execute(command: Command) -> Result<i32, EngineError> {
             device,
             json,
         } => {
+            if !model.is_dir() {
+                let what = if model.exists() { "is not a directory" } else { "does not exist" };
+                return Err(EngineError::Usage(format!(
+                    "the model {} {what}: give a checkpoint directory (config.json and safetensors), such as a \
+                     training stage's output `<workspace>/out/finetune/model`",
+                    model.display()
+                )));
+            }
             let job = GenJob {
                 model: std::path::absolute(&model).map_err(EngineError::io("resolve the model path"))?,
                 prompts: prompt,
@@ -104,6 +112,12 @@ fn execute(command: Command) -> Result<i32, EngineError> {
 
 fn overrides(set: &[String]) -> Result<Vec<Override>, EngineError> {
     set.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>().map_err(EngineError::Usage)
+}
+
+/// As [`load`], but an input file that is not there is not an error (as for `camel status`):
+/// for commands that look at a workspace, which stay useful before or after the data is there.
+fn load_lenient(pipeline: &Path, set: &[String]) -> Result<Plan, EngineError> {
+    camel_engine::load_for_status(pipeline, &overrides(set)?, &camel_stages::registry())
 }
 
 fn load(pipeline: &Path, set: &[String]) -> Result<Plan, EngineError> {
@@ -195,7 +209,7 @@ fn exec_stage(spec_path: &Path) -> Result<i32, EngineError> {
 
 /// `camel status`: one line per stage (and why it would run), or the JSON of the key structs.
 fn status(pipeline: &Path, set: &[String], json: bool) -> Result<i32, EngineError> {
-    let plan = camel_engine::load_for_status(pipeline, &overrides(set)?, &camel_stages::registry())?;
+    let plan = load_lenient(pipeline, set)?;
     let st = camel_engine::status(&plan)?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -235,8 +249,8 @@ fn status(pipeline: &Path, set: &[String], json: bool) -> Result<i32, EngineErro
 }
 
 /// `camel show`: a cached stage's outputs and provenance.
-fn show(pipeline: &Path, stage: &str, json: bool) -> Result<i32, EngineError> {
-    let plan = load(pipeline, &[])?;
+fn show(pipeline: &Path, set: &[String], stage: &str, json: bool) -> Result<i32, EngineError> {
+    let plan = load_lenient(pipeline, set)?;
     let r = camel_engine::show(&plan, stage)?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&r).expect("show serializes"));
@@ -275,7 +289,7 @@ fn show(pipeline: &Path, stage: &str, json: bool) -> Result<i32, EngineError> {
 
 /// `camel gc`: cache entries none of the pipelines reaches.
 fn gc(pipelines: &[PathBuf], dry_run: bool) -> Result<i32, EngineError> {
-    let plans = pipelines.iter().map(|p| load(p, &[])).collect::<Result<Vec<_>, _>>()?;
+    let plans = pipelines.iter().map(|p| load_lenient(p, &[])).collect::<Result<Vec<_>, _>>()?;
     for r in camel_engine::gc(&plans, dry_run)? {
         let verb = if dry_run { "would remove" } else { "removed" };
         outln!(
@@ -296,8 +310,8 @@ fn gc(pipelines: &[PathBuf], dry_run: bool) -> Result<i32, EngineError> {
 }
 
 /// `camel verify`: 1 when a cached output was corrupt (and has been dropped).
-fn verify(pipeline: &Path) -> Result<i32, EngineError> {
-    let plan = load(pipeline, &[])?;
+fn verify(pipeline: &Path, set: &[String]) -> Result<i32, EngineError> {
+    let plan = load_lenient(pipeline, set)?;
     let entries = camel_engine::verify(&plan)?;
     let mut bad = 0;
     for e in &entries {
@@ -310,7 +324,11 @@ fn verify(pipeline: &Path) -> Result<i32, EngineError> {
                     e.problem.as_deref().unwrap_or("")
                 );
             }
-            other => outln!("{}: {other}", e.stage),
+            other => match &e.problem {
+                // `unknown`: the key cannot be computed (an input is missing, an upstream not cached).
+                Some(why) => outln!("{}: {other} ({why})", e.stage),
+                None => outln!("{}: {other}", e.stage),
+            },
         }
     }
     Ok(if bad > 0 { 1 } else { 0 })

@@ -78,6 +78,20 @@ pub fn shared_data(name: &str) -> Option<PathBuf> {
     }
 }
 
+/// Copies a directory tree (plain files and directories).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
 pub fn camel_bin() -> &'static str {
     env!("CARGO_BIN_EXE_camel")
 }

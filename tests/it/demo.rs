@@ -4,20 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{TestContext, snapshot_outputs};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
+use crate::common::{TestContext, copy_dir, snapshot_outputs};
 
 /// A temporary project holding the demo pipeline and the example files it reads.
 fn demo_project() -> TestContext {
