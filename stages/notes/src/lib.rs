@@ -381,6 +381,8 @@ fn read_id_list(
             err.utf8_error().valid_up_to() + 1
         ))
     })?;
+    // A byte-order mark (Windows editors write one) is not part of the first id.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut list = if ints { IdList::Ints(HashMap::new()) } else { IdList::Strings(HashMap::new()) };
     for (n, line) in text.lines().enumerate() {
         let t = line.trim();

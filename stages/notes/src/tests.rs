@@ -533,6 +533,26 @@ fn stage_contract() {
     assert!(duckdb_version().starts_with('v'));
 }
 
+/// Issue: a byte-order mark at the start of an exclusion list stayed in the first id, which
+/// then matched nothing (or was "not an integer ROW_ID").
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_id() {
+    let mut t = T::new();
+    t.file("notes", "NOTEEVENTS.csv", m3(&[(1, "A", false, "SECRET x"), (2, "A", false, "SECRET y")]));
+    t.file("ids", "ids.txt", "\u{feff}2\r\n");
+    let (rows, stats, _) = t.run("sources: [{type: mimic3, notes: notes, exclude: {ids: ids}}]").unwrap();
+    assert_eq!(rows.iter().map(|r| r.1.as_deref().unwrap()).collect::<Vec<_>>(), ["1"]);
+    assert_eq!(
+        stats.sources[0].exclude.as_ref().unwrap().blake3,
+        blake3::hash(b"\xef\xbb\xbf2\r\n").to_hex().to_string()
+    );
+    t.file("d", "discharge.csv", m4("DS", &["SECRET a", "SECRET b"]));
+    t.file("ids", "ids.txt", "\u{feff}100-DS-0\n");
+    let (rows, stats, _) = t.run("sources: [{type: mimic4, discharge: d, exclude: {ids: ids}}]").unwrap();
+    assert_eq!(rows.iter().map(|r| r.1.as_deref().unwrap()).collect::<Vec<_>>(), ["100-DS-1"]);
+    assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
+}
+
 /// Issue: one number among the strings of a JSON column made DuckDB type it JSON, and every
 /// note became JSON text; ids of mixed kinds kept their quotes, so the exclusion list missed
 /// them. Mapped columns are text as written.
