@@ -34,7 +34,7 @@ pub fn write(dir: &Path, cfg: &LlamaConfig) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{} is not a tokenizer: {e}", tok_path.display()))?;
     let raw: Value = serde_json::from_str(&std::fs::read_to_string(&tok_path)?)
         .with_context(|| format!("{} is not JSON", tok_path.display()))?;
-    let specials = Specials::of(&tok, &raw, cfg);
+    let specials = Specials::of(dir, &tok, &raw, cfg);
     write_tokenizer_config(dir, &tok, &specials, cfg)?;
     write_special_tokens_map(dir, &specials)
 }
@@ -75,6 +75,26 @@ fn write_generation_config(dir: &Path, cfg: &LlamaConfig) -> Result<()> {
     write_object(&path, g)
 }
 
+/// The text of special token `key` (`eos_token`, `pad_token`, …) that `dir`'s
+/// `tokenizer_config.json` or `special_tokens_map.json` names (a string or `{content}`), as
+/// `AutoTokenizer` reads it; `None` when neither does.
+pub fn configured_token(dir: &Path, key: &str) -> Option<String> {
+    for f in [TOKENIZER_CONFIG, SPECIAL_TOKENS_MAP] {
+        let Ok(text) = std::fs::read_to_string(dir.join(f)) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+        match &v[key] {
+            Value::String(s) => return Some(s.clone()),
+            Value::Object(o) => {
+                if let Some(s) = o.get("content").and_then(Value::as_str) {
+                    return Some(s.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The special tokens' texts; `None` where the model has none (a pretrained model has no pad).
 struct Specials {
     bos: Option<String>,
@@ -84,16 +104,23 @@ struct Specials {
 }
 
 impl Specials {
-    fn of(tok: &Tokenizer, raw: &Value, cfg: &LlamaConfig) -> Specials {
+    /// A base's bos, eos and unk (in `dir`'s copies of its tokenizer files) stand: they are the
+    /// tokens its tokenizer and fine-tuning use (a config.json may list several eos ids, the
+    /// tokenizer's eos being one of them). Where it named none, they come from the config's ids;
+    /// the pad is always the config's (fine-tuning sets it).
+    fn of(dir: &Path, tok: &Tokenizer, raw: &Value, cfg: &LlamaConfig) -> Specials {
         let text = |id: Option<i64>| id.and_then(|i| u32::try_from(i).ok()).and_then(|i| tok.id_to_token(i));
+        let based = |key: &str| configured_token(dir, key);
         Specials {
-            bos: text(cfg.bos_token_id()),
-            eos: text(cfg.eos_token_ids().first().copied()),
+            bos: based("bos_token").or_else(|| text(cfg.bos_token_id())),
+            eos: based("eos_token").or_else(|| text(cfg.eos_token_ids().first().copied())),
             // The model's unknown token (BPE and Unigram name it).
-            unk: raw["model"]["unk_token"]
-                .as_str()
-                .map(str::to_string)
-                .or_else(|| raw["model"]["unk_id"].as_i64().and_then(|i| text(Some(i)))),
+            unk: based("unk_token").or_else(|| {
+                raw["model"]["unk_token"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| raw["model"]["unk_id"].as_i64().and_then(|i| text(Some(i))))
+            }),
             pad: text(cfg.extra.get("pad_token_id").and_then(Value::as_i64)),
         }
     }
@@ -221,8 +248,10 @@ mod tests {
             json!({"temperature": 0.6, "eos_token_id": [2, 9], "bos_token_id": null}).to_string(),
         )
         .unwrap();
-        write(d, &cfg(json!({"pad_token_id": 5, "eos_token_id": [2, 1]}))).unwrap();
+        write(d, &cfg(json!({"pad_token_id": 5, "eos_token_id": [1, 2]}))).unwrap();
         let c = read(d, TOKENIZER_CONFIG);
+        // No eos_token in the base's file: the config's first eos id's text.
+        assert_eq!(c["eos_token"], "<s>");
         assert_eq!(
             (&c["tokenizer_class"], &c["model_max_length"], &c["chat_template"]),
             (&json!("LlamaTokenizer"), &json!(4096), &json!("x"))
@@ -236,6 +265,21 @@ mod tests {
             (&json!(0.6), &json!([2, 9]), &json!(5), &json!(1))
         );
         assert!(g.get("_from_model_config").is_none());
+    }
+
+    #[test]
+    fn a_base_tokenizers_eos_stands_when_the_config_lists_several() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::write(d.join("tokenizer.json"), tokenizer_json()).unwrap();
+        std::fs::write(d.join(TOKENIZER_CONFIG), json!({"eos_token": "</s>"}).to_string()).unwrap();
+        std::fs::write(d.join(SPECIAL_TOKENS_MAP), json!({"eos_token": {"content": "</s>"}}).to_string())
+            .unwrap();
+        write(d, &cfg(json!({"eos_token_id": [3, 2]}))).unwrap();
+        assert_eq!(read(d, TOKENIZER_CONFIG)["eos_token"], "</s>");
+        assert_eq!(read(d, SPECIAL_TOKENS_MAP)["eos_token"]["content"], "</s>");
+        assert_eq!(configured_token(d, "eos_token").as_deref(), Some("</s>"));
+        assert_eq!(configured_token(d, "pad_token"), None);
     }
 
     #[test]

@@ -66,19 +66,34 @@ pub fn prompt(p: &TrainParams, r: &Record) -> String {
     out
 }
 
-/// The eos token's text (to append to outputs, as Alpaca appends `tokenizer.eos_token`).
-fn eos_text(tok: &Tokenizer, eos_id: i64) -> Result<String> {
-    tok.id_to_token(eos_id as u32).with_context(|| format!("the tokenizer has no token for eos id {eos_id}"))
+/// The eos token fine-tuning appends, as Alpaca appends `tokenizer.eos_token`: the one
+/// `tokenizer_config.json` / `special_tokens_map.json` name, else the text of `config.json`'s
+/// first eos id (a tokenizer without any: Alpaca would add `</s>`, which would not be an eos the
+/// model stops at).
+pub fn eos_token(model_dir: &Path, tok: &Tokenizer, cfg: &crate::config::LlamaConfig) -> Result<String> {
+    if let Some(t) = crate::hf_files::configured_token(model_dir, "eos_token") {
+        ensure!(
+            tok.token_to_id(&t).is_some(),
+            "the tokenizer's eos_token {t:?} ({}) is not a token of its tokenizer.json",
+            crate::hf_files::TOKENIZER_CONFIG
+        );
+        return Ok(t);
+    }
+    let id = *cfg.eos_token_ids().first().context(
+        "the tokenizer names no eos_token and the model config has no eos_token_id: fine-tuning appends eos",
+    )?;
+    tok.id_to_token(id as u32).with_context(|| format!("the tokenizer has no token for eos id {id}"))
 }
 
-/// Tokenizes every record: (ids, labels with the prompt masked), truncated at `max_length`.
+/// Tokenizes every record: (ids, labels with the prompt masked), truncated at `max_length`; `eos`
+/// is appended to each output as text ([`eos_token`]).
 pub fn tokenize(
     tok: &Tokenizer,
     records: &[Record],
     p: &TrainParams,
-    eos_id: i64,
+    eos: &str,
 ) -> Result<Vec<(Vec<i64>, Vec<i64>)>> {
-    Ok(tokenize_with_lengths(tok, records, p, eos_id)?.into_iter().map(|(x, y, _)| (x, y)).collect())
+    Ok(tokenize_with_lengths(tok, records, p, eos)?.into_iter().map(|(x, y, _)| (x, y)).collect())
 }
 
 /// A tokenized record: input ids, labels (-100 on the prompt), and its length before truncation.
@@ -89,9 +104,8 @@ pub fn tokenize_with_lengths(
     tok: &Tokenizer,
     records: &[Record],
     p: &TrainParams,
-    eos_id: i64,
+    eos: &str,
 ) -> Result<Vec<Tokenized>> {
-    let eos = eos_text(tok, eos_id)?;
     records
         .par_iter()
         .enumerate()
@@ -146,24 +160,6 @@ impl Examples for Sft {
     }
 }
 
-/// The pad token named in `tokenizer_config.json` / `special_tokens_map.json`, if any.
-fn configured_pad(model_dir: &Path) -> Option<String> {
-    for f in ["tokenizer_config.json", "special_tokens_map.json"] {
-        let Ok(text) = std::fs::read_to_string(model_dir.join(f)) else { continue };
-        let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
-        match &v["pad_token"] {
-            Value::String(s) => return Some(s.clone()),
-            Value::Object(o) => {
-                if let Some(s) = o.get("content").and_then(Value::as_str) {
-                    return Some(s.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
 /// Runs a fine-tuning job end to end.
 pub fn run_finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
     finetune(job, report).map_err(|e| crate::parallel::rank_context(e, &job.params))
@@ -186,10 +182,11 @@ fn finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
 
     let (dist, device) = Dist::from_env(p)?;
     let (mut model, stored_kind) = train::initial_model(job, device)?;
-    let eos_id = *model.cfg.eos_token_ids().first().context("the model config has no eos_token_id")?;
+    let eos = eos_token(model_dir, &tok, &model.cfg)?;
 
     // The pad token: configured, or an added token of that name, or added now.
-    let pad_name = configured_pad(model_dir).unwrap_or_else(|| p.pad_token.clone());
+    let pad_name =
+        crate::hf_files::configured_token(model_dir, "pad_token").unwrap_or_else(|| p.pad_token.clone());
     let pad_id = match tok.token_to_id(&pad_name) {
         Some(id) => id as i64,
         None => {
@@ -211,7 +208,7 @@ fn finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
     ensure!(pad_id < model.cfg.vocab_size, "pad id {pad_id} is beyond the model's vocabulary");
     model.cfg.extra.insert("pad_token_id".into(), Value::from(pad_id));
 
-    let tokenized = tokenize_with_lengths(&tok, &records, p, eos_id)?;
+    let tokenized = tokenize_with_lengths(&tok, &records, p, &eos)?;
     let lengths: Vec<usize> = tokenized.iter().map(|t| t.2).collect();
     let examples: Vec<(Vec<i64>, Vec<i64>)> = tokenized.into_iter().map(|(x, y, _)| (x, y)).collect();
     let kept = examples.iter().filter(|(_, y)| y.iter().any(|&l| l != -100)).count();
@@ -239,7 +236,7 @@ fn finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
         Some(path) => {
             let records = read_records(path)?;
             let examples =
-                tokenize_with_lengths(&tok, &records, p, eos_id)?.into_iter().map(|(x, y, _)| (x, y));
+                tokenize_with_lengths(&tok, &records, p, &eos)?.into_iter().map(|(x, y, _)| (x, y));
             Some(Sft { examples: examples.collect(), pad_id })
         }
         None => None,

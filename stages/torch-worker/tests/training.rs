@@ -308,7 +308,7 @@ fn alpaca_preprocessing_equals_the_python_reference() {
     assert_eq!(tok.token_to_id("[PAD]").map(i64::from), want["pad_id"].as_i64());
     let p = TrainParams { max_length: 100, ..TrainParams::default() };
     let recs = camel_torch_worker::sft::read_records(&rec_path).unwrap();
-    let got = camel_torch_worker::sft::tokenize(&tok, &recs, &p, 2).unwrap();
+    let got = camel_torch_worker::sft::tokenize(&tok, &recs, &p, "</s>").unwrap();
     for (i, (ids, labels)) in got.iter().enumerate() {
         let w = &want["examples"][i];
         let wi: Vec<i64> = serde_json::from_value(w["ids"].clone()).unwrap();
@@ -319,4 +319,42 @@ fn alpaca_preprocessing_equals_the_python_reference() {
     assert_eq!(got[2].0.len(), 100, "the long record is truncated");
     assert_eq!(*got[0].0.last().unwrap(), 2, "eos ends a record");
     assert_eq!(got[0].0[0], 1, "bos starts a record");
+}
+
+/// The eos fine-tuning appends is the tokenizer's `eos_token`, as Alpaca's `tokenizer.eos_token`
+/// (AutoTokenizer's), not the first of several eos ids in config.json (LLaMA-3.1's layout).
+#[test]
+fn finetuning_appends_the_tokenizers_eos_token_as_alpaca() {
+    let py = need_python!();
+    let tok_path = common::root().join("../shared/data/llama_tokenizer.json");
+    if !tok_path.is_file() {
+        println!("skipped: {} is missing", tok_path.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::copy(&tok_path, d.join("tokenizer.json")).unwrap();
+    std::fs::write(
+        d.join("tokenizer_config.json"),
+        json!({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+               "tokenizer_class": "PreTrainedTokenizerFast"})
+        .to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(&py)
+        .args(["-c", "import sys; from transformers import AutoTokenizer; print(AutoTokenizer.from_pretrained(sys.argv[1]).eos_token)"])
+        .arg(d)
+        .output()
+        .unwrap();
+    let want = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let tok = tokenizers::Tokenizer::from_file(d.join("tokenizer.json")).unwrap();
+    let cfg = camel_torch_worker::config::LlamaConfig::from_value(json!({"vocab_size": 32000,
+        "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "eos_token_id": [29889, 2]}))
+    .unwrap();
+    let got = camel_torch_worker::sft::eos_token(d, &tok, &cfg).unwrap();
+    assert_eq!((got.as_str(), want.as_str()), ("</s>", "</s>"));
+    // Without a tokenizer_config.json naming one: config.json's first eos id.
+    std::fs::remove_file(d.join("tokenizer_config.json")).unwrap();
+    assert_eq!(camel_torch_worker::sft::eos_token(d, &tok, &cfg).unwrap(), ".");
 }
