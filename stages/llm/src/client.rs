@@ -140,6 +140,10 @@ fn hint(status: u16) -> &'static str {
         401 => ": check `api_key` (the environment variable it reads)",
         403 => ": the key has no access to this deployment or model",
         404 => ": check the endpoint, the deployment or model name and `api_version`",
+        300..=399 => {
+            ": the server redirected the request; camel does not follow redirects (notes go only to the \
+             endpoint the pipeline names and allows): set the provider's URL to the final address"
+        }
         _ => "",
     }
 }
@@ -246,6 +250,9 @@ impl Client {
             .connect_timeout(Duration::from_secs_f64(limits.timeout_s.min(30.0)))
             .pool_max_idle_per_host(limits.concurrency)
             .user_agent(concat!("camel/", env!("CARGO_PKG_VERSION")))
+            // The PHI guard checked this provider's address; a redirect would send the note (and
+            // an Azure `api-key` header) to one it never saw. A 3xx is a rejection instead.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| LlmError::Config(format!("failed to build the HTTP client: {e}")))?;
         let rpm = limits.requests_per_minute.map(|r| {
@@ -531,18 +538,27 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// `retry-after-ms` (Azure, OpenAI), else `Retry-After` in seconds or as an HTTP date.
+/// The longest wait a server's `Retry-After` can ask for.
+const MAX_RETRY_AFTER_S: f64 = 3600.0;
+
+/// `retry-after-ms` (Azure, OpenAI), else `Retry-After` in seconds or as an HTTP date; at most
+/// [`MAX_RETRY_AFTER_S`]. A value that is not a finite number or a date is ignored (the client's
+/// own backoff applies).
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    let secs = |s: f64| s.is_finite().then(|| Duration::from_secs_f64(s.clamp(0.0, MAX_RETRY_AFTER_S)));
+    if let Some(d) =
+        get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()).and_then(|ms| secs(ms / 1000.0))
+    {
+        return Some(d);
     }
     let v = get("retry-after")?;
     if let Ok(s) = v.parse::<f64>() {
-        return Some(Duration::from_secs_f64(s.clamp(0.0, 3600.0)));
+        return secs(s);
     }
     let when = httpdate(v)?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    let wait = when.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    Some(wait.min(Duration::from_secs_f64(MAX_RETRY_AFTER_S)))
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only form servers send today.
@@ -584,5 +600,23 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
         let t = httpdate("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
+    }
+
+    #[test]
+    fn retry_after_is_bounded_and_nonsense_is_ignored() {
+        let one = |k: &str, v: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            retry_after(&h)
+        };
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(one("retry-after", "NaN"), None);
+        assert_eq!(one("retry-after", "inf"), None);
+        assert_eq!(one("retry-after-ms", "NaN"), None);
+        assert_eq!(one("retry-after-ms", "1e30"), hour);
+        assert_eq!(one("retry-after-ms", "7200000"), hour);
+        assert_eq!(one("retry-after", "7200"), hour);
+        assert_eq!(one("retry-after", "Fri, 01 Jan 2200 00:00:00 GMT"), hour);
+        assert_eq!(one("retry-after", "-5"), Some(Duration::ZERO));
     }
 }

@@ -136,6 +136,53 @@ fn faults_are_retried_then_logged_once() {
     assert_eq!(server.request_count(), 5);
 }
 
+/// A redirect is never followed: the note (and Azure's `api-key`) would go to an address the PHI
+/// guard never checked. The request fails as a rejection naming the redirect.
+#[test]
+fn redirects_are_not_followed() {
+    let elsewhere = Server::start();
+    let server = Server::start();
+    for _ in 0..2 {
+        server.push_faults([Fault::Redirect {
+            location: format!("{}/openai/deployments/d/chat/completions?api-version=1", elsewhere.url()),
+        }]);
+    }
+    let azure = Provider::Azure(AzureConfig {
+        endpoint: server.url(),
+        deployment: "d".into(),
+        api_version: "1".into(),
+        max_tokens: 10,
+        temperature: 0.0,
+        seed: None,
+    });
+    let rt = rt();
+    for provider in [None, Some(azure)] {
+        let t = client(&server, provider, fast_limits());
+        let e = rt.block_on(t.client.chat(&msgs("note text"))).unwrap_err();
+        assert!(matches!(e, Failure::Rejected { status: 307, .. }), "{e}");
+        assert!(e.to_string().contains("does not follow redirects"), "{e}");
+    }
+    assert_eq!(server.request_count(), 2);
+    assert_eq!(elsewhere.request_count(), 0, "a redirect was followed");
+}
+
+/// A `Retry-After` that is not a number or a date (here NaN, which once panicked) falls back to
+/// the client's backoff.
+#[test]
+fn a_malformed_retry_after_is_ignored() {
+    let server = Server::start();
+    server.push_faults([
+        Fault::RateLimitedWith { header: "Retry-After".into(), value: "NaN".into() },
+        Fault::RateLimitedWith { header: "retry-after-ms".into(), value: "NaN".into() },
+    ]);
+    let t = client(&server, None, fast_limits());
+    let t0 = Instant::now();
+    let r = rt().block_on(t.client.chat(&msgs("a"))).unwrap();
+    assert!(!r.completion.content.is_empty());
+    assert_eq!(server.request_count(), 3);
+    assert!(t0.elapsed() < Duration::from_secs(2));
+}
+
 #[test]
 fn retry_cap_and_fatal_answers_fail_and_are_not_logged() {
     let server = Server::start();

@@ -71,6 +71,10 @@ pub enum Fault {
     ContentFilter,
     /// A 400 with `error.code` (e.g. `content_filter` for Azure's prompt filter).
     BadRequest { code: String },
+    /// A 307 to `location` (a gateway sending the request elsewhere; the body would follow it).
+    Redirect { location: String },
+    /// A 429 with one header as given (`retry-after-ms: 1e30`, `Retry-After: NaN`, a date, …).
+    RateLimitedWith { header: String, value: String },
 }
 
 /// Writes the assistant's message for a request.
@@ -242,6 +246,20 @@ fn answer(req: &Request, out: &mut TcpStream, st: &State) -> bool {
             let body = br#"{"error":{"code":"429","message":"Rate limit exceeded"}}"#;
             let head = format!(
                 "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: {retry_after_s}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            return out.write_all(head.as_bytes()).and_then(|_| out.write_all(body)).is_ok();
+        }
+        Some(Fault::Redirect { location }) => {
+            let head = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            );
+            return out.write_all(head.as_bytes()).is_ok();
+        }
+        Some(Fault::RateLimitedWith { header, value }) => {
+            let body = br#"{"error":{"code":"429","message":"Rate limit exceeded"}}"#;
+            let head = format!(
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n{header}: {value}\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             );
             return out.write_all(head.as_bytes()).and_then(|_| out.write_all(body)).is_ok();
