@@ -333,7 +333,7 @@ fn failures_are_retried_recorded_and_fail_the_stage_past_the_allowance() {
     let r = run(&t, &["run", "p.yaml"]);
     assert_eq!(r.code, 1);
     assert!(
-        r.stderr.contains("1 note(s) lost a request (1 question_retries_exhausted; first: note mimic3:1, a question request: no answer after 7 attempts (last: HTTP 500))"),
+        r.stderr.contains("1 note(s) lost a request (1 general question_retries_exhausted; first: note mimic3:1, a question request: no answer after 7 attempts (last: HTTP 500))"),
         "{}",
         r.stderr
     );

@@ -269,6 +269,15 @@ enum Task {
     Deid,
 }
 
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Task::General => "general",
+            Task::Deid => "deid",
+        })
+    }
+}
+
 /// One Alpaca record.
 #[derive(Serialize)]
 struct Record<'a> {
@@ -457,6 +466,8 @@ fn ask(
     client: Option<&StageClient>,
     jobs: &[Job],
 ) -> Result<Vec<NoteResult>, StageError> {
+    // Selection counted the corpus rows it read on the same bar.
+    ctx.progress().set_position(0);
     ctx.progress().set_total(Some(jobs.len() as u64), "notes");
     let Some(client) = client else {
         return Ok(jobs
@@ -540,9 +551,10 @@ fn merge(
              Every answered request is in the request log, so a rerun sends only the failed ones",
             m.failed_notes,
             m.stats
-                .values()
-                .flat_map(|s| s.failed_requests_by_reason.iter())
-                .map(|(k, v)| format!("{v} {k}"))
+                .iter()
+                .flat_map(|(task, s)| {
+                    s.failed_requests_by_reason.iter().map(move |(k, v)| format!("{v} {task} {k}"))
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             first_failure.unwrap_or_default(),
