@@ -218,10 +218,9 @@ impl Ctx<'_> {
             Err(StageError::msg("the stage panicked (a bug in camel; please report it)"))
         });
         drop(ctx);
-        let fail = |message: String| EngineError::StageFailed {
-            stage: name.clone(),
-            message,
-            log: Some(log_path.clone()),
+        let fail = |message: String| {
+            log_failure(&log_path, &message);
+            EngineError::StageFailed { stage: name.clone(), message, log: Some(log_path.clone()) }
         };
         if let Err(e) = result {
             staging.discard()?;
@@ -248,10 +247,9 @@ impl Ctx<'_> {
     ) -> Result<Done, EngineError> {
         let stage = &self.plan.stages[i];
         let name = &stage.name;
-        let fail = |message: String| EngineError::StageFailed {
-            stage: name.clone(),
-            message,
-            log: Some(log_path.clone()),
+        let fail = |message: String| {
+            log_failure(&log_path, &message);
+            EngineError::StageFailed { stage: name.clone(), message, log: Some(log_path.clone()) }
         };
         let outputs: Vec<(String, String)> =
             stage.bound.outputs().into_iter().map(|o| (o.name, o.path)).collect();
@@ -345,6 +343,7 @@ impl Ctx<'_> {
                 Err(match e {
                     JobError::Cancelled => EngineError::Cancelled,
                     JobError::Failed(message) => {
+                        log_failure(&log_path, &message);
                         EngineError::StageFailed { stage: name.clone(), message, log: Some(log_path) }
                     }
                 })
@@ -797,6 +796,15 @@ impl Ctx<'_> {
 /// The entries the plan's stages currently resolve to (for gc and verify), by stage.
 pub fn current_entries(plan: &Plan) -> Result<Vec<(String, Option<String>)>, EngineError> {
     Ok(status(plan)?.into_iter().map(|s| (s.stage, s.key)).collect())
+}
+
+/// Ends a failed stage's log with the error the run printed, so that the log it points to says
+/// why (a stage that fails before writing anything would leave it empty). Stage errors never
+/// quote note text.
+fn log_failure(log_path: &std::path::Path, message: &str) {
+    if let Ok(mut f) = fs::OpenOptions::new().append(true).create(true).open(log_path) {
+        let _ = writeln!(f, "camel: the stage failed: {message}");
+    }
 }
 
 #[cfg(test)]

@@ -182,6 +182,12 @@ stages:
     let r = t.camel(&["run", "p.yaml", "--only", "lazy"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("did not write its declared output `out`"), "{}", r.stderr);
+    // The log the failure points to says why, also when the stage itself wrote nothing.
+    let log = t.read(".camel/logs/lazy.log");
+    assert!(
+        log.contains("camel: the stage failed: ") && log.contains("did not write its declared output"),
+        "{log}"
+    );
 }
 
 #[test]
