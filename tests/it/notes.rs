@@ -312,3 +312,51 @@ stages:
     assert_eq!(s["sources"][0]["exclude"]["dropped_earlier"], 1);
     assert!(t.read(".camel/logs/notes.log").contains("dropped first"));
 }
+
+/// Issue: the first line of a file without a header, a row of notes, was shown as "the header
+/// of export.csv has: `John Smith`, …" by run, status and dag. Line 1 is quoted only where one of
+/// its fields is an expected column.
+#[test]
+fn a_missing_header_is_said_without_quoting_line_1() {
+    let t = TestContext::new();
+    t.write("export.csv", "John ZZMARKER,Radiology,normal chest\nJane Doe,Radiology,normal abdomen\n");
+    t.write("export.tsv", "ZZMARKER\tJohn\tnormal chest film\n");
+    t.write("NOTEEVENTS.csv", "1,7,,2151-07-16,,,Nursing,Report,,,ZZMARKER text\n");
+    for (file, extra) in [("export.csv", ""), ("export.tsv", ", format: tsv")] {
+        t.write(
+            "p.yaml",
+            &format!(
+                r#"
+name: noheader
+stages:
+  notes:
+    kind: notes
+    inputs: {{x: {file}}}
+    params:
+      sources: [{{type: table, notes: x, columns: {{text: NOTE_TEXT, id: NOTE_ID, category: NOTE_TYPE}}{extra}}}]
+"#
+            ),
+        );
+        for cmd in [&["run", "p.yaml"][..], &["status", "p.yaml"], &["dag", "p.yaml"]] {
+            let r = t.camel(cmd);
+            let all = format!("{}{}", r.stdout, r.stderr);
+            assert_eq!(r.code, 2, "{file} {cmd:?}: {all}");
+            assert!(
+                !all.contains("ZZMARKER") && !all.contains("John"),
+                "{file} {cmd:?}: line 1 quoted: {all}"
+            );
+            assert!(all.contains("none of them is an expected column"), "{file} {cmd:?}: {all}");
+        }
+    }
+    // MIMIC-III's header is read when the stage runs.
+    t.write(
+        "p.yaml",
+        "name: noheader\nstages:\n  notes:\n    kind: notes\n    inputs: {n: NOTEEVENTS.csv}\n    params:\n      sources: [{type: mimic3, notes: n}]\n",
+    );
+    let r = t.camel(&["run", "p.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("ZZMARKER"), "{}", r.stderr);
+    assert!(r.stderr.contains("is the header missing?"), "{}", r.stderr);
+    let log = std::fs::read_to_string(t.path(".camel/logs/notes.log")).unwrap_or_default();
+    assert!(!log.contains("ZZMARKER"), "{log}");
+}

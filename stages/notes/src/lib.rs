@@ -663,16 +663,6 @@ fn table_delimiter(t: &crate::params::Table, format: TableFormat) -> Result<u8, 
     }
 }
 
-/// Whether every header field looks like a column name. A file without a header has a row of
-/// notes in its first line, which must never be echoed: such a "header" is not listed.
-fn looks_like_names(cols: &[String]) -> bool {
-    cols.iter().all(|c| {
-        c.len() <= 64
-            && c.chars().next().is_some_and(|f| f.is_alphabetic() || f == '_')
-            && c.chars().all(|ch| ch.is_alphanumeric() || matches!(ch, '_' | '-' | ' ' | '.'))
-    })
-}
-
 /// Problems of table source `i` found before running: a malformed delimiter, and `columns:`
 /// that are not in the header of its CSV/TSV file when that file exists (Parquet and JSON lines
 /// need DuckDB to read their schema, so they are checked when the stage runs).
@@ -702,7 +692,12 @@ fn table_problems(i: usize, t: &crate::params::Table, ctx: &ValidateContext) -> 
     // An unreadable header is reported, with the file's own words, when the stage runs.
     let Ok(cols) = read_header(path, delim) else { return Vec::new() };
     let file = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
-    let named = looks_like_names(&cols);
+    let expected: Vec<&str> = [Some(&t.columns.text), t.columns.id.as_ref(), t.columns.category.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let named = read::is_header(&cols, &expected);
     [
         ("text", Some(&t.columns.text)),
         ("id", t.columns.id.as_ref()),
@@ -724,12 +719,7 @@ fn table_problems(i: usize, t: &crate::params::Table, ctx: &ValidateContext) -> 
                 "the header of {file} has: {}",
                 cols.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
             ),
-            (false, _) => format!(
-                "line 1 of {file} does not look like a header ({} field(s) split on {:?}): the file \
-                     needs a header line naming its columns, or another `delimiter`",
-                cols.len(),
-                delim as char
-            ),
+            (false, _) => read::not_a_header(&file, cols.len(), delim),
         };
         Some(
             Problem::param(

@@ -164,19 +164,39 @@ pub fn require_columns(
         if found.len() == 1 { "" } else { "s" },
         required.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
     );
-    if let Some(d) = delim
-        && found.len() == 1
-    {
-        let other = [b'\t', b';', b'|', b','].into_iter().find(|&c| c != d && found[0].contains(c as char));
-        if let Some(o) = other {
-            msg.push_str(&format!(
-                "; the header contains {} but the delimiter is {}: wrong delimiter?",
-                show_delim(o),
-                show_delim(d)
-            ));
+    let other = match delim {
+        Some(d) if found.len() == 1 => {
+            [b'\t', b';', b'|', b','].into_iter().find(|&c| c != d && found[0].contains(c as char))
         }
+        _ => None,
+    };
+    if let (Some(o), Some(d)) = (other, delim) {
+        msg.push_str(&format!(
+            "; the header contains {} but the delimiter is {}: wrong delimiter?",
+            show_delim(o),
+            show_delim(d)
+        ));
+    } else if delim.is_some() && !is_header(found, required) {
+        msg.push_str("; none of the expected columns is in line 1: is the header missing?");
     }
     Err(NotesError::new(msg))
+}
+
+/// Whether `header` (line 1 of a delimited file) is demonstrably a header: one of its fields is
+/// one of the `expected` column names (trimmed, any case). Only then may its fields be shown in a
+/// message: the first line of a file without a header is a row of notes.
+pub fn is_header(header: &[String], expected: &[&str]) -> bool {
+    header.iter().any(|h| expected.iter().any(|e| h.trim().eq_ignore_ascii_case(e.trim())))
+}
+
+/// What to say about a line 1 that is not demonstrably a header, without quoting any of it.
+pub fn not_a_header(file: &str, fields: usize, delim: u8) -> String {
+    format!(
+        "line 1 of {file} has {fields} field{} split on {} and none of them is an expected column: is the \
+         header missing? The file needs a header line naming its columns (or another `delimiter`)",
+        if fields == 1 { "" } else { "s" },
+        show_delim(delim)
+    )
 }
 
 fn show_delim(d: u8) -> String {
