@@ -6,10 +6,28 @@
 
 use std::time::Duration;
 
+const USAGE: &str = "usage: camel-llm-server [PORT (default 8000)] [LATENCY_MS (default 0)]";
+
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let port: u16 = args.next().map_or(8000, |a| a.parse().expect("PORT is a number"));
-    let latency: u64 = args.next().map_or(0, |a| a.parse().expect("LATENCY_MS is a number"));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!(
+            "{USAGE}\nA local OpenAI/Azure-compatible test server on 127.0.0.1 (camel's tests use it as a library)."
+        );
+        return;
+    }
+    let number = |i: usize, default: u64, max: u64| -> u64 {
+        match args.get(i).map(|a| a.parse::<u64>()) {
+            None => default,
+            Some(Ok(n)) if n <= max => n,
+            Some(_) => {
+                eprintln!("camel-llm-server: `{}` is not a number (at most {max})\n{USAGE}", args[i]);
+                std::process::exit(2);
+            }
+        }
+    };
+    let port = number(0, 8000, u64::from(u16::MAX)) as u16;
+    let latency = number(1, 0, 3_600_000);
     let server = camel_llm_server::Server::start_on(port);
     server.set_latency(Duration::from_millis(latency));
     server.set_responder(camel_llm_server::clinical_responder);
