@@ -12,6 +12,8 @@ Rust tests in stages/torch-worker/tests/. Every expected number comes from here.
   generate DIR IDS_JSON MAX_NEW OUT   greedy generate (left-padded batch; eos: the JSON's "eos_id",
                                      else the checkpoint's generation config)
   bench DIR THREADS BATCH SEQ STEPS GEN_TOKENS   training and greedy-generation tokens/s
+  alpaca_resize DIR NEW NUM_NEW OUT  Alpaca's smart_tokenizer_and_embedding_resize: resize_token_embeddings(NEW),
+                                     the last NUM_NEW rows set to the mean of the others (embedding, head)
   sft TOKENIZER_JSON RECORDS_JSON MAX_LENGTH OUT
       Stanford Alpaca's preprocessing (train.py: PROMPT_DICT, eos appended as text, prompt
       tokens masked, truncation) with a transformers fast tokenizer and [PAD] added
@@ -270,6 +272,20 @@ def generate(args):
     json.dump({"tokens": g[:, L:].tolist()}, open(out, "w"))
 
 
+def alpaca_resize(args):
+    # Stanford Alpaca's smart_tokenizer_and_embedding_resize after num_new special tokens were added.
+    d, new, num_new, out = args
+    m = load(d)
+    m.resize_token_embeddings(int(new))
+    n = int(num_new)
+    ie = m.get_input_embeddings().weight.data
+    oe = m.get_output_embeddings().weight.data
+    if n > 0:
+        ie[-n:] = ie[:-n].mean(dim=0, keepdim=True)
+        oe[-n:] = oe[:-n].mean(dim=0, keepdim=True)
+    save_file({"embed": ie.float().contiguous(), "head": oe.float().contiguous()}, out)
+
+
 def bench(args):
     """Training tokens/s (HF forward + loss + backward + clip + torch AdamW) and greedy
     generation tokens/s (HF generate), as JSON on stdout."""
@@ -351,4 +367,4 @@ def sft(args):
 if __name__ == "__main__":
     cmd, *rest = sys.argv[1:]
     {"make": make, "logits": logits, "train": train, "trainer": trainer, "generate": generate, "sft": sft,
-     "bench": bench}[cmd](rest)
+     "bench": bench, "alpaca_resize": alpaca_resize}[cmd](rest)

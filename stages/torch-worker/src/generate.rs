@@ -104,12 +104,12 @@ pub fn generate(model: &Llama, prompts: &[Vec<i64>], p: &GenParams) -> Result<Ve
 pub fn check_ids(prompts: &[Vec<i64>], vocab_size: i64, tokenizer: Option<usize>) -> Result<()> {
     let Some(&bad) = prompts.iter().flatten().find(|&&id| id < 0 || id >= vocab_size) else { return Ok(()) };
     let tok = match tokenizer {
-        Some(n) => format!(" (its tokenizer.json has {n} tokens)"),
+        Some(n) => format!("; its tokenizer.json has {n} tokens"),
         None => String::new(),
     };
     anyhow::bail!(
-        "the prompt holds token id {bad}, beyond the model's vocabulary of {vocab_size} (config.json \
-         vocab_size){tok}: is tokenizer.json this model's?"
+        "the prompt holds token id {bad}, beyond the model's vocabulary of {vocab_size} (config.json's \
+         vocab_size{tok}): is tokenizer.json this model's?"
     )
 }
 

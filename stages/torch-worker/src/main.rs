@@ -37,6 +37,7 @@ commands:
 
 fn main() {
     camel_torch_worker::interrupt::install();
+    std::panic::set_hook(Box::new(report_panic));
     if let Err(err) = run() {
         eprintln!("{}", error_line(format_args!("{err:#}")));
         let interrupted = err.downcast_ref::<camel_torch_worker::interrupt::Interrupted>().is_some();
@@ -44,8 +45,44 @@ fn main() {
     }
 }
 
+/// A panic (a libtorch error through tch's panicking API, or a bug) ends the worker with an
+/// error line like any other error, so the stage's error says what happened instead of only "exited
+/// with status 101". libtorch's C++ backtrace is cut off the message; with `RUST_BACKTRACE` set the
+/// Rust backtrace is printed first, so the error line stays the last thing on stderr.
+fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("{}", std::backtrace::Backtrace::force_capture());
+    }
+    let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+    eprintln!("{}", error_line(format_args!("internal error{at}: {}", panic_text(&msg))));
+}
+
+/// The first line of a panic message, without libtorch's C++ backtrace (tch unwraps its error,
+/// `Torch("…\nException raised from …")`, whose newlines are then written as `\n`).
+fn panic_text(msg: &str) -> String {
+    let msg = match msg.split_once("Torch(\"") {
+        Some((_, rest)) => format!("libtorch: {rest}"),
+        None => msg.to_string(),
+    };
+    let msg = msg.split("Exception raised from").next().unwrap_or(&msg);
+    let first = msg.lines().next().unwrap_or("");
+    first.trim_end().trim_end_matches("\\n").trim_end_matches("\")").replace("\\n", "; ")
+}
+
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Fault injection for the tests: a libtorch error through tch's panicking API (an embedding
+    // index out of range), to check that it reaches the stage's error.
+    if std::env::var("CAMEL_WORKER_FAULT").as_deref() == Ok("panic") {
+        let weight = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
+        let _ = Tensor::embedding(&weight, &Tensor::from_slice(&[5i64]), -1, false, false);
+    }
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["probe"] => probe(),
         ["train", job] => train(Path::new(job)),

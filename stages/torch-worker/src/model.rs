@@ -408,6 +408,41 @@ impl Llama {
         self.head(&x)
     }
 
+    /// Alpaca's `smart_tokenizer_and_embedding_resize` after its tokenizer got `num_new` special
+    /// tokens (camel adds only `[PAD]`): `resize_token_embeddings(len(tokenizer))`, which cuts the
+    /// rows beyond `new_vocab` off when the checkpoint has more (transformers keeps the first ones)
+    /// and adds rows when it has fewer, then the last `num_new` rows of the embedding and of the
+    /// head set to the mean of the rows before them. Rows added beyond those `num_new` are the mean
+    /// of the old rows (transformers draws them around it; Alpaca never has any).
+    pub fn alpaca_resize(&mut self, new_vocab: i64, num_new: i64) -> Result<()> {
+        ensure!(new_vocab > num_new && num_new >= 0, "cannot resize the vocabulary to {new_vocab} rows");
+        if new_vocab < self.cfg.vocab_size {
+            let cut = |w: &Tensor| tch::no_grad(|| w.narrow(0, 0, new_vocab).copy()).set_requires_grad(true);
+            self.embed = cut(&self.embed);
+            if let Some(h) = &self.lm_head {
+                self.lm_head = Some(cut(h));
+            }
+            self.cfg.vocab_size = new_vocab;
+        } else {
+            self.grow_vocab(new_vocab)?;
+        }
+        if num_new > 0 {
+            let keep = new_vocab - num_new;
+            let mean_last = |w: &Tensor| {
+                tch::no_grad(|| {
+                    let mean = w.narrow(0, 0, keep).to_kind(Kind::Float).mean_dim(0, true, Kind::Float);
+                    w.narrow(0, keep, num_new)
+                        .copy_(&mean.to_kind(w.kind()).expand([num_new, w.size()[1]], false));
+                })
+            };
+            mean_last(&self.embed);
+            if let Some(h) = &self.lm_head {
+                mean_last(h);
+            }
+        }
+        Ok(())
+    }
+
     /// Grows the vocabulary to `new_vocab`, initialising the new rows of the embedding and of the
     /// head with the mean of the existing rows (as Alpaca's `smart_tokenizer_and_embedding_resize`).
     pub fn grow_vocab(&mut self, new_vocab: i64) -> Result<()> {

@@ -160,6 +160,44 @@ impl Examples for Sft {
     }
 }
 
+/// The embedding sized to the tokenizer as Alpaca's `smart_tokenizer_and_embedding_resize` does
+/// ([`crate::model::Llama::alpaca_resize`]: to `len(tokenizer)`, the `num_new` tokens just added
+/// mean-initialised). Rows beyond the model's vocabulary may only be tokens the tokenizer added
+/// (`[ANON]`, `[PAD]`), as pretraining's `fit_vocab_to_tokens` requires: a tokenizer.json of another
+/// model fails here instead of growing the model by real tokens.
+pub fn fit_vocab_to_tokenizer(
+    model: &mut crate::model::Llama,
+    tok: &Tokenizer,
+    num_new: i64,
+    report: &mut dyn FnMut(Event),
+) -> Result<()> {
+    let have = model.cfg.vocab_size;
+    let want = tok.get_vocab_size(true) as i64;
+    let top = tok.get_vocab(true).into_values().max().map_or(0, |id| id as i64 + 1);
+    ensure!(
+        top <= want,
+        "the tokenizer has {want} tokens but ids up to {}: camel cannot size the embedding to it",
+        top - 1
+    );
+    if want > have {
+        let added: Vec<i64> = tok.get_added_tokens_decoder().into_keys().map(i64::from).collect();
+        let missing: Vec<i64> = (have..want).filter(|id| !added.contains(id)).collect();
+        ensure!(
+            missing.is_empty(),
+            "the tokenizer has {want} tokens but the model's vocabulary (config.json vocab_size) is {have}, and \
+             ids {:?}… are not tokens the tokenizer added: is tokenizer.json this model's?",
+            &missing[..missing.len().min(5)]
+        );
+    }
+    if want != have || num_new > 0 {
+        report(Event::Log(&format!(
+            "resizing the vocabulary from {have} to {want} rows as Alpaca (len(tokenizer); {num_new} new token(s) \
+             set to the mean of the rows before them)"
+        )));
+    }
+    model.alpaca_resize(want, num_new)
+}
+
 /// Runs a fine-tuning job end to end.
 pub fn run_finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
     finetune(job, report).map_err(|e| crate::parallel::rank_context(e, &job.params))
@@ -187,6 +225,7 @@ fn finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
     // The pad token: configured, or an added token of that name, or added now.
     let pad_name =
         crate::hf_files::configured_token(model_dir, "pad_token").unwrap_or_else(|| p.pad_token.clone());
+    let mut num_new = 0;
     let pad_id = match tok.token_to_id(&pad_name) {
         Some(id) => id as i64,
         None => {
@@ -194,17 +233,11 @@ fn finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
                 .map_err(|e| anyhow::anyhow!("adding the pad token {pad_name:?}: {e}"))?;
             let id = tok.token_to_id(&pad_name).context("adding the pad token failed")? as i64;
             report(Event::Log(&format!("added pad token {pad_name:?} as id {id}")));
+            num_new = 1;
             id
         }
     };
-    let tok_vocab = tok.get_vocab_size(true) as i64;
-    if tok_vocab > model.cfg.vocab_size {
-        report(Event::Log(&format!(
-            "growing the vocabulary from {} to {tok_vocab} (mean init)",
-            model.cfg.vocab_size
-        )));
-        model.grow_vocab(tok_vocab)?;
-    }
+    fit_vocab_to_tokenizer(&mut model, &tok, num_new, report)?;
     ensure!(pad_id < model.cfg.vocab_size, "pad id {pad_id} is beyond the model's vocabulary");
     model.cfg.extra.insert("pad_token_id".into(), Value::from(pad_id));
 

@@ -111,3 +111,21 @@ fn binary_links_torch_cuda_and_has_an_rpath_to_libtorch() {
         println!("CPU-only libtorch in {LIBTORCH_LIB}: not expecting libtorch_cuda.so");
     }
 }
+
+/// A panic (here a libtorch error through tch's panicking API) ends the worker with an error line,
+/// the last on stderr, which the stage's error is made of: libtorch's message without its C++
+/// backtrace.
+#[test]
+fn a_panic_ends_with_an_error_line_carrying_its_message() {
+    let out =
+        Command::new(WORKER).env_clear().env("CAMEL_WORKER_FAULT", "panic").arg("probe").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    assert!(
+        last.starts_with("camel-torch-worker: error: internal error at ")
+            && last.contains("index out of range"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Exception raised from"), "{stderr}");
+}

@@ -302,3 +302,29 @@ fn generation_config_eos_ids_stop_decoding_as_in_transformers() {
     let e = format!("{:#}", resolve(&d, &model.cfg, &GenParams::default()).unwrap_err());
     assert!(e.contains("repetition_penalty 1.3") && e.contains("generation_config.json"), "{e}");
 }
+
+/// Fine-tuning's embedding resize against Alpaca's `smart_tokenizer_and_embedding_resize` in
+/// transformers: a checkpoint with spare rows (100 for a tokenizer of 96 + `[PAD]`) is cut to 97
+/// and `[PAD]`'s row is the mean of the 96 before it; one with 96 rows grows to 97 alike.
+#[test]
+fn the_vocabulary_is_resized_as_alpacas_smart_resize() {
+    let py = need_python!();
+    let tmp = tempfile::tempdir().unwrap();
+    for (rows, new, num_new) in [(100i64, 97i64, 1i64), (96, 97, 1), (100, 96, 0)] {
+        let d = tmp.path().join(format!("m{rows}-{new}"));
+        reference(&py, &["make", d.to_str().unwrap(), "--vocab", &rows.to_string(), "--seed", "6"]);
+        let out = tmp.path().join(format!("resized{rows}-{new}.safetensors"));
+        let (n, k) = (new.to_string(), num_new.to_string());
+        reference(&py, &["alpaca_resize", d.to_str().unwrap(), &n, &k, out.to_str().unwrap()]);
+        let want = read(&out);
+        let mut model = checkpoint::load(&d, Device::Cpu, Kind::Float).unwrap();
+        model.alpaca_resize(new, num_new).unwrap();
+        assert_eq!(model.cfg.vocab_size, new);
+        let head = model.lm_head.as_ref().unwrap();
+        for (what, got, w) in [("embedding", &model.embed, &want["embed"]), ("head", head, &want["head"])] {
+            assert_eq!(got.size(), w.size(), "{rows} → {new}: {what}");
+            let d = max_abs_diff(got, w);
+            assert!(d <= 1e-6, "{rows} → {new} ({num_new} new): {what} differs from Alpaca's by {d}");
+        }
+    }
+}

@@ -358,3 +358,54 @@ fn finetuning_appends_the_tokenizers_eos_token_as_alpaca() {
     std::fs::remove_file(d.join("tokenizer_config.json")).unwrap();
     assert_eq!(camel_torch_worker::sft::eos_token(d, &tok, &cfg).unwrap(), ".");
 }
+
+/// A word-level tokenizer of `n` tokens (`<unk>`, `<s>`, `</s>`, `w0`, …) with the specials added.
+fn word_tokenizer(n: usize) -> tokenizers::Tokenizer {
+    let mut vocab = serde_json::Map::new();
+    for (i, w) in ["<unk>", "<s>", "</s>"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..).map(|i| format!("w{i}")))
+        .take(n)
+        .enumerate()
+    {
+        vocab.insert(w, json!(i));
+    }
+    let added: Vec<Value> = ["<unk>", "<s>", "</s>"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"id": i, "content": t,
+        "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let text = json!({"version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}})
+    .to_string();
+    text.parse().unwrap()
+}
+
+/// Fine-tuning sizes the embedding to the tokenizer only by tokens the tokenizer added (`[PAD]`):
+/// a tokenizer.json of another, larger vocabulary fails naming both sizes instead of growing the
+/// model by real tokens.
+#[test]
+fn finetuning_refuses_a_tokenizer_larger_than_the_model_by_real_tokens() {
+    use camel_torch_worker::sft::fit_vocab_to_tokenizer;
+    let model = |v: i64| {
+        let cfg =
+            camel_torch_worker::config::LlamaConfig::from_value(json!({"vocab_size": v, "hidden_size": 16,
+            "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2}))
+            .unwrap();
+        camel_torch_worker::model::Llama::random(cfg, tch::Device::Cpu, tch::Kind::Float, 1).unwrap()
+    };
+    let mut m = model(20);
+    let e = format!("{:#}", fit_vocab_to_tokenizer(&mut m, &word_tokenizer(37), 0, &mut |_| {}).unwrap_err());
+    assert!(e.contains("37 tokens") && e.contains("is 20") && e.contains("[20, 21, 22, 23, 24]"), "{e}");
+    assert_eq!(m.cfg.vocab_size, 20, "the model is left as it was");
+    // The same model with its own tokenizer and an added [PAD]: one mean row.
+    let mut tok = word_tokenizer(20);
+    tok.add_special_tokens([tokenizers::AddedToken::from("[PAD]", true)]).unwrap();
+    fit_vocab_to_tokenizer(&mut m, &tok, 1, &mut |_| {}).unwrap();
+    assert_eq!(m.cfg.vocab_size, 21);
+}
