@@ -12,6 +12,9 @@
 //! | [`line::Progress`], [`line::ERROR_PREFIX`] (stdout / stderr lines) | worker, `command` scripts | camel |
 //! | [`follow::JobListLine`] (`jobs.jsonl`) | rank 0's camel | the other ranks' camel |
 //!
+//! Besides the messages, [`model_config`] holds the model's `config.json` type and the checks of
+//! what camel implements, so that the stages run at plan time the checks the worker runs on load.
+//!
 //! Files are written with [`to_json_pretty`] / [`to_json_line`]: keys sorted at every level, the
 //! bytes camel has always written (the jobs were once built as `serde_json::Value`s, whose maps are
 //! sorted), so a job file reads the same whatever the field order of a struct.
@@ -20,6 +23,7 @@ pub mod answer;
 pub mod follow;
 pub mod generate;
 pub mod line;
+pub mod model_config;
 pub mod prompt;
 pub mod train;
 

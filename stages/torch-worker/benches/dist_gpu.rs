@@ -100,7 +100,7 @@ fn config(name: &str, layers: Option<i64>) -> Result<LlamaConfig> {
     if let Some(l) = layers {
         v["num_hidden_layers"] = json!(l);
     }
-    LlamaConfig::from_value(v)
+    Ok(LlamaConfig::from_value(v)?)
 }
 
 fn device_name(device: Device) -> String {

@@ -160,7 +160,7 @@ impl Llama {
     /// A model initialised as transformers does: normal(0, initializer_range) for embeddings and
     /// projections, ones for norms, the pad row zeroed.
     pub fn random(cfg: LlamaConfig, device: Device, param_kind: Kind, seed: u64) -> Result<Self> {
-        cfg.validate()?;
+        cfg.validate_as("the model config")?;
         tch::manual_seed(seed as i64);
         let mut state = BTreeMap::new();
         for name in param_names(&cfg) {
@@ -189,7 +189,7 @@ impl Llama {
         device: Device,
         param_kind: Kind,
     ) -> Result<Self> {
-        cfg.validate()?;
+        cfg.validate_as("the model config")?;
         let mut take = |name: &str| -> Result<Tensor> {
             let t = state.remove(name).with_context(|| format!("the checkpoint has no tensor `{name}`"))?;
             let want = param_shape(&cfg, name);

@@ -46,6 +46,8 @@ pub enum Event<'a> {
 pub fn initial_model(job: &Job, device: Device) -> Result<(Llama, Kind)> {
     match (&job.model, &job.params.config) {
         (Some(dir), None) => {
+            let path = dir.join("config.json");
+            LlamaConfig::from_file(&path)?.validate_training_as(&path.display().to_string())?;
             let m = checkpoint::load(dir, device, Kind::Float)?;
             let stored = m.cfg.extra.get("dtype").or_else(|| m.cfg.extra.get("torch_dtype"));
             let kind = stored.and_then(|v| v.as_str()).and_then(|s| model::kind_from_name(s).ok());
@@ -53,6 +55,7 @@ pub fn initial_model(job: &Job, device: Device) -> Result<(Llama, Kind)> {
         }
         (None, Some(cfg)) => {
             let cfg = LlamaConfig::from_value(cfg.clone())?;
+            cfg.validate_training_as("`config`")?;
             Ok((Llama::random(cfg, device, Kind::Float, job.params.seed)?, Kind::Float))
         }
         (Some(_), Some(_)) => bail!("give either a `model` input or a `config` param, not both"),

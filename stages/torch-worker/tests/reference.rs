@@ -328,3 +328,21 @@ fn the_vocabulary_is_resized_as_alpacas_smart_resize() {
         }
     }
 }
+
+/// transformers' Llama ignores a `sliding_window` key (camel too: same logits over 19 positions
+/// with a window of 8), and Mistral's window when the key is absent is camel's default.
+#[test]
+fn sliding_window_is_read_as_transformers_reads_it() {
+    let py = need_python!();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("m");
+    reference(&py, &["make", d.to_str().unwrap(), "--seed", "8"]);
+    merge_json(&d, "config.json", json!({"sliding_window": 8}));
+    check_logits(&py, tmp.path(), &d, "llama-with-sliding-window-key");
+    let out = std::process::Command::new(&py)
+        .args(["-c", "from transformers import MistralConfig; print(MistralConfig().sliding_window)"])
+        .output()
+        .unwrap();
+    let default: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(default, camel_torch_job::model_config::MISTRAL_DEFAULT_SLIDING_WINDOW);
+}

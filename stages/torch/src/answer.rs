@@ -111,18 +111,24 @@ impl Stage for Answer {
         crate::partial::answered(at.scratch_dir, rows.map(|n| p.limit.map_or(n, |l| l.min(n))))
     }
 
-    fn validate(p: &AnswerParams, _: &ValidateContext) -> Result<(), Vec<Problem>> {
+    fn validate(p: &AnswerParams, ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
         let sampling = |name: &str, ok: bool, want: &str| {
             (p.do_sample && !ok)
                 .then(|| Problem::param(name, format!("sampling (`do_sample`) needs `{name}` {want}")))
         };
-        collect([
+        let mut problems = collect([
             in_range("batch_size", p.batch_size, 1, None, "rows decoded together"),
             in_range("max_new_tokens", p.max_new_tokens, 1, None, "tokens per answer"),
             in_range("num_beams", p.num_beams, 1, None, "1: no beam search"),
             sampling("temperature", p.temperature > 0.0, "> 0"),
             sampling("top_p", p.top_p > 0.0 && p.top_p <= 1.0, "in (0, 1]"),
         ])
+        .err()
+        .unwrap_or_default();
+        // A checkpoint on disk whose config camel does not implement fails here, not after the
+        // stages before this one.
+        problems.extend(crate::train::model_config_problems(ctx, false));
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
     fn run(p: &AnswerParams, ctx: &StageContext) -> Result<(), StageError> {

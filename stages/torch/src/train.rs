@@ -20,6 +20,7 @@ use camel_engine::validate::in_range;
 use camel_engine::{
     InputSpec, OutputSpec, Partial, PartialProbe, Problem, Stage, StageContext, StageError, ValidateContext,
 };
+use camel_torch_job::model_config::LlamaConfig;
 use camel_torch_job::{DistParams, FinetuneParams, Job, PretrainParams, TrainParams};
 
 fn train_outputs() -> Vec<OutputSpec> {
@@ -81,6 +82,10 @@ impl Stage for Pretrain {
             "bind it to a tokenize stage's `dataset` output of held-out notes",
         ));
         problems.extend(eval_problem(ctx.input("eval").is_some(), p.eval_fraction));
+        if let Some(c) = &p.config {
+            problems.extend(config_param_problems(c));
+        }
+        problems.extend(model_config_problems(ctx, true));
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
@@ -155,6 +160,7 @@ impl Stage for Finetune {
         ));
         problems.extend(eval_problem(ctx.input("eval").is_some(), p.eval_fraction));
         problems.extend(ctx.expect_dir("model", MODEL_DIR, MODEL_DIR_HELP));
+        problems.extend(model_config_problems(ctx, true));
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
@@ -192,6 +198,52 @@ fn eval_problem(has_eval_input: bool, eval_fraction: f64) -> Option<Problem> {
         )
         .help("remove `eval_fraction` to evaluate on the `eval` input, or unbind `eval`")
     })
+}
+
+/// A `config` param's problems (a random init), each as the worker would report it when the
+/// training stage runs, found when the pipeline is planned instead.
+fn config_param_problems(config: &serde_json::Value) -> Vec<Problem> {
+    let problems = match LlamaConfig::parse_value(config.clone()) {
+        Ok(cfg) => cfg.training_problems(),
+        Err(e) => vec![error_chain(&e)],
+    };
+    problems.into_iter().map(|m| Problem::param("config", m).help(MODELS_HELP)).collect()
+}
+
+const MODELS_HELP: &str = "camel implements LlamaForCausalLM and MistralForCausalLM as transformers computes them (docs/training.md, Models)";
+
+/// The problems of the `model` input's config.json when that dir exists at plan time (a
+/// checkpoint on disk; an upstream stage's output is checked by the worker when it runs), every
+/// one at once. `training`: also what training refuses (attention dropout).
+pub(crate) fn model_config_problems(ctx: &ValidateContext, training: bool) -> Vec<Problem> {
+    let Some(dir) = ctx.existing_path("model").filter(|d| d.is_dir()) else { return Vec::new() };
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return vec![
+            Problem::input("model", format!("{} has no config.json", dir.display())).help(MODEL_DIR_HELP),
+        ];
+    }
+    let problems = match LlamaConfig::parse_file(&path) {
+        Ok(cfg) if training => cfg.training_problems(),
+        Ok(cfg) => cfg.problems(),
+        Err(e) => vec![error_chain(&e)],
+    };
+    problems
+        .into_iter()
+        .map(|m| Problem::input("model", format!("{}: {m}", path.display())).help(MODELS_HELP))
+        .collect()
+}
+
+/// An error and its sources, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }
 
 const MODEL_DIR: &str = "a Hugging Face checkpoint directory (config.json, weights, tokenizer.json)";
@@ -284,6 +336,61 @@ mod tests {
         let f: FinetuneParams = serde_yaml::from_str("max_length: 10\nlr: 1e-5").unwrap();
         assert_eq!((f.max_length, f.lr), (10, 1e-5));
         assert!(f.prompt_input.contains("### Input:\n{input}"));
+    }
+
+    /// A `config` param and a checkpoint's config.json are checked when the pipeline is planned,
+    /// with every problem at once (the worker's own checks, from camel-torch-job).
+    #[test]
+    fn unsupported_model_configs_fail_at_plan_time_with_every_problem() {
+        use camel_engine::validate::InputInfo;
+        let tmp = tempfile::tempdir().unwrap();
+        let messages = |r: Result<(), Vec<Problem>>| -> Vec<String> {
+            r.unwrap_err().iter().map(|p| p.message.clone()).collect()
+        };
+        let p: PretrainParams = serde_yaml::from_str(
+            "config: {vocab_size: 64, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, \
+             num_attention_heads: 4, num_key_value_heads: 3, rope_scaling: {type: dynamic, factor: 2.0}, \
+             attention_dropout: 0.1}",
+        )
+        .unwrap();
+        let ctx = ValidateContext::for_test("pretrain", tmp.path(), &[])
+            .with_input("tokens", InputInfo::Path(tmp.path().join("tokens")));
+        let m = messages(Pretrain::validate(&p, &ctx));
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert!(m[0].contains("num_key_value_heads (3)") && m[1].contains("\"dynamic\""), "{m:?}");
+        assert!(m[2].contains("attention_dropout 0.1"), "{m:?}");
+
+        // A Mistral checkpoint on disk without `sliding_window` (transformers' 4096 < the context).
+        let model = tmp.path().join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        std::fs::write(
+            model.join("config.json"),
+            serde_json::json!({"architectures": ["MistralForCausalLM"], "vocab_size": 64, "hidden_size": 64,
+                "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "max_position_embeddings": 32768, "hidden_act": "gelu"})
+            .to_string(),
+        )
+        .unwrap();
+        let p: FinetuneParams = serde_yaml::from_str("epochs: 1").unwrap();
+        let ctx = ValidateContext::for_test("finetune", tmp.path(), &[])
+            .with_input("model", InputInfo::Path(model.clone()))
+            .with_input("data", InputInfo::Path(tmp.path().join("data.json")));
+        let m = messages(Finetune::validate(&p, &ctx));
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m.iter().all(|x| x.contains("config.json")), "{m:?}");
+        assert!(m[0].contains("gelu") && m[1].contains("sliding_window 4096"), "{m:?}");
+        // The answer stage checks what inference needs only: attention dropout is fine there.
+        std::fs::write(
+            model.join("config.json"),
+            serde_json::json!({"architectures": ["LlamaForCausalLM"], "vocab_size": 64, "hidden_size": 64,
+                "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "attention_dropout": 0.1, "sliding_window": 16})
+            .to_string(),
+        )
+        .unwrap();
+        let m = messages(Finetune::validate(&p, &ctx));
+        assert!(m.len() == 1 && m[0].contains("attention_dropout"), "{m:?}");
+        assert!(model_config_problems(&ctx, false).is_empty());
     }
 
     #[test]
