@@ -42,11 +42,15 @@ pub struct Resources {
     pub tasks_per_node: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus_per_task: Option<u32>,
-    /// Memory per node, as sbatch takes it: `400G`, `16000M`, `64000` (megabytes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Memory per node, as sbatch takes it: `400G`, `16000M`, `64000` (megabytes; a YAML number
+    /// is taken as written).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "text_or_number")]
+    #[schemars(with = "Option<TextOrNumber>")]
     pub mem: Option<String>,
-    /// Time limit, as sbatch takes it: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Time limit, as sbatch takes it: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`
+    /// (`time: 30` is 30 minutes, as in sbatch).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "text_or_number")]
+    #[schemars(with = "Option<TextOrNumber>")]
     pub time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
@@ -87,6 +91,9 @@ pub const RESOURCE_FIELDS: &[&str] = &[
 ];
 
 pub const DEFAULT_SIGNAL_GRACE_S: u64 = 120;
+/// How often Slurm checks time limits, at most (seconds): the notice comes between
+/// `signal_grace` and `signal_grace` + this before the limit.
+pub const SLURM_TIME_CHECK_S: u64 = 30;
 pub const DEFAULT_MAX_REQUEUES: u32 = 3;
 
 impl Resources {
@@ -199,6 +206,73 @@ impl Resources {
         }
         out
     }
+
+    /// Problems that only show once a stage's `resources:` are laid over the pipeline's `slurm:`
+    /// defaults (and the built-in defaults): a `signal_grace` (120 s unless written) that leaves
+    /// a short `time` no room, so that Slurm would signal every attempt at its first check and
+    /// the stage would be requeued until `max_requeues` without getting anywhere. `problems()`
+    /// sees one mapping at a time; this is for the merged resources of a Slurm stage.
+    pub fn merged_problems(&self) -> Vec<(&'static str, String)> {
+        let Some(limit) = self.time.as_deref().and_then(parse_time_limit) else { return Vec::new() };
+        let (limit, grace) = (limit.as_secs(), self.signal_grace());
+        if grace.saturating_add(SLURM_TIME_CHECK_S) < limit {
+            return Vec::new();
+        }
+        let t = self.time.as_deref().unwrap_or_default();
+        let written = if self.signal_grace.is_some() { "" } else { " (the default)" };
+        let fix = match limit.checked_sub(SLURM_TIME_CHECK_S + 1).filter(|&g| g > 0) {
+            Some(g) => format!("raise `time`, or set `signal_grace` to at most {g}"),
+            None => "raise `time`".to_string(),
+        };
+        // Blame what the user wrote: `signal_grace` if they set it, else the short `time`.
+        let field = if self.signal_grace.is_some() { "signal_grace" } else { "time" };
+        vec![(
+            field,
+            format!(
+                "`time: {t}` ({limit} s) leaves no room for `signal_grace: {grace}`{written}: Slurm tells the \
+                 job to checkpoint {grace} to {} s before its time limit, so every attempt would be \
+                 interrupted at once; {fix} (it must leave time for one optimizer step and a checkpoint)",
+                grace + SLURM_TIME_CHECK_S
+            ),
+        )]
+    }
+}
+
+/// `mem:` and `time:` as sbatch takes them: text, or a whole number written as a YAML number
+/// (`time: 30`, `mem: 64000`), which is the same to sbatch.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum TextOrNumber {
+    Text(String),
+    Number(u64),
+}
+
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or a whole number")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            // Negative numbers are kept as written, for `problems()` to name.
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// The pipeline's `slurm:` section: default resources for every Slurm stage, and how camel
@@ -307,5 +381,40 @@ mod tests {
         let fields: Vec<&str> = r.problems().into_iter().map(|(f, _)| f).collect();
         assert_eq!(fields, ["nodes", "time", "mem", "sbatch"]);
         assert!(valid_mem("400G") && valid_mem("64000") && !valid_mem("4GB") && !valid_mem("0"));
+    }
+
+    #[test]
+    fn time_and_mem_may_be_yaml_numbers() {
+        let r: Resources = serde_yaml::from_str("{time: 30, mem: 64000}").unwrap();
+        assert_eq!((r.time.as_deref(), r.mem.as_deref()), (Some("30"), Some("64000")));
+        assert!(r.problems().is_empty());
+        let r: Resources = serde_yaml::from_str("{time: -5}").unwrap();
+        assert_eq!(r.problems().len(), 1);
+        let e = serde_yaml::from_str::<Resources>("{mem: 1.5}").unwrap_err().to_string();
+        assert!(e.contains("a string or a whole number"), "{e}");
+    }
+
+    #[test]
+    fn the_default_signal_grace_is_checked_against_a_short_time_limit() {
+        let d = Resources { time: Some("1".into()), ..Default::default() };
+        // `time: 1` from the defaults, the default grace (120 s): no room.
+        let merged = Resources::default().over(&d);
+        let p = merged.merged_problems();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].0, "time");
+        assert!(p[0].1.contains("`signal_grace: 120` (the default)"), "{}", p[0].1);
+        assert!(p[0].1.contains("set `signal_grace` to at most 29"), "{}", p[0].1);
+        // A grace that leaves room, written in the stage.
+        let ok = Resources { signal_grace: Some(10), ..Default::default() }.over(&d);
+        assert!(ok.merged_problems().is_empty());
+        let tight = Resources { signal_grace: Some(30), ..Default::default() }.over(&d);
+        assert_eq!(tight.merged_problems()[0].0, "signal_grace");
+        for fine in ["3", "24:00:00", "UNLIMITED"] {
+            let r = Resources { time: Some(fine.into()), ..Default::default() };
+            assert!(r.merged_problems().is_empty(), "{fine}");
+        }
+        assert!(Resources::default().merged_problems().is_empty(), "no time limit: the partition's");
+        let tiny = Resources { time: Some("0:20".into()), signal_grace: Some(1), ..Default::default() };
+        assert!(tiny.merged_problems()[0].1.contains("; raise `time` (it"), "{:?}", tiny.merged_problems());
     }
 }
