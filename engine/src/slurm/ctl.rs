@@ -27,6 +27,11 @@ pub struct JobState {
 }
 
 impl JobState {
+    /// Slurm's reason, unless it has none (`None`, as squeue and scontrol write it).
+    pub fn reason(&self) -> Option<&str> {
+        Some(self.reason.trim()).filter(|r| !r.is_empty() && *r != "None" && *r != "(null)")
+    }
+
     /// The job may still run (or is being requeued): wait for it.
     pub fn is_active(&self) -> bool {
         matches!(
@@ -86,8 +91,8 @@ pub fn is_transient(message: &str) -> bool {
     TRANSIENT.iter().any(|t| m.contains(t))
 }
 
-/// How long one call may take before it counts as a transient failure.
-const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one call may take before it counts as a transient failure (and is killed).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The Slurm tools, shared by every stage of a run.
 pub struct Slurm {
@@ -96,6 +101,8 @@ pub struct Slurm {
     poll: Mutex<Poll>,
     /// Told about each retried failure, so that the user sees a struggling controller.
     on_retry: Box<dyn Fn(&str) + Send + Sync>,
+    /// Environment variables set for every tool, over camel's own (`SLURM_CONF` in tests).
+    envs: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -111,7 +118,13 @@ impl Slurm {
         retry_for: Duration,
         on_retry: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Slurm {
-        Slurm { retry_for, poll_interval, poll: Mutex::new(Poll::default()), on_retry }
+        Slurm { retry_for, poll_interval, poll: Mutex::new(Poll::default()), on_retry, envs: Vec::new() }
+    }
+
+    /// Sets `key=value` in the environment of every Slurm tool this client runs.
+    pub fn env(mut self, key: &str, value: &str) -> Slurm {
+        self.envs.push((key.into(), value.into()));
+        self
     }
 
     pub fn poll_interval(&self) -> Duration {
@@ -123,6 +136,7 @@ impl Slurm {
         let cmd = format!("{program} {}", args.join(" "));
         let mut child = Command::new(program)
             .args(args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -215,17 +229,7 @@ impl Slurm {
         }
         let out = self.call("squeue", &["-h", "-t", "all", "-u", &uid(), "-o", "%i|%T|%r"], || None)?;
         p.calls += 1;
-        p.states = out
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.trim().splitn(3, '|');
-                let (id, state, reason) = (f.next()?, f.next()?, f.next().unwrap_or(""));
-                Some((
-                    id.to_string(),
-                    JobState { id: id.into(), state: state.into(), reason: reason.into(), exit_code: None },
-                ))
-            })
-            .collect();
+        p.states = parse_squeue(&out);
         p.at = Some(Instant::now());
         Ok(p.states.clone())
     }
@@ -263,15 +267,59 @@ impl Slurm {
         Some(JobState { id: id.into(), state, reason: String::new(), exit_code: Some(exit.into()) })
     }
 
-    /// Job ids of this user's jobs called `name` that Slurm still lists.
-    pub fn find_by_name(&self, name: &str) -> Result<Vec<String>, CtlError> {
-        let out = self.call("squeue", &["-h", "-t", "all", "-u", &uid(), "-n", name, "-o", "%i"], || None)?;
-        Ok(out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+    /// This user's jobs called `name` that Slurm still lists, ended ones included: a caller
+    /// that looks for a job to wait for keeps the [active](JobState::is_active) ones (an sbatch
+    /// that Slurm refused can leave a FAILED job of that name behind).
+    pub fn find_by_name(&self, name: &str) -> Result<Vec<JobState>, CtlError> {
+        let out =
+            self.call("squeue", &["-h", "-t", "all", "-u", &uid(), "-n", name, "-o", "%i|%T|%r"], || None)?;
+        Ok(parse_squeue(&out).into_values().collect())
+    }
+
+    /// The cluster's partitions (`sinfo`), and which one is the default.
+    pub fn partitions(&self) -> Result<Partitions, CtlError> {
+        let out = self.call("sinfo", &["-h", "-o", "%P"], || None)?;
+        let mut p = Partitions::default();
+        for name in out.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            match name.strip_suffix('*') {
+                Some(d) => {
+                    p.default = Some(d.to_string());
+                    p.names.push(d.to_string());
+                }
+                None => p.names.push(name.to_string()),
+            }
+        }
+        p.names.dedup();
+        Ok(p)
     }
 
     pub fn cancel(&self, id: &str) -> Result<(), CtlError> {
         self.call("scancel", &[id], || None).map(|_| ())
     }
+}
+
+/// `squeue -o %i|%T|%r` lines, by job id.
+fn parse_squeue(out: &str) -> HashMap<String, JobState> {
+    out.lines()
+        .filter_map(|l| {
+            let mut f = l.trim().splitn(3, '|');
+            let (id, state, reason) = (f.next()?, f.next()?, f.next().unwrap_or(""));
+            (!id.is_empty()).then(|| {
+                (
+                    id.to_string(),
+                    JobState { id: id.into(), state: state.into(), reason: reason.into(), exit_code: None },
+                )
+            })
+        })
+        .collect()
+}
+
+/// What `sinfo` says of the cluster's partitions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Partitions {
+    pub names: Vec<String>,
+    /// The partition a job without `--partition` goes to, if the cluster has one.
+    pub default: Option<String>,
 }
 
 /// This user's id, as squeue's `-u` takes it: camel watches only its own jobs.
@@ -313,6 +361,23 @@ mod tests {
         for f in ["COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "PREEMPTED"] {
             assert!(!s(f).is_active(), "{f}");
         }
+    }
+
+    #[test]
+    fn a_reason_of_none_is_no_reason() {
+        let s = |reason: &str| JobState {
+            id: "1".into(),
+            state: "PENDING".into(),
+            reason: reason.into(),
+            exit_code: None,
+        };
+        assert_eq!(s("None").reason(), None);
+        assert_eq!(s("").reason(), None);
+        assert_eq!(s("Priority").reason(), Some("Priority"));
+        let parsed = parse_squeue("7|PENDING|None\n8|FAILED|BadConstraints\n\n");
+        assert_eq!(parsed["7"].reason(), None);
+        assert_eq!(parsed["8"].reason(), Some("BadConstraints"));
+        assert_eq!(parsed.len(), 2);
     }
 
     #[test]

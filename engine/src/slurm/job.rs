@@ -27,10 +27,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::ctl::{CtlError, JobState, Slurm};
+use super::ctl::{CALL_TIMEOUT, CtlError, JobState, Slurm};
 use super::files::{EXIT_RESUMABLE, JobProgress, JobResult, ResultOutcome, StageSpec};
+use super::settings::Executor;
 use super::settings::{Resources, SlurmSettings};
+use crate::error::EngineError;
 use crate::key::CacheKey;
+use crate::plan::Plan;
 use crate::stage::Progress;
 
 /// `submission.json`.
@@ -41,12 +44,22 @@ pub struct Submission {
     pub job_name: String,
     /// `None` between writing the record and sbatch's answer.
     pub job_id: Option<String>,
+    /// When the latest sbatch try started (RFC 3339). A record without a job id whose sbatch
+    /// started less than [`IN_FLIGHT`] ago may still get its job: a later run waits for it.
     pub submitted: String,
     /// How many times camel submitted the stage again after a job ended at its time limit, a
     /// node failure or a preemption without requeue.
     #[serde(default)]
     pub resubmits: u32,
+    /// sbatch's definite no (or why it could not be run): no job is coming for this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
+
+/// How long after its start an sbatch whose answer nobody saw (its `camel run` was killed) may
+/// still submit the job: a call is killed after [`CALL_TIMEOUT`], and a killed camel's sbatch
+/// runs on for as long as it takes; a margin for a slow controller.
+pub const IN_FLIGHT: Duration = Duration::from_secs(CALL_TIMEOUT.as_secs() + 15);
 
 /// The files of one stage's job.
 #[derive(Clone, Debug)]
@@ -92,9 +105,59 @@ impl JobDir {
 
     /// The last `n` lines of the job's log, for a failure message.
     pub fn log_tail(&self, id: &str, n: usize) -> String {
-        let text = fs::read_to_string(self.job_log(id)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        tail(&fs::read_to_string(self.job_log(id)).unwrap_or_default(), n)
+    }
+
+    /// The job's final state as camel reports it: Slurm's (`UNKNOWN` when Slurm forgot the
+    /// job), except that a job killed over its memory is `OUT_OF_MEMORY` whatever Slurm says:
+    /// without cgroups, Slurm kills a step over its memory by polling and the job ends FAILED;
+    /// its log says why.
+    pub fn final_state(&self, id: &str, end: Option<&JobState>) -> String {
+        let state = end.map_or("UNKNOWN".to_string(), |s| s.state.clone());
+        if state != "OUT_OF_MEMORY" && !id.is_empty() && {
+            let tail = self.log_tail(id, 40).to_ascii_lowercase();
+            tail.contains("exceeded job memory limit")
+                || tail.contains("oom-kill")
+                || tail.contains("out of memory")
+        } {
+            return "OUT_OF_MEMORY".into();
+        }
+        state
+    }
+
+    /// The lines a failure message ends with: the last lines of the stage's own log (what the
+    /// stage said, as for a local stage), and Slurm's own errors from the job's log (a step
+    /// killed over its memory, a time limit, a node failure); only the job's log when the stage
+    /// never started (srun could not start camel).
+    pub fn failure_lines(&self, id: &str) -> String {
+        let mut out = String::new();
+        let stage = tail(&fs::read_to_string(self.stage_log()).unwrap_or_default(), 12);
+        if !stage.is_empty() {
+            out.push_str(&format!("\nlast lines of {}:\n{stage}", self.stage_log().display()));
+        }
+        if id.is_empty() {
+            return out;
+        }
+        let job_log = fs::read_to_string(self.job_log(id)).unwrap_or_default();
+        if stage.is_empty() {
+            let t = tail(&job_log, 12);
+            if !t.is_empty() {
+                out.push_str(&format!("\nlast lines of {}:\n{t}", self.job_log(id).display()));
+            }
+            return out;
+        }
+        let slurm: Vec<&str> = job_log
+            .lines()
+            .filter(|l| {
+                let l = l.trim_start();
+                (l.starts_with("slurmstepd") || l.starts_with("srun:")) && !l.contains("Terminating StepId")
+            })
+            .collect();
+        if !slurm.is_empty() {
+            let t = slurm[slurm.len().saturating_sub(4)..].join("\n");
+            out.push_str(&format!("\nSlurm's messages in {}:\n{t}", self.job_log(id).display()));
+        }
+        out
     }
 }
 
@@ -171,7 +234,7 @@ impl SlurmJobs {
 
     /// Submits the stage's job, or finds the one a previous `camel run` submitted, and waits for
     /// it (unless `detach`). `info` receives lines for the user (submitted, reattached,
-    /// resubmitted, cancelled).
+    /// resubmitted, cancelled). As [`SlurmJobs::run_forced`] without `--force`.
     pub fn run(
         &self,
         job: &StageJob,
@@ -180,29 +243,35 @@ impl SlurmJobs {
         progress: &Progress,
         info: &dyn Fn(String),
     ) -> Result<Waited, JobError> {
+        self.run_forced(job, false, detach, cancel, progress, info)
+    }
+
+    /// [`SlurmJobs::run`], for a stage run with `--force` when `force`: a job of an earlier run
+    /// that is still pending or running is waited for (never submitted twice), but the outputs
+    /// of one that finished are not taken.
+    pub fn run_forced(
+        &self,
+        job: &StageJob,
+        force: bool,
+        detach: bool,
+        cancel: &AtomicBool,
+        progress: &Progress,
+        info: &dyn Fn(String),
+    ) -> Result<Waited, JobError> {
         let jd = JobDir::new(job.workspace, job.key);
         fs::create_dir_all(&jd.dir).map_err(io("create", &jd.dir))?;
-        let mut record = jd.read_record();
-        let mut id = match &record {
-            Some(rec) => self.reattach(&jd, rec, info)?,
-            None => None,
+        let (mut record, mut id) = match self.earlier(&jd, force, cancel, info)? {
+            Earlier::Live(rec, id) => (Some(rec), Some(id)),
+            Earlier::Finished => return Ok(Waited::Done(jd.out())),
+            Earlier::None => (None, None),
         };
-        // Recorded, Slurm knows no such job, but the job left its result: it finished while
-        // nobody watched and Slurm has forgotten it since. Judge that result first.
-        let mut orphan_result = record.is_some() && id.is_none() && jd.read_result().is_some();
-        if record.is_some() && id.is_none() && !orphan_result {
-            // Recorded but never got through sbatch (camel was killed before it answered, and
-            // no job of that name exists): submit now.
-            record = None;
-        }
         loop {
             let current = match id.take() {
                 Some(i) => i,
-                None if orphan_result => {
-                    orphan_result = false;
-                    String::new()
-                }
                 None => {
+                    if let Some((_, problem)) = job.resources.merged_problems().into_iter().next() {
+                        return Err(JobError::Failed(problem));
+                    }
                     let resubmits = record.as_ref().map_or(0, |r| r.resubmits);
                     let (rec, new_id) = self.submit(&jd, job, resubmits)?;
                     info(format!("submitted as Slurm job {new_id} (script {})", jd.script().display()));
@@ -210,14 +279,10 @@ impl SlurmJobs {
                     new_id
                 }
             };
-            let end = if current.is_empty() {
-                None
-            } else {
-                if detach && self.slurm.states()?.get(&current).is_some_and(JobState::is_active) {
-                    return Ok(Waited::Detached(current));
-                }
-                self.wait(&jd, &current, cancel, progress, info)?
-            };
+            if detach && self.slurm.states()?.get(&current).is_some_and(JobState::is_active) {
+                return Ok(Waited::Detached(current));
+            }
+            let end = self.wait(&jd, &current, cancel, progress, info)?;
             match self.verdict(&jd, &current, end.as_ref(), job.resources, record.as_ref()) {
                 Verdict::Done => return Ok(Waited::Done(jd.out())),
                 Verdict::Fail(msg) => return Err(JobError::Failed(msg)),
@@ -237,33 +302,120 @@ impl SlurmJobs {
         }
     }
 
-    /// The job of an existing record: by its id, else by its name (camel was killed while
-    /// sbatch ran). `None` when Slurm knows neither.
-    fn reattach(
+    /// What an earlier run's submission record (if any) leaves this run to do. Only a job that
+    /// may still run is waited for, and only a job that finished the stage with its outputs
+    /// still uncommitted is taken (not with `force`). A job that ended any other way (failed,
+    /// cancelled, out of memory or time, refused by sbatch), or whose outputs were committed
+    /// already, was reported by the run that watched it (or is now, by `info`): the stage is
+    /// submitted again.
+    fn earlier(
+        &self,
+        jd: &JobDir,
+        force: bool,
+        cancel: &AtomicBool,
+        info: &dyn Fn(String),
+    ) -> Result<Earlier, JobError> {
+        let Some(mut rec) = jd.read_record() else { return Ok(Earlier::None) };
+        if rec.refused.is_some() {
+            return Ok(Earlier::None);
+        }
+        let mut ended = None;
+        if rec.job_id.is_none() {
+            match self.find_in_flight(jd, &rec, cancel, info)? {
+                Some(j) if j.is_active() => {
+                    rec.job_id = Some(j.id.clone());
+                    camel_cache::write_json_atomic(&jd.record(), &rec)
+                        .map_err(|e| JobError::Failed(e.to_string()))?;
+                }
+                // The submission's job, already over: not one to wait for, but it can be named.
+                other => ended = other,
+            }
+        }
+        let id = rec.job_id.clone().or_else(|| ended.as_ref().map(|j| j.id.clone()));
+        let state = match &id {
+            Some(i) => match self.slurm.states()?.get(i) {
+                Some(s) if s.is_active() => Some(s.clone()),
+                // squeue lists recently ended jobs too; scontrol has the exit code and reason.
+                Some(s) => Some(self.slurm.final_state(i).unwrap_or_else(|| s.clone())),
+                None => self.slurm.final_state(i),
+            },
+            None => None,
+        };
+        if let (Some(id), Some(st)) = (&id, &state)
+            && st.is_active()
+        {
+            info(format!(
+                "found Slurm job {id} submitted by an earlier run ({}); not submitting again",
+                st.state.to_lowercase()
+            ));
+            return Ok(Earlier::Live(rec, id.clone()));
+        }
+        let ok = jd.read_result().is_some_and(|r| r.outcome == ResultOutcome::Ok);
+        let job = id.as_ref().map_or("the Slurm job".to_string(), |i| format!("Slurm job {i}"));
+        if ok && jd.out().is_dir() && !force {
+            info(format!("{job} submitted by an earlier run finished the stage; committing its outputs"));
+            return Ok(Earlier::Finished);
+        }
+        let why = if ok && force {
+            format!("--force: not taking the outputs of {job} of an earlier run")
+        } else if ok {
+            format!("{job} of an earlier run finished and its outputs were committed since")
+        } else if let Some(st) = &state {
+            let reason = st.reason().map(|r| format!(" ({r})")).unwrap_or_default();
+            let ended = jd.final_state(id.as_deref().unwrap_or_default(), Some(st));
+            format!("{job} of an earlier run ended {ended}{reason}")
+        } else if id.is_some() {
+            format!("{job} of an earlier run is over (Slurm no longer knows it) and left no outputs")
+        } else {
+            // Recorded, but sbatch never answered and no job of its name appeared.
+            return Ok(Earlier::None);
+        };
+        info(format!("{why}; submitting the stage again"));
+        Ok(Earlier::None)
+    }
+
+    /// The job of a record without a job id: the `camel run` that wrote it was killed before
+    /// sbatch answered, or sbatch kept failing. While that sbatch may still be running (its last
+    /// try started less than [`IN_FLIGHT`] ago), waits for its job to appear rather than
+    /// submitting another. `None` when no job of the submission's name turns up.
+    fn find_in_flight(
         &self,
         jd: &JobDir,
         rec: &Submission,
+        cancel: &AtomicBool,
         info: &dyn Fn(String),
-    ) -> Result<Option<String>, JobError> {
-        let id = match &rec.job_id {
-            Some(id) => Some(id.clone()),
-            None => {
-                let found = self.slurm.find_by_name(&rec.job_name)?;
-                if let Some(id) = found.first() {
-                    let mut r = rec.clone();
-                    r.job_id = Some(id.clone());
-                    camel_cache::write_json_atomic(&jd.record(), &r)
-                        .map_err(|e| JobError::Failed(e.to_string()))?;
-                }
-                found.into_iter().next()
+    ) -> Result<Option<JobState>, JobError> {
+        let started = humantime::parse_rfc3339(&rec.submitted).ok();
+        let mut told = false;
+        loop {
+            let mut jobs = self.slurm.find_by_name(&rec.job_name)?;
+            // A live one first; an ended one is this submission's too (its sbatch got through).
+            jobs.sort_by_key(|j| !j.is_active());
+            if let Some(j) = jobs.into_iter().next() {
+                return Ok(Some(j));
             }
-        };
-        if let Some(id) = &id {
-            let st = self.slurm.states()?;
-            let state = st.get(id).map_or("finished".to_string(), |s| s.state.to_lowercase());
-            info(format!("found Slurm job {id} submitted by an earlier run ({state}); not submitting again"));
+            let age = started.and_then(|t| SystemTime::now().duration_since(t).ok());
+            let Some(age) = age.filter(|a| *a < IN_FLIGHT) else { return Ok(None) };
+            if jd.read_result().is_some() {
+                return Ok(None);
+            }
+            if !told {
+                info(format!(
+                    "an earlier run's sbatch for this stage started {} s ago and may still be running: \
+                     waiting up to {} s for its job instead of submitting another",
+                    age.as_secs(),
+                    (IN_FLIGHT - age).as_secs()
+                ));
+                told = true;
+            }
+            let until = Instant::now() + self.slurm.poll_interval().max(Duration::from_millis(500));
+            while Instant::now() < until {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(JobError::Cancelled);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
-        Ok(id)
     }
 
     /// Writes the spec, the script and the record, then calls sbatch. A transient sbatch
@@ -301,38 +453,62 @@ impl SlurmJobs {
             None => std::env::current_exe()
                 .map_err(|e| JobError::Failed(format!("cannot find camel's own path: {e}")))?,
         };
-        let script = batch_script(jd, job, &job_name, &camel);
+        let script = batch_script(jd, job, &job_name, &camel).map_err(JobError::Failed)?;
         camel_cache::write_atomic(&jd.script(), script.as_bytes())
             .map_err(|e| JobError::Failed(e.to_string()))?;
+        let now = || humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let mut rec = Submission {
             stage: job.stage.to_string(),
             token,
             job_name: job_name.clone(),
             job_id: None,
-            submitted: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            submitted: now(),
             resubmits,
+            refused: None,
         };
-        camel_cache::write_json_atomic(&jd.record(), &rec).map_err(|e| JobError::Failed(e.to_string()))?;
+        let write = |rec: &Submission| {
+            camel_cache::write_json_atomic(&jd.record(), rec).map_err(|e| JobError::Failed(e.to_string()))
+        };
+        write(&rec)?;
         let script_path = jd.script();
         let script_arg = script_path.to_string_lossy();
-        let out = self
-            .slurm
-            .call("sbatch", &["--parsable", &script_arg], || {
-                self.slurm.find_by_name(&job_name).ok().and_then(|v| v.into_iter().next())
-            })
-            .map_err(|e| match e {
-                CtlError::Refused { message, .. } => JobError::Failed(format!(
-                    "sbatch refused the job: {}",
-                    message.trim().trim_start_matches("sbatch: error: ")
-                )),
-                e => e.into(),
-            })?;
+        let answer = self.slurm.call("sbatch", &["--parsable", &script_arg], || {
+            // The failed call may have got through after all (any job of this name is this
+            // submission's); if not, the next try starts now, for a later run's in-flight wait.
+            let found = self.slurm.find_by_name(&job_name).ok().and_then(|v| v.into_iter().next());
+            if found.is_none() {
+                rec.submitted = now();
+                let _ = write(&rec);
+            }
+            found.map(|j| j.id)
+        });
+        let refused = |rec: &mut Submission, message: String| {
+            rec.refused = Some(message.clone());
+            let _ = write(rec);
+            JobError::Failed(message)
+        };
+        let out = match answer {
+            Ok(out) => out,
+            Err(CtlError::Refused { message, .. }) => {
+                let m = message
+                    .lines()
+                    .map(|l| l.trim().trim_start_matches("sbatch: error: "))
+                    .collect::<Vec<_>>();
+                return Err(refused(&mut rec, format!("sbatch refused the job: {}", m.join("; "))));
+            }
+            Err(CtlError::Start { cmd, source }) => {
+                let e = CtlError::Start { cmd, source };
+                return Err(refused(&mut rec, e.to_string()));
+            }
+            // The last try may still get through: a later run waits for it (see find_in_flight).
+            Err(e) => return Err(e.into()),
+        };
         let id = out.trim().split(';').next().unwrap_or("").to_string();
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit() || c == '_') {
-            return Err(JobError::Failed(format!("sbatch answered {:?}, not a job id", out.trim())));
+            return Err(refused(&mut rec, format!("sbatch answered {:?}, not a job id", out.trim())));
         }
         rec.job_id = Some(id.clone());
-        camel_cache::write_json_atomic(&jd.record(), &rec).map_err(|e| JobError::Failed(e.to_string()))?;
+        write(&rec)?;
         self.slurm.refresh();
         Ok((rec, id))
     }
@@ -407,17 +583,7 @@ impl SlurmJobs {
         record: Option<&Submission>,
     ) -> Verdict {
         let result = jd.read_result();
-        let mut state = end.map_or("UNKNOWN".to_string(), |s| s.state.clone());
-        // Without cgroups, Slurm kills a step over its memory by polling and the job ends
-        // FAILED; its log says why.
-        if state != "OUT_OF_MEMORY" && !id.is_empty() && {
-            let tail = jd.log_tail(id, 40).to_ascii_lowercase();
-            tail.contains("exceeded job memory limit")
-                || tail.contains("oom-kill")
-                || tail.contains("out of memory")
-        } {
-            state = "OUT_OF_MEMORY".into();
-        }
+        let state = jd.final_state(id, end);
         if let Some(r) = &result
             && r.outcome == ResultOutcome::Ok
             && jd.out().is_dir()
@@ -434,8 +600,15 @@ impl SlurmJobs {
             return Verdict::Resubmit(format!("{what} ended {state}"));
         }
         let mut msg = format!("{what} ended {state}");
+        let mut detail = Vec::new();
         if let Some(code) = end.and_then(|e| e.exit_code.as_deref()).filter(|c| *c != "0:0") {
-            msg.push_str(&format!(" (exit code {code})"));
+            detail.push(format!("exit code {code}"));
+        }
+        if let Some(reason) = end.and_then(JobState::reason) {
+            detail.push(format!("reason: {reason}"));
+        }
+        if !detail.is_empty() {
+            msg.push_str(&format!(" ({})", detail.join("; ")));
         }
         if (retryable || interrupted) && used >= res.max_requeues() {
             msg.push_str(&format!(
@@ -460,23 +633,100 @@ impl SlurmJobs {
             ),
             None => {}
         }
-        if !id.is_empty() {
-            let tail = jd.log_tail(id, 12);
-            if !tail.is_empty() {
-                msg.push_str(&format!("\nlast lines of {}:\n{tail}", jd.job_log(id).display()));
+        msg.push_str(&jd.failure_lines(id));
+        Verdict::Fail(msg)
+    }
+
+    /// Checks, before any stage runs, that the Slurm stages among those `will_run` can be
+    /// submitted from here: their merged resources make sense, Slurm's client answers (one
+    /// `sinfo`, retried through a busy controller for `retry_for`), and the partitions they name
+    /// exist (or the cluster has a default one). Without it, a missing partition or a machine
+    /// without Slurm is found when the first Slurm stage is submitted, after the local stages
+    /// upstream of it ran, for hours perhaps. Every problem is listed, each with its stage.
+    pub fn preflight(&self, plan: &Plan, will_run: impl Fn(usize) -> bool) -> Result<(), EngineError> {
+        let stages: Vec<(&str, &Resources)> = (0..plan.stages.len())
+            .filter(|&i| plan.stages[i].executor == Executor::Slurm && will_run(i))
+            .map(|i| (plan.stages[i].name.as_str(), &plan.stages[i].resources))
+            .collect();
+        if stages.is_empty() {
+            return Ok(());
+        }
+        let mut problems: Vec<String> = stages
+            .iter()
+            .flat_map(|(name, r)| {
+                r.merged_problems().into_iter().map(move |(_, m)| format!("stage `{name}`: {m}"))
+            })
+            .collect();
+        match self.slurm.partitions() {
+            Err(e) => {
+                let names: Vec<&str> = stages.iter().map(|(n, _)| *n).collect();
+                let why = match &e {
+                    CtlError::Start { .. } => "Slurm's client is not installed here".to_string(),
+                    _ => "Slurm does not answer from here".to_string(),
+                };
+                problems.push(format!(
+                    "{why} ({e}), and stage{} {} run{} on Slurm (`executor: slurm`): run camel on the \
+                     cluster's login node (with SLURM_CONF set if the cluster needs it), or run {} here \
+                     with `--set {}.executor=local`",
+                    if names.len() == 1 { "" } else { "s" },
+                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                    if names.len() == 1 { "s" } else { "" },
+                    if names.len() == 1 { "it" } else { "them" },
+                    names[0],
+                ));
+            }
+            Ok(parts) => {
+                let known = if parts.names.is_empty() { "none".to_string() } else { parts.names.join(", ") };
+                for (name, r) in &stages {
+                    match &r.partition {
+                        Some(p) => {
+                            // sbatch takes a comma-separated list; each must exist.
+                            for one in p.split(',').filter(|x| !x.is_empty()) {
+                                if !parts.names.iter().any(|n| n == one) {
+                                    let help = match crate::error::did_you_mean(
+                                        one,
+                                        parts.names.iter().map(String::as_str),
+                                    ) {
+                                        Some(s) => format!("did you mean `{s}`? "),
+                                        None => String::new(),
+                                    };
+                                    problems.push(format!(
+                                        "stage `{name}`: the cluster has no partition `{one}` ({help}its partitions: {known}); \
+                                         set `resources.partition` or `slurm.partition`"
+                                    ));
+                                }
+                            }
+                        }
+                        None if parts.default.is_none() => problems.push(format!(
+                            "stage `{name}` names no partition and the cluster has no default one (its \
+                             partitions: {known}): set `slurm.partition`"
+                        )),
+                        None => {}
+                    }
+                }
             }
         }
-        Verdict::Fail(msg)
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::Usage(format!(
+            "the pipeline's Slurm stages cannot be submitted from here:\n  - {}",
+            problems.join("\n  - ")
+        )))
     }
 
     /// Where the job of a stage whose key is `key` stands, for `camel status`; `None` when camel
     /// never submitted it.
     pub fn info(&self, workspace: &Path, key: &str) -> Option<JobInfo> {
         let jd = JobDir::new(workspace, key);
-        let rec = jd.read_record()?;
-        let finished_ok = jd.read_result().is_some_and(|r| r.outcome == ResultOutcome::Ok);
-        let id =
-            rec.job_id.clone().or_else(|| self.slurm.find_by_name(&rec.job_name).ok()?.into_iter().next());
+        let rec = jd.read_record().filter(|r| r.refused.is_none())?;
+        let finished_ok =
+            jd.read_result().is_some_and(|r| r.outcome == ResultOutcome::Ok) && jd.out().is_dir();
+        let id = rec.job_id.clone().or_else(|| {
+            let mut jobs = self.slurm.find_by_name(&rec.job_name).ok()?;
+            jobs.sort_by_key(|j| !j.is_active());
+            jobs.into_iter().next().map(|j| j.id)
+        });
         let st = id.as_ref().and_then(|i| match self.slurm.states() {
             Ok(s) => s.get(i).cloned(),
             Err(_) => None,
@@ -485,17 +735,33 @@ impl SlurmJobs {
         Some(JobInfo {
             job_id: id,
             state: st.as_ref().map_or("UNKNOWN".into(), |s| s.state.clone()),
-            reason: st.as_ref().filter(|s| s.state == "PENDING").map(|s| s.reason.clone()),
+            reason: st.as_ref().filter(|s| s.state == "PENDING").and_then(|s| s.reason().map(str::to_string)),
             finished_ok,
             dir: jd.dir,
         })
     }
 }
 
+/// What an earlier run's submission leaves to this one.
+enum Earlier {
+    /// Nothing to wait for or take: submit.
+    None,
+    /// A job that may still run: wait for it.
+    Live(Submission, String),
+    /// A job that finished the stage while nobody watched: its outputs are in `out/`.
+    Finished,
+}
+
 enum Verdict {
     Done,
     Resubmit(String),
     Fail(String),
+}
+
+/// The last `n` lines of `text` that are not blank.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A short random token naming one submission.
@@ -510,14 +776,32 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// `path` as the value of an `#SBATCH --output=` line: in double quotes (sbatch reads an
+/// `#SBATCH` line's words as a shell would: a space would end the value and an unquoted `#`
+/// start a comment), `"` escaped, and `%` doubled (Slurm expands `%j` and friends in the
+/// name; `%%` is a `%`). A backslash cannot be written: Slurm's file name patterns take `\`
+/// to mean "expand nothing" and drop it.
+fn sbatch_output_path(dir: &Path) -> Result<String, String> {
+    let d = dir.to_string_lossy();
+    if d.contains(['\\', '\n']) || d.contains(char::REPLACEMENT_CHARACTER) {
+        return Err(format!(
+            "Slurm cannot write the job's log under {}: its path contains a backslash, a line break or \
+             bytes that are not UTF-8; move the workspace (`workspace:` in the pipeline) to a plainer path",
+            dir.display()
+        ));
+    }
+    Ok(format!("\"{}/slurm-%j.out\"", d.replace('%', "%%").replace('"', "\\\"")))
+}
+
 /// The batch script: sbatch options from the resources, one `srun` task per rank running
 /// `camel exec-stage`, and the requeue of an interrupted (resumable) stage.
-pub fn batch_script(jd: &JobDir, job: &StageJob, job_name: &str, camel: &Path) -> String {
+pub fn batch_script(jd: &JobDir, job: &StageJob, job_name: &str, camel: &Path) -> Result<String, String> {
     let r = job.resources;
+    let output = sbatch_output_path(&jd.dir)?;
     let mut s = String::from("#!/bin/bash\n");
     let mut opt = |o: String| s.push_str(&format!("#SBATCH {o}\n"));
     opt(format!("--job-name={job_name}"));
-    opt(format!("--output={}", jd.dir.join("slurm-%j.out").display()));
+    opt(format!("--output={output}"));
     opt("--open-mode=append".into());
     opt("--requeue".into());
     opt(format!("--signal=USR1@{}", r.signal_grace()));
@@ -587,5 +871,33 @@ exit "$rc"
         resumable = EXIT_RESUMABLE,
         max = r.max_requeues(),
     ));
-    s
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_path_is_quoted_for_sbatch() {
+        let p = sbatch_output_path(Path::new("/w/my project #1/%j \"x\"")).unwrap();
+        assert_eq!(p, r#""/w/my project #1/%%j \"x\"/slurm-%j.out""#);
+        let e = sbatch_output_path(Path::new("/w/back\\slash")).unwrap_err();
+        assert!(e.contains("backslash"), "{e}");
+    }
+
+    #[test]
+    fn failure_lines_come_from_the_stage_log_and_slurms_errors() {
+        let t = tempfile::tempdir().unwrap();
+        let jd = JobDir { dir: t.path().to_path_buf() };
+        fs::write(jd.job_log("9"), "camel: Slurm job 9\nsrun: error: vm: task 0: Exited with exit code 1\n")
+            .unwrap();
+        // The stage never started: the job's log is all there is.
+        assert!(jd.failure_lines("9").contains("last lines of"), "{}", jd.failure_lines("9"));
+        fs::write(jd.stage_log(), "camel exec-stage: stage `a`\nfailed: about to fail\n").unwrap();
+        let l = jd.failure_lines("9");
+        assert!(l.contains("stage.log:\ncamel exec-stage: stage `a`\nfailed: about to fail"), "{l}");
+        assert!(l.contains("Slurm's messages in") && l.contains("srun: error"), "{l}");
+        assert!(!l.contains("camel: Slurm job 9"), "{l}");
+    }
 }
