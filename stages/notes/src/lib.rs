@@ -436,7 +436,9 @@ fn run_query(
     total_rows: &mut u64,
 ) -> Result<(), NotesError> {
     run.file_rows = 0;
-    stream(conn, scan, sql, file, &mut |b: &RecordBatch| {
+    // A `.gz` file is checked whole beside DuckDB's read (not with `limit`, which reads a part).
+    let check = if run.common.limit.is_none() { read::GzipCheck::start(file) } else { None };
+    let read = stream(conn, scan, sql, file, &mut |b: &RecordBatch| {
         if env.cancelled() {
             return Err(NotesError::new("cancelled"));
         }
@@ -462,7 +464,15 @@ fn run_query(
         *total_rows += b.num_rows() as u64;
         env.rows(*total_rows);
         Ok(())
-    })
+    });
+    // A corrupt stream is the cause of whatever DuckDB said about its end (a short last row).
+    match check {
+        Some(c) => match (read, c.finish(env.cancelled())) {
+            (_, Err(gz)) => Err(gz),
+            (r, Ok(())) => r,
+        },
+        None => read,
+    }
 }
 
 fn read_source(
@@ -619,6 +629,7 @@ fn read_source(
                 // are read as JSON and decoded here: a string is its text, a number is written as
                 // it is, an object or a list is an error naming the row.
                 TableFormat::Jsonl => {
+                    read::check_json_lines(path)?;
                     let auto = format!("read_json({lit}, format = 'newline_delimited')");
                     let names = columns_of(conn, &auto, path)?;
                     require_columns(path, &names, &need, None)?;

@@ -70,9 +70,82 @@ fn is_gzip(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
+/// Fails on a file that holds gzip data (it starts with gzip's magic bytes, 1f 8b) under a name
+/// without `.gz`: DuckDB and the header reader go by the name, and would call it "not UTF-8".
+pub fn check_not_misnamed_gzip(path: &Path) -> Result<(), NotesError> {
+    if is_gzip(path) {
+        return Ok(());
+    }
+    let mut magic = [0u8; 2];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut magic)).unwrap_or(0);
+    if n == 2 && magic == [0x1f, 0x8b] {
+        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        return Err(NotesError::new(format!(
+            "{}: is gzip-compressed, but its name does not end in .gz; rename it to {name}.gz",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The integrity check of a `.gz` input, run on its own thread while DuckDB reads the file:
+/// DuckDB stops at the end of a truncated gzip stream without an error (a download cut short
+/// lost its last rows silently), and checks no CRC. This decompresses the whole stream to
+/// nowhere, which reads the trailer (CRC-32 and length) of every member.
+pub struct GzipCheck {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<Result<(), String>>,
+    path: PathBuf,
+}
+
+impl GzipCheck {
+    /// Starts checking `path` if its name ends in `.gz`.
+    pub fn start(path: &Path) -> Option<GzipCheck> {
+        if !is_gzip(path) {
+            return None;
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, st) = (path.to_path_buf(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name("notes-gzip-check".into())
+            .spawn(move || {
+                let file = std::fs::File::open(&p).map_err(|e| e.kind().to_string())?;
+                let mut dec = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
+                let mut buf = vec![0u8; 1 << 20];
+                while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                    match dec.read(&mut buf) {
+                        Ok(0) => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                Ok(())
+            })
+            .ok()?;
+        Some(GzipCheck { stop, handle, path: path.to_path_buf() })
+    }
+
+    /// Waits for the check to end (or stops it, with `abandon`); an error names the file.
+    pub fn finish(self, abandon: bool) -> Result<(), NotesError> {
+        if abandon {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        match self.handle.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(NotesError::new(format!(
+                "{}: truncated or corrupt gzip ({why}); re-download it",
+                self.path.display()
+            ))),
+            Err(_) => Err(NotesError::new(format!("{}: the gzip check failed", self.path.display()))),
+        }
+    }
+}
+
 /// The column names of a delimited file's header, read here (DuckDB then reads the file with
 /// exactly these columns, so a row with another number of fields is an error, not a guess).
 pub fn read_header(path: &Path, delim: u8) -> Result<Vec<String>, NotesError> {
+    check_not_misnamed_gzip(path)?;
     let file = std::fs::File::open(path)
         .map_err(|e| NotesError::new(format!("{}: cannot be read ({})", path.display(), e.kind())))?;
     let mut reader: Box<dyn BufRead> = if is_gzip(path) {
@@ -421,15 +494,7 @@ pub fn describe_duck_error(file: &Path, msg: &str) -> String {
     } else if has("is a directory") {
         "is a directory, not a file".into()
     } else if has("malformed json") || has("json") && (has("parse") || has("invalid")) {
-        let at = words
-            .split("at byte ")
-            .nth(1)
-            .map(|r| r.chars().take_while(char::is_ascii_digit).collect::<String>())
-            .filter(|s| !s.is_empty());
-        match at {
-            Some(b) => format!("malformed JSON at byte {b}"),
-            None => "malformed JSON".into(),
-        }
+        json_error(file, &words)
     } else if has("magic bytes") || has("parquet") {
         "it is not a readable Parquet file".into()
     } else if has("gzip") || has("decompress") {
@@ -454,6 +519,92 @@ pub fn describe_duck_error(file: &Path, msg: &str) -> String {
         Some(l) => format!("{}: {what} (CSV record {l})", file.display()),
         None => format!("{}: {what}", file.display()),
     }
+}
+
+/// DuckDB's "Malformed JSON in file …, at byte B in line L: REASON." in our words. DuckDB's L
+/// counts records (lines that are not blank) from 2: the first record is its line 2. The line is
+/// found again in the file (only failing runs pay for it); REASON is the JSON parser's fixed
+/// wording, kept where it is only words.
+fn json_error(file: &Path, words: &str) -> String {
+    let number = |after: &str| -> Option<u64> {
+        words
+            .split(after)
+            .nth(1)
+            .and_then(|r| r.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok())
+    };
+    let byte = number("at byte ");
+    let record = number(" in line ").and_then(|l| l.checked_sub(1)).filter(|&r| r > 0);
+    let reason = words
+        .split(" in line ")
+        .nth(1)
+        .and_then(|r| r.split_once(": "))
+        .map(|(_, r)| r.split(['.', '\n']).next().unwrap_or("").trim())
+        .filter(|r| !r.is_empty() && r.len() <= 80)
+        .filter(|r| r.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-')));
+    let mut what = String::from("is not valid JSON");
+    if let Some(r) = reason {
+        what.push_str(&format!(" ({r}"));
+        if let Some(b) = byte {
+            what.push_str(&format!(", at byte {b}"));
+        }
+        what.push(')');
+    } else if let Some(b) = byte {
+        what.push_str(&format!(" (at byte {b})"));
+    }
+    if reason.is_some_and(|r| r.contains("UTF-8")) {
+        what.push_str("; convert the file to UTF-8");
+    }
+    match record {
+        Some(r) => match line_of_record(file, r) {
+            Some(l) => format!("line {l} {what}"),
+            None => format!("JSON record {r} {what}"),
+        },
+        None => format!("a line {what}"),
+    }
+}
+
+/// The line number of the `record`-th line (1-based) that is not blank, reading `path`
+/// (decompressed if it is `.gz`).
+fn line_of_record(path: &Path, record: u64) -> Option<u64> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut reader: Box<dyn BufRead> = if is_gzip(path) {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 20, file))
+    };
+    let (mut line, mut seen) = (0u64, 0u64);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).ok()? == 0 {
+            return None;
+        }
+        line += 1;
+        if !buf.iter().all(u8::is_ascii_whitespace) {
+            seen += 1;
+            if seen == record {
+                return Some(line);
+            }
+        }
+    }
+}
+
+/// Fails on a JSON-lines file that is one JSON array (`[{…}, {…}]`), or gzip under another name.
+pub fn check_json_lines(path: &Path) -> Result<(), NotesError> {
+    check_not_misnamed_gzip(path)?;
+    let Ok(file) = std::fs::File::open(path) else { return Ok(()) };
+    let mut reader: Box<dyn Read> =
+        if is_gzip(path) { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+    let mut head = [0u8; 4096];
+    let n = reader.read(&mut head).unwrap_or(0);
+    let head = head[..n].strip_prefix(b"\xef\xbb\xbf").unwrap_or(&head[..n]);
+    if head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(NotesError::new(format!(
+            "{}: a JSON array is not JSON lines; write one object per line",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// One i2b2 note: its id (relative path, or `DATA.PARAGRAPH`) and text.

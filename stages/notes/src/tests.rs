@@ -553,6 +553,87 @@ fn a_byte_order_mark_is_not_part_of_the_first_id() {
     assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
 }
 
+/// Issue: a `.csv.gz` cut short was read without an error, its last rows missing; gzip data
+/// in a file named `.csv` was "not valid UTF-8".
+#[test]
+fn a_truncated_or_corrupt_gzip_fails_and_a_misnamed_one_is_said() {
+    let mut t = T::new();
+    let rows: Vec<(u64, &str, bool, &str)> = (1..=3000)
+        .map(|i| (i, "Nursing", false, "SECRET words of a note, repeated to fill the file"))
+        .collect();
+    let gz = gzip(&m3(&rows));
+    let y = "sources: [{type: mimic3, notes: notes}]";
+    t.file("notes", "NOTEEVENTS.csv.gz", &gz);
+    assert_eq!(t.run(y).unwrap().1.total.rows_written, 3000);
+    for (what, bytes) in [
+        ("cut mid-stream", gz[..gz.len() * 6 / 10].to_vec()),
+        ("cut before the trailer", gz[..gz.len() - 4].to_vec()),
+        ("a wrong CRC", {
+            let mut b = gz.clone();
+            let n = b.len();
+            b[n - 8] ^= 0xff;
+            b
+        }),
+    ] {
+        t.file("notes", "NOTEEVENTS.csv.gz", &bytes);
+        let e = t.err(y);
+        assert!(
+            e.contains("NOTEEVENTS.csv.gz: truncated or corrupt gzip") && e.ends_with("re-download it"),
+            "{what}: {e}"
+        );
+    }
+    t.file("notes", "NOTEEVENTS.csv", &gz);
+    let e = t.err(y);
+    assert!(e.contains("NOTEEVENTS.csv: is gzip-compressed, but its name does not end in .gz"), "{e}");
+    t.file("j", "notes.jsonl", gzip("{\"body\": \"SECRET\"}\n"));
+    let e = t.err("sources: [{type: table, notes: j, columns: {text: body}}]");
+    assert!(e.contains("notes.jsonl: is gzip-compressed"), "{e}");
+}
+
+/// Issue: JSON-lines errors said only "malformed JSON at byte N". They name the line (DuckDB
+/// counts records from 2, and skips blank lines), the parser's reason, and an array file.
+#[test]
+fn json_lines_errors_name_the_line() {
+    let mut t = T::new();
+    let y = "sources: [{type: table, notes: j, columns: {text: body}}]";
+    let ok = "{\"body\": \"a\"}\n";
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            format!("{ok}{ok}{{\"body\": SECRET}}\n{ok}").into_bytes(),
+            "line 3 is not valid JSON (unexpected character, at byte 10)",
+        ),
+        (
+            format!("\n{ok}\n  \n{{\"body\": SECRET}}\n").into_bytes(),
+            "line 5 is not valid JSON (unexpected character",
+        ),
+        (format!("{{\"body\": SECRET}}\n{ok}").into_bytes(), "line 1 is not valid JSON"),
+        (
+            format!("{ok}{{\"body\": \"a\"}} SECRET\n").into_bytes(),
+            "line 2 is not valid JSON (unexpected content after document",
+        ),
+        (
+            [ok.as_bytes(), b"{\"body\": \"SECRET \xff\"}\n"].concat(),
+            "line 2 is not valid JSON (invalid UTF-8 encoding in string, at byte 18); convert the file to UTF-8",
+        ),
+        (
+            b"\n [{\"body\": \"SECRET\"},\n{\"body\": \"b\"}]\n".to_vec(),
+            "a JSON array is not JSON lines; write one object per line",
+        ),
+    ];
+    for (content, want) in cases {
+        t.file("j", "notes.jsonl", content);
+        let e = t.err(y);
+        assert!(e.contains(&format!("notes.jsonl: {want}")), "{want}: {e}");
+    }
+    // Far into a file read by several threads.
+    let mut s = ok.repeat(150_000);
+    s.push_str("{\"body\": SECRET}\n");
+    s.push_str(&ok.repeat(10));
+    t.file("j", "notes.jsonl.gz", gzip(&s));
+    let e = t.err(&format!("{y}\nthreads: 2"));
+    assert!(e.contains("notes.jsonl.gz: line 150001 is not valid JSON"), "{e}");
+}
+
 /// Issue: one number among the strings of a JSON column made DuckDB type it JSON, and every
 /// note became JSON text; ids of mixed kinds kept their quotes, so the exclusion list missed
 /// them. Mapped columns are text as written.
