@@ -428,7 +428,7 @@ impl Planner<'_> {
         if !self.errors.is_empty() {
             return None;
         }
-        self.validate_stages(&stages, &dir, &allowed_endpoints, &set_paths);
+        self.validate_stages(&stages, &dir, &allowed_endpoints, &set_paths, registry);
         if !self.errors.is_empty() {
             return None;
         }
@@ -834,6 +834,7 @@ impl Planner<'_> {
         dir: &Path,
         allowed_endpoints: &[String],
         set_paths: &[(Vec<String>, String)],
+        registry: &Registry,
     ) {
         for s in stages {
             let inputs = s
@@ -858,7 +859,15 @@ impl Planner<'_> {
                 .collect();
             let ctx =
                 crate::validate::ValidateContext { stage: &s.name, inputs, work_dir: dir, allowed_endpoints };
-            let Err(problems) = s.bound.validate(&ctx) else { continue };
+            // The ranges of the kind's schema (what `camel kinds` prints), then the kind's own
+            // checks, whose message wins where both name the same param.
+            let mut problems = registry.get(s.bound.kind()).map_or_else(Vec::new, |e| {
+                crate::validate::schema_range_problems(&e.params_schema(), &s.bound.params_json())
+            });
+            if let Err(own) = s.bound.validate(&ctx) {
+                problems.retain(|g| !own.iter().any(|o| o.at == g.at));
+                problems.extend(own);
+            }
             for pr in problems {
                 let mut p = path_of(&["stages", &s.name]);
                 p.extend(pr.at.iter().cloned());
@@ -1060,8 +1069,7 @@ impl Planner<'_> {
             }
             let path = scope.dir.join(&written);
             if !path.exists() {
-                let typo_of_a_stage = self.missing_input(&ip, name, iname, &written, scope);
-                if !self.missing_inputs_ok || typo_of_a_stage {
+                if self.missing_input(&ip, name, iname, &written, scope) {
                     continue;
                 }
                 let line = self.spans.find(&ip, false).map_or(0, |sp| line_col(self.src, sp.offset).0);
@@ -1076,8 +1084,10 @@ impl Planner<'_> {
         (inputs, missing_inputs)
     }
 
-    /// An input path that does not exist. It is an error, except in a plan for `status`, where
-    /// only a likely typo of a stage name is; returns whether it looks like such a typo.
+    /// An input path that does not exist: an error, except in a plan for `status`, where only a
+    /// likely typo of `STAGE.OUTPUT` is (`sinth.notes` beside a stage `synth`); returns whether
+    /// it was an error. A name whose part after the dot is a file extension (`tokenizer.json`
+    /// beside a stage `tokenize`) is taken for a file.
     fn missing_input(
         &mut self,
         ip: &[String],
@@ -1086,33 +1096,77 @@ impl Planner<'_> {
         written: &str,
         scope: &StageScope,
     ) -> bool {
+        const FILE_EXTENSIONS: &[&str] = &[
+            "json",
+            "jsonl",
+            "txt",
+            "csv",
+            "tsv",
+            "yaml",
+            "yml",
+            "parquet",
+            "bin",
+            "gz",
+            "zip",
+            "xml",
+            "md",
+            "model",
+            "safetensors",
+            "pt",
+            "npy",
+            "tar",
+            "bz2",
+            "xz",
+            "zst",
+            "arrow",
+            "py",
+            "sh",
+            "html",
+            "log",
+        ];
         let names = &scope.names;
-        let looks_like_ref = written.split_once('.').is_some_and(|(s, o)| {
-            !s.contains('/') && !o.contains('/') && valid_stage_name(s) && !o.contains('.')
+        let dir = scope.dir.display();
+        let stage_typo = written.split_once('.').and_then(|(s, o)| {
+            let looks_like_ref =
+                !s.contains('/') && !o.contains('/') && valid_stage_name(s) && !o.contains('.');
+            looks_like_ref
+                .then(|| did_you_mean(s, names.iter().map(String::as_str)))
+                .flatten()
+                .map(|n| (s, o, n))
         });
-        let typo_of_a_stage = looks_like_ref
-            && written
-                .split_once('.')
-                .is_some_and(|(s, _)| did_you_mean(s, names.iter().map(String::as_str)).is_some());
-        if self.missing_inputs_ok && !typo_of_a_stage {
+        let typo_of_an_output = stage_typo.is_some_and(|(_, o, _)| !FILE_EXTENSIONS.contains(&o));
+        if self.missing_inputs_ok && !typo_of_an_output {
             return false;
         }
-        let help = match written.split_once('.') {
-            Some((s, o)) if looks_like_ref => match did_you_mean(s, names.iter().map(String::as_str)) {
-                Some(n) => {
-                    format!("there is no file `{written}` and no stage `{s}`; did you mean `{n}.{o}`?")
-                }
-                None => "inputs are paths relative to the pipeline file, or STAGE.OUTPUT".into(),
-            },
-            _ => format!("paths are relative to the pipeline file's directory ({})", scope.dir.display()),
+        let from_cwd = Path::new(written).is_relative() && Path::new(written).exists();
+        let help = if from_cwd {
+            format!(
+                "`{written}` exists in the current directory, but paths are relative to the pipeline \
+                 file's directory ({dir}): give it from there, or as an absolute path"
+            )
+        } else if let Some((s, o, n)) = stage_typo {
+            if typo_of_an_output {
+                format!("there is no file `{written}` and no stage `{s}`; did you mean `{n}.{o}`?")
+            } else {
+                format!(
+                    "there is no file `{written}` in {dir} and no stage `{s}`; if you meant an output of \
+                     stage `{n}`, write `{n}.OUTPUT`"
+                )
+            }
+        } else if written.starts_with('~') {
+            format!("`~` is not expanded: write the path out in full (paths are relative to {dir})")
+        } else {
+            format!("paths are relative to the pipeline file's directory ({dir})")
         };
+        let what =
+            if scope.dir.join(written).is_symlink() { "is a broken symbolic link" } else { "does not exist" };
         self.errors.push(
-            self.error(ip, false, format!("input `{iname}`: {written} does not exist"))
+            self.error(ip, false, format!("input `{iname}`: {written} {what}"))
                 .stage(name)
                 .label("not found")
                 .help(help),
         );
-        typo_of_a_stage
+        true
     }
 
     /// A kind with named inputs gets each required one and no others.

@@ -56,6 +56,11 @@ impl<'a> ValidateContext<'a> {
         self.inputs.get(name)
     }
 
+    /// The names of the inputs the stage is given, sorted.
+    pub fn input_names(&self) -> impl Iterator<Item = &str> {
+        self.inputs.keys().map(String::as_str)
+    }
+
     /// The path of input `name` when it is a file or directory that exists now (an upstream
     /// output does not exist before its stage runs).
     pub fn existing_path(&self, name: &str) -> Option<&Path> {
@@ -170,6 +175,84 @@ pub fn in_range<T: PartialOrd + Display>(
     };
     let note = if note.is_empty() { String::new() } else { format!(" ({note})") };
     Some(Problem::param(param, format!("`{param}` is {value}; it must be {range}{note}")))
+}
+
+/// The numeric params outside the ranges the kind's params schema declares (its `range`
+/// attributes: `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`), found by walking
+/// `params` (the parsed params as JSON) beside `schema` (its JSON Schema, `$ref`s into `$defs`
+/// followed). `camel kinds` prints these ranges, so every kind gets them checked before anything
+/// runs, whether or not its own validation repeats them.
+pub fn schema_range_problems(schema: &serde_json::Value, params: &serde_json::Value) -> Vec<Problem> {
+    let mut out = Vec::new();
+    walk_ranges(schema, schema, params, &mut Vec::new(), &mut out);
+    out
+}
+
+fn walk_ranges(
+    root: &serde_json::Value,
+    node: &serde_json::Value,
+    value: &serde_json::Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<Problem>,
+) {
+    use serde_json::Value as J;
+    let node = match node.get("$ref").and_then(J::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
+        Some(name) => match root.get("$defs").and_then(|d| d.get(name)) {
+            Some(n) => n,
+            None => return,
+        },
+        None => node,
+    };
+    for branch in ["anyOf", "oneOf", "allOf"] {
+        if let Some(J::Array(alts)) = node.get(branch) {
+            for alt in alts {
+                walk_ranges(root, alt, value, path, out);
+            }
+        }
+    }
+    match value {
+        J::Number(n) => {
+            let Some(v) = n.as_f64() else { return };
+            let bound = |k: &str| node.get(k).and_then(J::as_f64);
+            let broken = [
+                (bound("minimum"), "at least", v < bound("minimum").unwrap_or(f64::NEG_INFINITY)),
+                (bound("maximum"), "at most", v > bound("maximum").unwrap_or(f64::INFINITY)),
+                (
+                    bound("exclusiveMinimum"),
+                    "greater than",
+                    v <= bound("exclusiveMinimum").unwrap_or(f64::NEG_INFINITY),
+                ),
+                (
+                    bound("exclusiveMaximum"),
+                    "less than",
+                    v >= bound("exclusiveMaximum").unwrap_or(f64::INFINITY),
+                ),
+            ];
+            if let Some((Some(b), what, _)) = broken.into_iter().find(|(b, _, bad)| b.is_some() && *bad) {
+                let name = path.join(".");
+                out.push(Problem::param(&name, format!("`{name}` is {n}; it must be {what} {b}")));
+            }
+        }
+        J::Object(map) => {
+            let Some(J::Object(props)) = node.get("properties") else { return };
+            for (k, v) in map {
+                if let Some(sub) = props.get(k) {
+                    path.push(k.clone());
+                    walk_ranges(root, sub, v, path, out);
+                    path.pop();
+                }
+            }
+        }
+        J::Array(items) => {
+            let Some(sub) = node.get("items") else { return };
+            for (i, v) in items.iter().enumerate() {
+                path.push(i.to_string());
+                walk_ranges(root, sub, v, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Collects the `Some`s of `checks` into the result [`crate::Stage::validate`] returns.
@@ -310,6 +393,37 @@ mod tests {
         assert_eq!(nearest("NOTE_TXT", ["ROW_ID", "NOTE_TEXT"]), Some("NOTE_TEXT"));
         assert_eq!(nearest("note text", ["ROW_ID", "NOTE_TEXT"]), Some("NOTE_TEXT"));
         assert_eq!(nearest("zzzz", ["ROW_ID", "NOTE_TEXT"]), None);
+    }
+
+    #[test]
+    fn schema_ranges_are_checked_through_refs_options_and_lists() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "notes": {"type": "integer", "minimum": 1},
+                "bytes": {"type": ["integer", "null"], "minimum": 1},
+                "lr": {"type": "number", "exclusiveMinimum": 0.0},
+                "dist": {"anyOf": [{"$ref": "#/$defs/Dist"}, {"type": "null"}]},
+                "sizes": {"type": "array", "items": {"type": "integer", "maximum": 8}}
+            },
+            "$defs": {"Dist": {"type": "object", "properties": {"nproc": {"type": "integer", "minimum": 1}}}}
+        });
+        let ok =
+            serde_json::json!({"notes": 1, "bytes": null, "lr": 0.1, "dist": {"nproc": 2}, "sizes": [8]});
+        assert_eq!(schema_range_problems(&schema, &ok), vec![]);
+        let bad =
+            serde_json::json!({"notes": 0, "bytes": 0, "lr": 0.0, "dist": {"nproc": 0}, "sizes": [1, 9]});
+        let msgs: Vec<String> = schema_range_problems(&schema, &bad).into_iter().map(|p| p.message).collect();
+        assert_eq!(
+            msgs,
+            [
+                "`bytes` is 0; it must be at least 1",
+                "`dist.nproc` is 0; it must be at least 1",
+                "`lr` is 0.0; it must be greater than 0",
+                "`notes` is 0; it must be at least 1",
+                "`sizes.1` is 9; it must be at most 8",
+            ]
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::process::Command as Process;
 
+use camel_engine::validate::{Problem, ValidateContext};
 use camel_engine::{OutputSpec, Stage, StageContext, StageError};
 use serde::{Deserialize, Serialize};
 
@@ -118,14 +119,59 @@ impl Stage for Command {
         p.exclusive
     }
 
-    fn run(p: &CommandParams, ctx: &StageContext) -> Result<(), StageError> {
-        for name in p.env.keys().chain(p.secret_env.keys()) {
-            if !valid_env_name(name) {
-                return Err(StageError::msg(format!(
-                    "`{name}` is not a valid environment variable name (letters, digits and _, not starting with a digit)"
-                )));
+    /// Variable names that bash cannot have, and inputs or outputs whose `CAMEL_IN_`/`CAMEL_OUT_`
+    /// variables would be the same (`my-out` and `My_Out` are both `CAMEL_OUT_MY_OUT`).
+    fn validate(p: &CommandParams, ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
+        let mut problems = Vec::new();
+        for (section, names) in
+            [("env", p.env.keys().collect::<Vec<_>>()), ("secret_env", p.secret_env.keys().collect())]
+        {
+            for name in names.into_iter().filter(|n| !valid_env_name(n)) {
+                problems.push(
+                    Problem {
+                        at: vec!["params".into(), section.into(), name.clone()],
+                        message: format!("`{name}` is not a valid environment variable name"),
+                        help: None,
+                    }
+                    .help("use letters, digits and `_`, not starting with a digit"),
+                );
             }
         }
+        let outputs: Vec<String> = p.outputs.specs().into_iter().map(|o| o.name).collect();
+        let inputs: Vec<String> = ctx.input_names().map(str::to_string).collect();
+        for (what, prefix, names, at) in
+            [("outputs", "CAMEL_OUT_", outputs, "params"), ("inputs", "CAMEL_IN_", inputs, "inputs")]
+        {
+            let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+            for n in &names {
+                let var = format!("{prefix}{}", env_suffix(n));
+                match seen.get(&var) {
+                    Some(first) => {
+                        let mut path = vec![at.to_string()];
+                        if at == "params" {
+                            path.push("outputs".into());
+                        } else {
+                            path.push(n.clone());
+                        }
+                        problems.push(
+                            Problem {
+                                at: path,
+                                message: format!("{what} `{first}` and `{n}` would both be ${var}"),
+                                help: None,
+                            }
+                            .help("rename one: names become variables in upper case, other characters `_`"),
+                        );
+                    }
+                    None => {
+                        seen.insert(var, n);
+                    }
+                }
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    fn run(p: &CommandParams, ctx: &StageContext) -> Result<(), StageError> {
         let mut cmd = Process::new("bash");
         cmd.arg("-e").arg("-o").arg("pipefail").arg("-c").arg(&p.run);
         cmd.current_dir(ctx.work_dir());
