@@ -1079,6 +1079,14 @@ impl Planner<'_> {
                     param_hint(&rs.inputs[iname])
                 ));
             }
+            if path.exists() && !path.is_file() && !path.is_dir() {
+                self.errors.push(
+                    self.error(&ip, false, format!("input `{iname}`: {written} is neither a file nor a directory"))
+                        .stage(name)
+                        .help("inputs are hashed into the cache key: a pipe, socket or device cannot be; copy its data to a file"),
+                );
+                continue;
+            }
             inputs.insert(iname.clone(), InputRef::Path { written: written.clone(), path });
         }
         (inputs, missing_inputs)
