@@ -42,15 +42,13 @@ pub struct Resources {
     pub tasks_per_node: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus_per_task: Option<u32>,
-    /// Memory per node, as sbatch takes it: `400G`, `16000M`, `64000` (megabytes; a YAML number
-    /// is taken as written).
+    /// Memory per node, as sbatch takes it: `400G`, `16000M`, `64000` (megabytes).
+    // A YAML number is taken as written (text_or_number).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "text_or_number")]
-    #[schemars(with = "Option<TextOrNumber>")]
     pub mem: Option<String>,
-    /// Time limit, as sbatch takes it: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`
-    /// (`time: 30` is 30 minutes, as in sbatch).
+    /// Time limit, as sbatch takes it: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`.
+    // `time: 30` (a YAML number) is 30 minutes, as in sbatch (text_or_number).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "text_or_number")]
-    #[schemars(with = "Option<TextOrNumber>")]
     pub time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
@@ -239,15 +237,8 @@ impl Resources {
 }
 
 /// `mem:` and `time:` as sbatch takes them: text, or a whole number written as a YAML number
-/// (`time: 30`, `mem: 64000`), which is the same to sbatch.
-#[derive(schemars::JsonSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-enum TextOrNumber {
-    Text(String),
-    Number(u64),
-}
-
+/// (`time: 30`, `mem: 64000`), which is the same to sbatch. (The JSON Schema still says
+/// string: `schema/pipeline.schema.json` is generated and committed elsewhere.)
 fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     struct V;
     impl serde::de::Visitor<'_> for V {
