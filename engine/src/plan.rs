@@ -456,7 +456,12 @@ impl Planner<'_> {
         let set_paths = overrides
             .iter()
             .map(|o| {
-                let mut p = vec!["stages".to_string(), o.target[0].clone(), "params".to_string()];
+                // A pipeline param's override is kept as `params.NAME…` (no stage path starts so).
+                let mut p = if o.target[0] == "params" {
+                    vec!["params".to_string()]
+                } else {
+                    vec!["stages".to_string(), o.target[0].clone(), "params".to_string()]
+                };
                 p.extend(o.target[1..].iter().cloned());
                 (p, o.text.clone())
             })
@@ -871,7 +876,7 @@ impl Planner<'_> {
             for pr in problems {
                 let mut p = path_of(&["stages", &s.name]);
                 p.extend(pr.at.iter().cloned());
-                let from_set = set_paths.iter().find(|(sp, _)| p.starts_with(sp)).map(|(_, t)| t.clone());
+                let from_set = last_set(set_paths, &p);
                 let err = match from_set {
                     Some(text) => PipelineError::new(self.file, format!("`--set {text}`: {}", pr.message)),
                     None => self.error(&p, false, pr.message),
@@ -954,7 +959,14 @@ impl Planner<'_> {
     ) {
         let mut p = ppath.to_vec();
         p.extend(e.path.iter().cloned());
-        let from_set = set_paths.iter().find(|(sp, _)| p.starts_with(sp)).map(|(_, t)| t.clone());
+        // The `--set` that gave the value: of this param, or of the pipeline param it refers to.
+        let from_set = last_set(set_paths, &p).or_else(|| {
+            let written = e.path.iter().try_fold(&rs.params, |v, k| v.get(k.as_str()))?.as_str()?;
+            let name = written.strip_prefix("${params.")?.strip_suffix('}')?;
+            let mut pp = vec!["params".to_string()];
+            pp.extend(name.split('.').map(str::to_string));
+            last_set(set_paths, &pp)
+        });
         let params_list = || {
             let names = entry.param_names();
             if names.is_empty() {
@@ -992,6 +1004,15 @@ impl Planner<'_> {
                     (format!("{shown}: {}", crate::validate::human_types(&e.message)), params_list(), false)
                 }
             },
+        };
+        let help = match &from_set {
+            Some(text) if e.message.contains("expected a string") => {
+                let (target, value) = text.split_once('=').unwrap_or((text, ""));
+                format!(
+                    "`--set` reads VALUE as YAML; for text that looks like a number or bool, quote it: --set '{target}=\"{value}\"'"
+                )
+            }
+            _ => help,
         };
         let err = match from_set {
             Some(text) => PipelineError::new(self.file, format!("`--set {text}`: {msg}")),
@@ -1269,6 +1290,11 @@ impl Planner<'_> {
         }
         self.errors.push(err);
     }
+}
+
+/// The text of the last `--set` whose path is a prefix of `path` (the last one given wins).
+fn last_set(set_paths: &[(Vec<String>, String)], path: &[String]) -> Option<String> {
+    set_paths.iter().rev().find(|(sp, _)| path.starts_with(sp)).map(|(_, t)| t.clone())
 }
 
 /// Why an output path would escape or misuse the stage's output directory, if it would.
