@@ -261,8 +261,8 @@ fn finetune_after_pretrain_with_the_llama_tokenizer() {
     assert_eq!(lines.len(), 2, "{}", g.stdout);
     assert!(lines.iter().all(|l| (1..=5).contains(&l["tokens"].as_u64().unwrap()) && l["text"].is_string()));
     let missing = t.camel(&["generate", "nowhere", "--prompt", "x", "--device", "cpu"]);
-    assert_eq!(missing.code, 1);
-    assert!(missing.stderr.contains("nowhere is not a directory"), "{}", missing.stderr);
+    assert_eq!(missing.code, 2, "a usage error");
+    assert!(missing.stderr.contains("nowhere does not exist"), "{}", missing.stderr);
 }
 
 /// transformers' view of a model dir, from tests/reference/hf_model_dir.py.
