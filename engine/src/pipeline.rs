@@ -5,10 +5,11 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
-/// A pipeline file as written.
+/// A pipeline file as written. Its stages are parsed one by one (`S` is first a YAML value, then
+/// [`RawStage`]), so that a mistake in one stage does not hide those of the others.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawPipeline {
+pub(crate) struct RawPipeline<S = RawStage> {
     pub name: String,
     #[serde(default)]
     #[allow(dead_code)]
@@ -23,7 +24,38 @@ pub(crate) struct RawPipeline {
     /// Defaults for stages placed on Slurm (see `crate::slurm::settings`), checked by the planner.
     #[serde(default)]
     pub slurm: Option<Value>,
-    pub stages: IndexMap<String, RawStage>,
+    pub stages: IndexMap<String, S>,
+}
+
+impl<S> RawPipeline<S> {
+    /// The same pipeline with each stage turned into a `T`, or the errors of those that could not.
+    pub(crate) fn try_map_stages<T, E>(
+        self,
+        mut f: impl FnMut(&str, S) -> Result<T, E>,
+    ) -> Result<RawPipeline<T>, Vec<E>> {
+        let mut stages = IndexMap::new();
+        let mut errors = Vec::new();
+        for (name, s) in self.stages {
+            match f(&name, s) {
+                Ok(t) => {
+                    stages.insert(name, t);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(RawPipeline {
+            name: self.name,
+            description: self.description,
+            workspace: self.workspace,
+            params: self.params,
+            allowed_endpoints: self.allowed_endpoints,
+            slurm: self.slurm,
+            stages,
+        })
+    }
 }
 
 pub(crate) const PIPELINE_FIELDS: &[&str] =

@@ -235,16 +235,28 @@ impl Planner<'_> {
         }
         let de = serde_yaml::Deserializer::from_str(self.src);
         let parsed = match self.merged() {
-            Some(Ok(value)) => serde_path_to_error::deserialize::<_, RawPipeline>(value),
+            Some(Ok(value)) => serde_path_to_error::deserialize::<_, RawPipeline<Value>>(value),
             Some(Err(e)) => {
                 return Err(EngineError::Invalid(vec![
                     PipelineError::new(self.file, format!("a YAML merge key (`<<`) cannot be applied: {e}"))
                         .help("`<<:` takes an alias of a mapping (`<<: *defaults`) or a list of them"),
                 ]));
             }
-            None => serde_path_to_error::deserialize::<_, RawPipeline>(de),
+            None => serde_path_to_error::deserialize::<_, RawPipeline<Value>>(de),
         };
-        parsed.map_err(|e| EngineError::Invalid(vec![self.deserialize_error(e)]))
+        let doc = parsed.map_err(|e| {
+            let path = e.path().iter().map(|s| s.to_string()).filter(|s| s != "?").collect();
+            EngineError::Invalid(vec![self.deserialize_error(path, e.into_inner())])
+        })?;
+        // Each stage on its own: every stage's structural mistake is reported, not the first.
+        doc.try_map_stages(|name, v| {
+            serde_path_to_error::deserialize::<_, RawStage>(v).map_err(|e| {
+                let mut path = vec!["stages".to_string(), name.to_string()];
+                path.extend(e.path().iter().map(|s| s.to_string()).filter(|s| s != "?"));
+                self.deserialize_error(path, e.into_inner())
+            })
+        })
+        .map_err(EngineError::Invalid)
     }
 
     /// The document with its YAML merge keys (`<<: *defaults`) applied, when it has any (the
@@ -301,9 +313,7 @@ impl Planner<'_> {
 
     /// The pipeline error for serde's first complaint, with serde_yaml's own decorations
     /// (path prefix, trailing position) turned into our headline, label and help.
-    fn deserialize_error(&self, e: serde_path_to_error::Error<serde_yaml::Error>) -> PipelineError {
-        let path: Vec<String> = e.path().iter().map(|s| s.to_string()).filter(|s| s != "?").collect();
-        let inner = e.into_inner();
+    fn deserialize_error(&self, path: Vec<String>, inner: serde_yaml::Error) -> PipelineError {
         let (message, started_at) = undecorate(&inner.to_string(), &path);
         const DATA_ERRORS: &[&str] = &[
             "unknown field",
