@@ -313,6 +313,12 @@ stages:
     assert!(t.read(".camel/logs/notes.log").contains("dropped first"));
 }
 
+/// `s` with its words joined by single spaces and miette's frame characters gone (its messages
+/// wrap at the terminal's width).
+fn flat(s: &str) -> String {
+    s.split_whitespace().filter(|w| !matches!(*w, "│" | "·")).collect::<Vec<_>>().join(" ")
+}
+
 /// Issue: the first line of a file without a header, a row of notes, was shown as "the header
 /// of export.csv has: `John Smith`, …" by run, status and dag. Line 1 is quoted only where one of
 /// its fields is an expected column.
@@ -345,7 +351,10 @@ stages:
                 !all.contains("ZZMARKER") && !all.contains("John"),
                 "{file} {cmd:?}: line 1 quoted: {all}"
             );
-            assert!(all.contains("none of them is an expected column"), "{file} {cmd:?}: {all}");
+            assert!(
+                flat(&all).contains("none of them is an expected column: is the header missing?"),
+                "{file} {cmd:?}: {all}"
+            );
         }
     }
     // MIMIC-III's header is read when the stage runs.
@@ -359,4 +368,42 @@ stages:
     assert!(r.stderr.contains("is the header missing?"), "{}", r.stderr);
     let log = std::fs::read_to_string(t.path(".camel/logs/notes.log")).unwrap_or_default();
     assert!(!log.contains("ZZMARKER"), "{log}");
+}
+
+/// A table's `columns:` against its CSV header before anything runs: a used column that appears
+/// twice is ambiguous (an unused one, or an unnamed one, is fine), and a name that differs by
+/// spaces or case is pointed at.
+#[test]
+fn table_columns_are_checked_against_the_header_at_plan_time() {
+    let t = TestContext::new();
+    let pipeline = |file: &str| {
+        format!(
+            "name: cols\nstages:\n  notes:\n    kind: notes\n    inputs: {{x: {file}}}\n    params:\n      sources: [{{type: table, notes: x, columns: {{text: NOTE_TEXT, id: NOTE_ID}}}}]\n"
+        )
+    };
+    t.write("dup.csv", "NOTE_ID,NOTE_TEXT,NOTE_TEXT\n1,ZZMARKER a,ZZMARKER b\n");
+    t.write("p.yaml", &pipeline("dup.csv"));
+    let r = t.camel(&["status", "p.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        flat(&r.stderr)
+            .contains("column `NOTE_TEXT` appears 2 times in the header of dup.csv (columns 2, 3)"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("ZZMARKER"), "{}", r.stderr);
+    t.write("ok.csv", "NOTE_ID,NOTE_TEXT,X,X,\n1,ZZMARKER a,,,\n");
+    t.write("p.yaml", &pipeline("ok.csv"));
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    t.write("sp.tsv", "NOTE_ID \tNOTE_TEXT\n1\tZZMARKER a\n");
+    t.write("p.yaml", &pipeline("sp.tsv"));
+    let r = t.camel(&["status", "p.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(flat(&r.stderr).contains("column `NOTE_ID` is not in the header of sp.tsv"), "{}", r.stderr);
+    assert!(
+        flat(&r.stderr).contains("the header has `NOTE_ID `, with spaces around the name"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("ZZMARKER"), "{}", r.stderr);
 }

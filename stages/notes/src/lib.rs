@@ -31,7 +31,8 @@ use crate::marks::MarkTable;
 use crate::params::{Exclude, NotesParams, Source, TableFormat};
 use crate::process::{Category, IdList, Pipeline, Rows, SourceRun, SourceStats, mark_stats, process};
 use crate::read::{
-    Decode, check_file, columns_of, csv_scan, read_header, require_columns, sql_ident, sql_str, stream,
+    Decode, check_file, columns_of, csv_scan, find_columns, read_header, require_columns, sql_ident, sql_str,
+    stream,
 };
 
 /// A failure of the notes stage: one message that names the file and place, never note text.
@@ -494,11 +495,15 @@ fn read_source(
             if m.iserror == params::IsError::Drop {
                 need.push("ISERROR");
             }
-            require_columns(path, &cols, &need, Some(b','))?;
-            let iserror = if m.iserror == params::IsError::Drop { ", \"ISERROR\" AS iserror" } else { "" };
+            let found = find_columns(path, &cols, &need, true, b',')?;
+            let [row_id, category, text] = [&found[0], &found[1], &found[2]].map(|c| sql_ident(c));
+            let iserror = match found.get(3) {
+                Some(c) => format!(", {} AS iserror", sql_ident(c)),
+                None => String::new(),
+            };
             let scan = csv_scan(path, b',', &cols);
             let sql = format!(
-                "SELECT \"ROW_ID\" AS id, \"CATEGORY\" AS category{iserror}, \"TEXT\" AS text FROM {scan}{}",
+                "SELECT {row_id} AS id, {category} AS category{iserror}, {text} AS text FROM {scan}{}",
                 limit_sql(m.limit)
             );
             run_query(conn, &scan, &sql, path, None, true, &[], pipe, run, env, total_rows)
@@ -515,10 +520,14 @@ fn read_source(
                 check_file(path, "a MIMIC-IV note file (discharge.csv or radiology.csv, optionally .gz)")?;
                 run.stats.inputs.insert(name.clone(), file_size(path));
                 let cols = read_header(path, b',')?;
-                require_columns(path, &cols, &["note_id", "text"], Some(b','))?;
+                let found = find_columns(path, &cols, &["note_id", "text"], true, b',')?;
                 let scan = csv_scan(path, b',', &cols);
-                let sql =
-                    format!("SELECT \"note_id\" AS id, \"text\" AS text FROM {scan}{}", limit_sql(left));
+                let sql = format!(
+                    "SELECT {} AS id, {} AS text FROM {scan}{}",
+                    sql_ident(&found[0]),
+                    sql_ident(&found[1]),
+                    limit_sql(left)
+                );
                 let before = run.stats.rows_read;
                 run_query(conn, &scan, &sql, path, Some(category), false, &[], pipe, run, env, total_rows)?;
                 if let Some(l) = &mut left {
@@ -592,9 +601,9 @@ fn read_source(
                         _ => b',',
                     };
                     let cols = read_header(path, delim)?;
-                    require_columns(path, &cols, &need, Some(delim))?;
-                    for (alias, c) in mapped {
-                        select.extend(c.map(|c| cast(c, alias)));
+                    let found = find_columns(path, &cols, &need, false, delim)?;
+                    for ((alias, _), c) in mapped.iter().filter(|(_, c)| c.is_some()).zip(&found) {
+                        select.push(cast(c, alias));
                     }
                     csv_scan(path, delim, &cols)
                 }
@@ -717,13 +726,30 @@ fn table_problems(i: usize, t: &crate::params::Table, ctx: &ValidateContext) -> 
     .into_iter()
     .filter_map(|(field, col)| {
         let col = col?;
-        if cols.iter().any(|c| c == col) {
-            return None;
+        let param = at(&format!("columns.{field}"));
+        let positions: Vec<usize> = (0..cols.len()).filter(|&k| cols[k] == *col).collect();
+        match positions.len() {
+            1 => return None,
+            0 => {}
+            n => {
+                let list: Vec<String> = positions.iter().map(|k| (k + 1).to_string()).collect();
+                return Some(
+                    Problem::param(
+                        &param,
+                        format!(
+                            "column `{col}` appears {n} times in the header of {file} (columns {})",
+                            list.join(", ")
+                        ),
+                    )
+                    .help("which one is meant is ambiguous: rename the others"),
+                );
+            }
         }
-        let nearest = camel_engine::validate::nearest(col, cols.iter().map(String::as_str));
+        let nearest = read::near_hint(&cols, col);
         let help = match (named, nearest) {
             (true, Some(n)) => format!(
-                "did you mean `{n}`? The header of {file} has: {}",
+                "{n}{} The header of {file} has: {}",
+                if n.ends_with('?') { "" } else { "." },
                 cols.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
             ),
             (true, None) => format!(
@@ -732,13 +758,7 @@ fn table_problems(i: usize, t: &crate::params::Table, ctx: &ValidateContext) -> 
             ),
             (false, _) => read::not_a_header(&file, cols.len(), delim),
         };
-        Some(
-            Problem::param(
-                &at(&format!("columns.{field}")),
-                format!("column `{col}` is not in the header of {file}"),
-            )
-            .help(help),
-        )
+        Some(Problem::param(&param, format!("column `{col}` is not in the header of {file}")).help(help))
     })
     .collect()
 }

@@ -229,6 +229,17 @@ pub fn require_columns(
     if missing.is_empty() {
         return Ok(());
     }
+    Err(missing_columns(path, found, &missing, required, delim))
+}
+
+/// The error for columns `missing` of `required`, absent from the header `found`.
+fn missing_columns(
+    path: &Path,
+    found: &[String],
+    missing: &[&str],
+    required: &[&str],
+    delim: Option<u8>,
+) -> NotesError {
     let mut msg = format!(
         "{}: no column {} in its header ({} column{} found; expected {})",
         path.display(),
@@ -249,10 +260,96 @@ pub fn require_columns(
             show_delim(o),
             show_delim(d)
         ));
-    } else if delim.is_some() && !is_header(found, required) {
-        msg.push_str("; none of the expected columns is in line 1: is the header missing?");
+    } else if !is_header(found, required) {
+        if delim.is_some() {
+            msg.push_str("; none of the expected columns is in line 1: is the header missing?");
+        }
+    } else {
+        for m in missing {
+            if let Some(h) = near_hint(found, m) {
+                msg.push_str(&format!("; for `{m}`, {h}"));
+            }
+        }
     }
-    Err(NotesError::new(msg))
+    NotesError::new(msg)
+}
+
+/// A near match of `want` in `header` (a header shown to be one, see [`is_header`]): the same
+/// name but for case or surrounding spaces, or a likely misspelling.
+pub fn near_hint(header: &[String], want: &str) -> Option<String> {
+    if let Some(h) = header.iter().find(|h| h.trim() == want) {
+        return Some(format!(
+            "the header has `{h}`, with spaces around the name (names are compared exactly)"
+        ));
+    }
+    if let Some(h) = header.iter().find(|h| h.trim().to_lowercase() == want.to_lowercase()) {
+        return Some(format!("the header has `{h}` (names are compared exactly, case included)"));
+    }
+    camel_engine::validate::nearest(want, header.iter().map(String::as_str))
+        .map(|n| format!("did you mean `{n}`?"))
+}
+
+/// The names DuckDB reads a delimited file's columns by: the header's own, except that an empty
+/// name, and every repeat of a name (DuckDB compares names without case), get a placeholder
+/// that is no column's name. DuckDB would refuse the file otherwise (a trailing comma in an
+/// Excel export's header, a column exported twice).
+pub fn scan_names(header: &[String]) -> Vec<String> {
+    let lower: Vec<String> = header.iter().map(|h| h.to_lowercase()).collect();
+    let mut out: Vec<String> = Vec::with_capacity(header.len());
+    for (i, h) in header.iter().enumerate() {
+        let repeat = lower[..i].contains(&lower[i]);
+        if !h.is_empty() && !repeat {
+            out.push(h.clone());
+            continue;
+        }
+        let mut name = format!("_camel_column_{}", i + 1);
+        while lower.contains(&name) || out.iter().any(|o| o.to_lowercase() == name) {
+            name.push('_');
+        }
+        out.push(name);
+    }
+    out
+}
+
+/// Where each of `required` is in a delimited file's header, as the name to select it by from
+/// [`csv_scan`]. A name must appear once; with `loose` (the fixed MIMIC layouts) a name that
+/// differs only by case or surrounding spaces (`row_id` from a BigQuery export) is taken
+/// where the exact one is absent.
+pub fn find_columns(
+    path: &Path,
+    header: &[String],
+    required: &[&str],
+    loose: bool,
+    delim: u8,
+) -> Result<Vec<String>, NotesError> {
+    let scan = scan_names(header);
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for r in required {
+        let mut at: Vec<usize> = (0..header.len()).filter(|&i| header[i] == *r).collect();
+        if at.is_empty() && loose {
+            at = (0..header.len()).filter(|&i| header[i].trim().to_lowercase() == r.to_lowercase()).collect();
+        }
+        match at.as_slice() {
+            [] => missing.push(*r),
+            [i] => out.push(scan[*i].clone()),
+            many => return Err(NotesError::new(format!("{}: {}", path.display(), repeated(r, many)))),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(missing_columns(path, header, &missing, required, Some(delim)));
+    }
+    Ok(out)
+}
+
+/// Column `name` is at the (0-based) positions `at` of a header.
+pub fn repeated(name: &str, at: &[usize]) -> String {
+    let pos: Vec<String> = at.iter().map(|i| (i + 1).to_string()).collect();
+    format!(
+        "column `{name}` appears {} times in the header (columns {}): which one is meant is ambiguous; rename the others",
+        at.len(),
+        pos.join(", ")
+    )
 }
 
 /// Whether `header` (line 1 of a delimited file) is demonstrably a header: one of its fields is
@@ -283,7 +380,8 @@ fn show_delim(d: u8) -> String {
 /// columns, so that a row with another count fails), RFC 4180 quoting, strict mode, header
 /// skipped, parallel reading.
 pub fn csv_scan(path: &Path, delim: u8, columns: &[String]) -> String {
-    let cols: Vec<String> = columns.iter().map(|c| format!("{}: 'VARCHAR'", sql_str(c))).collect();
+    let cols: Vec<String> =
+        scan_names(columns).iter().map(|c| format!("{}: 'VARCHAR'", sql_str(c))).collect();
     format!(
         "read_csv({}, auto_detect = false, header = true, delim = {}, quote = '\"', escape = '\"', \
          columns = {{{}}}, strict_mode = true, parallel = true, null_padding = false, \

@@ -634,6 +634,74 @@ fn json_lines_errors_name_the_line() {
     assert!(e.contains("notes.jsonl.gz: line 150001 is not valid JSON"), "{e}");
 }
 
+/// Issue: an empty column name (a trailing comma in an Excel export's header) or a repeated one
+/// made DuckDB refuse the file ("Binder Error"). Columns no param uses may be unnamed or
+/// repeated; a used one that is repeated is an error naming it.
+#[test]
+fn unnamed_and_repeated_columns_are_read_unless_used() {
+    let mut t = T::new();
+    let y = "sources: [{type: table, notes: c, columns: {text: NOTE_TEXT, id: NOTE_ID}}]";
+    let cases = [
+        "NOTE_ID,NOTE_TYPE,NOTE_TEXT,\n1,a,SECRET x,\n2,b,\"SECRET y\",\n",
+        "NOTE_ID,X,NOTE_TEXT,x,,_camel_column_5\n1,a,SECRET x,b,,c\n2,a,SECRET y,b,,c\n",
+        ",NOTE_ID,NOTE_TEXT\nq,1,SECRET x\nq,2,SECRET y\n",
+    ];
+    for c in cases {
+        t.file("c", "export.csv", c);
+        let (rows, ..) = t.run(y).unwrap();
+        let got: Vec<(Option<&str>, &str)> = rows.iter().map(|r| (r.1.as_deref(), r.3.as_str())).collect();
+        assert_eq!(got, [(Some("1"), "SECRET x"), (Some("2"), "SECRET y")], "{c:?}");
+    }
+    t.file("c", "export.csv", "NOTE_ID,NOTE_TEXT,NOTE_TEXT\n1,SECRET x,SECRET y\n");
+    let e = t.err(y);
+    assert!(e.contains("export.csv: column `NOTE_TEXT` appears 2 times in the header (columns 2, 3)"), "{e}");
+    // MIMIC-III with a trailing comma: the same corpus.
+    let rows = [(1, "Nursing", false, "SECRET a"), (2, "Radiology", false, "SECRET b")];
+    t.file("notes", "NOTEEVENTS.csv", m3(&rows));
+    let want = t.texts("sources: [{type: mimic3, notes: notes}]");
+    let trailing = m3(&rows).replace('\n', ",\n").replacen("\"TEXT\",", "\"TEXT\",\"\"", 1);
+    t.file("notes", "NOTEEVENTS.csv", trailing);
+    assert_eq!(t.texts("sources: [{type: mimic3, notes: notes}]"), want);
+}
+
+/// Issue: column names that differ by case or spaces (`row_id` from a BigQuery export, `NOTE_ID `
+/// in a TSV) had no hint. The fixed MIMIC layouts take them; a table's `columns:` are compared
+/// exactly and the error says what is near.
+#[test]
+fn column_names_differing_by_case_or_spaces() {
+    let mut t = T::new();
+    let rows = [(1, "Nursing", true, "SECRET a"), (2, "Radiology", false, "SECRET b")];
+    t.file("notes", "NOTEEVENTS.csv", m3(&rows));
+    let y = "sources: [{type: mimic3, notes: notes, iserror: drop}]";
+    let want = t.texts(y);
+    assert_eq!(want, ["Radiology\nSECRET b"]);
+    for header in [M3_HEADER.to_lowercase(), M3_HEADER.replace(',', ", ")] {
+        t.file("notes", "NOTEEVENTS.csv", m3(&rows).replacen(M3_HEADER, &header, 1));
+        assert_eq!(t.texts(y), want, "{header}");
+    }
+    t.file(
+        "d",
+        "discharge.csv",
+        m4("DS", &["SECRET a"]).replacen("note_id", "NOTE_ID", 1).replacen(",text", ",TEXT", 1),
+    );
+    assert_eq!(t.texts("sources: [{type: mimic4, discharge: d}]"), ["Discharge summary\nSECRET a"]);
+    t.file("x", "export.tsv", "NOTE_ID \t NOTE_TYPE\tnote_text\nN1\tR\tSECRET a\n");
+    let e = t.err(
+        "sources: [{type: table, notes: x, columns: {text: NOTE_TEXT, id: NOTE_ID, category: NOTE_TYPE}}]",
+    );
+    for want in [
+        "no column `NOTE_TEXT`, `NOTE_ID`, `NOTE_TYPE` in its header",
+        "for `NOTE_TEXT`, the header has `note_text` (names are compared exactly, case included)",
+        "for `NOTE_ID`, the header has `NOTE_ID `, with spaces around the name",
+        "for `NOTE_TYPE`, the header has ` NOTE_TYPE`, with spaces",
+    ] {
+        assert!(e.contains(want), "{want}: {e}");
+    }
+    t.file("x", "export.tsv", "NOTE_ID\tNOTE_TEXTT\nN1\tSECRET a\n");
+    let e = t.err("sources: [{type: table, notes: x, columns: {text: NOTE_TEXT, id: NOTE_ID}}]");
+    assert!(e.contains("for `NOTE_TEXT`, did you mean `NOTE_TEXTT`?"), "{e}");
+}
+
 /// Issue: one number among the strings of a JSON column made DuckDB type it JSON, and every
 /// note became JSON text; ids of mixed kinds kept their quotes, so the exclusion list missed
 /// them. Mapped columns are text as written.
