@@ -318,7 +318,7 @@ impl Ctx<'_> {
             overrides: &self.plan.overrides,
             workspace: &self.plan.workspace,
         };
-        let waited = jobs.run(&job, self.detach, &self.cancel, &progress, &say);
+        let waited = jobs.run_forced(&job, replace, self.detach, &self.cancel, &progress, &say);
         let jd = JobDir::new(&self.plan.workspace, &r.digest);
         // The job's own log of the stage goes into the stage log, as a local stage's would.
         if let Ok(text) = fs::read(jd.stage_log())
@@ -455,6 +455,18 @@ pub fn run(
         slurm: slurm_jobs(plan, &sink, true),
         detach: opts.detach,
     };
+    // Stages that will run on Slurm: the cluster, their partitions and time limits are checked
+    // now, before any local stage spends hours (cached ones need no cluster).
+    if let Some(jobs) = &ctx.slurm {
+        let on_slurm = |i: usize| mode[i] == Mode::Run && plan.stages[i].executor == Executor::Slurm;
+        if (0..plan.stages.len()).any(on_slurm) {
+            let cached: Vec<bool> = match status(plan) {
+                Ok(st) => st.iter().map(|s| s.state == StageState::Cached).collect(),
+                Err(_) => vec![false; plan.stages.len()],
+            };
+            jobs.preflight(plan, |i| on_slurm(i) && (force[i] || !cached[i]))?;
+        }
+    }
     sink(Event::RunStarted {
         pipeline: plan.name.clone(),
         stages: mode.iter().filter(|m| **m != Mode::Skip).count(),

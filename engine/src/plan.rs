@@ -219,6 +219,7 @@ impl Planner<'_> {
 
     /// Parses the YAML into a [`RawPipeline`]: an empty file, duplicate keys and the first
     /// serde error each become [`PipelineError`]s pointing at their line.
+    #[allow(clippy::result_large_err)] // per-stage errors are collected, not propagated through `?`
     fn parse(&mut self) -> Result<RawPipeline, EngineError> {
         let only_comments = self.src.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
         if only_comments {
@@ -748,6 +749,15 @@ impl Planner<'_> {
             p.push("resources".into());
             if let Some(r) = self.parse_resources(&p, Some(name), v, &[]) {
                 resources = r.over(&slurm.defaults);
+            }
+        }
+        // What only the stage's values and the pipeline's defaults together decide (a time limit
+        // too short for the signal grace).
+        if executor == Executor::Slurm {
+            for (field, msg) in resources.merged_problems() {
+                let mut p = base.to_vec();
+                p.extend(["resources".to_string(), field.to_string()]);
+                self.errors.push(self.error(&p, false, msg).stage(name));
             }
         }
         (executor, resources)
