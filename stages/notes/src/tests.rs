@@ -702,6 +702,41 @@ fn column_names_differing_by_case_or_spaces() {
     assert!(e.contains("for `NOTE_TEXT`, did you mean `NOTE_TEXTT`?"), "{e}");
 }
 
+/// Issue: a CSV record over 2 MB (DuckDB's default `max_line_size`) failed. Up to 16 MB reads;
+/// beyond, the error says the limit.
+#[test]
+fn long_csv_records_read_up_to_the_limit() {
+    let mut t = T::new();
+    let long = format!("SECRET {}", "word, and \"quoted\"\n".repeat(3 << 20 >> 4));
+    t.file(
+        "notes",
+        "NOTEEVENTS.csv",
+        m3(&[(1, "A", false, "short"), (2, "A", false, &long), (3, "A", false, "x")]),
+    );
+    let texts = t.texts("sources: [{type: mimic3, notes: notes, prefix: ''}]");
+    assert!(texts.len() == 3 && texts[1] == long && long.len() > 3 << 20);
+    let longer = "SECRET ".repeat((17 << 20) / 7);
+    t.file("notes", "NOTEEVENTS.csv", m3(&[(1, "A", false, "short"), (2, "A", false, &longer)]));
+    let e = t.err("sources: [{type: mimic3, notes: notes}]");
+    assert!(e.contains("NOTEEVENTS.csv: a CSV record is longer than 16 MB, the most that is read"), "{e}");
+}
+
+/// docs/notes.md said a stray quote is an error: a quote inside an unquoted value is kept as
+/// written (as pandas reads it); text after a closing quote is an error.
+#[test]
+fn a_quote_inside_an_unquoted_value_is_kept() {
+    let mut t = T::new();
+    let body = format!("{M3_HEADER}1,1,,,,,Nursing,R,,,SECRET he said \"hi\" unquoted\n");
+    t.file("notes", "NOTEEVENTS.csv", &body);
+    assert_eq!(
+        t.texts("sources: [{type: mimic3, notes: notes}]"),
+        ["Nursing\nSECRET he said \"hi\" unquoted"]
+    );
+    t.file("notes", "NOTEEVENTS.csv", format!("{body}2,1,,,,,Nursing,R,,,\"SECRET closed\" then more\n"));
+    let e = t.err("sources: [{type: mimic3, notes: notes}]");
+    assert!(e.contains("NOTEEVENTS.csv: ") && e.contains("(CSV record 3)"), "{e}");
+}
+
 /// Issue: one number among the strings of a JSON column made DuckDB type it JSON, and every
 /// note became JSON text; ids of mixed kinds kept their quotes, so the exclusion list missed
 /// them. Mapped columns are text as written.
