@@ -92,7 +92,8 @@ fn pretrain_writes_a_checkpoint_metrics_and_a_curve() {
     assert_eq!(m[0]["lr"], 0.0);
     let (first, last) = (m[0]["loss"].as_f64().unwrap(), m[19]["loss"].as_f64().unwrap());
     assert!(last < first, "the loss did not fall: {first} -> {last}");
-    assert!(m.iter().all(|x| x["tokens_per_s"].as_f64().unwrap() > 0.0));
+    // No timings in an output: a rerun writes the same bytes (throughput is in the log).
+    assert!(m.iter().all(|x| x.get("tokens_per_s").is_none()));
     let log = t.read(".camel/logs/pretrain.log");
     assert!(log.contains("20 optimizer steps (2 warmup)"), "{log}");
     // Scratch checkpoints are gone once the stage commits.

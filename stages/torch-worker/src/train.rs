@@ -249,8 +249,10 @@ pub fn train(
         last_loss = Some(loss);
         let done = step + 1 == stop;
         let epoch = ((step + 1) * p.grad_accum as u64) as f64 / order.batches_per_epoch() as f64;
+        // Only what the run computes: no timings, so that a rerun (resumed after a kill or not)
+        // writes the same bytes. Throughput is on the progress bar and in the log's summary line.
         let mut line = json!({"step": step + 1, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                              "tokens": step_tokens, "tokens_per_s": tps});
+                              "tokens": step_tokens});
         // Held-out scores go on the line of the step they follow (one line per step stays true).
         if !held_out.is_empty() && (done || (p.eval_every > 0 && (step + 1) % p.eval_every == 0)) {
             let e = eval::evaluate(strategy.as_mut(), &mut model, held_out, p, &dist)?;

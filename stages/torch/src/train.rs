@@ -12,9 +12,9 @@
 //! types, so a param exists in one place.
 //!
 //! Outputs: `model/` (a Hugging Face checkpoint dir with the tokenizer and generation files that
-//! `save_pretrained` writes), `metrics.jsonl` (step, epoch, loss, lr, grad_norm, tokens,
-//! tokens_per_s, and eval_loss, eval_perplexity, eval_tokens on evaluated steps with
-//! `eval_fraction`) and `loss.svg`.
+//! `save_pretrained` writes), `metrics.jsonl` (step, epoch, loss, lr, grad_norm, tokens, and
+//! eval_loss, eval_perplexity, eval_tokens on evaluated steps with `eval_fraction`; no timings,
+//! so that reruns write the same bytes) and `loss.svg`.
 
 use camel_engine::validate::in_range;
 use camel_engine::{
