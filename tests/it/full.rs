@@ -57,7 +57,15 @@ fn every_path_is_a_param_overridable_from_the_command_line() {
         ("mtsamples_instructions", "data/mtsamples_instructions.json"),
         ("mtsamples_results", "data/mtsamples_results.json"),
     ] {
-        let p = t.write(rel, "x");
+        // The model dir's config.json is read while planning: a LLaMA-7B-shaped one.
+        let content = if param == "llama" {
+            r#"{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32000,
+                "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+                "num_attention_heads": 32, "max_position_embeddings": 2048, "rms_norm_eps": 1e-6}"#
+        } else {
+            "x"
+        };
+        let p = t.write(rel, content);
         let p = if param == "i2b2" || param == "llama" { p.parent().unwrap().to_path_buf() } else { p };
         args.push("--set".into());
         args.push(format!("params.{param}={}", p.display()));
