@@ -270,6 +270,12 @@ pub fn build(
         let exclude_input = common.exclude.map(|e| e.ids.clone());
         let mut run = SourceRun::new(common, list, &table);
         read_source(s, inputs, &conn, &mut pipe, &mut run, env, &mut total_rows)?;
+        for input in &run.empty_inputs {
+            warnings.push(format!(
+                "input `{input}` has no rows (a header and nothing else?): source `{}` read nothing from it",
+                run.stats.name
+            ));
+        }
         if let (Some(list), Some(h), Some(input)) = (&run.exclude, list_hash, exclude_input) {
             let listed = list.len() as u64;
             let matched = list.matched() as u64;
@@ -506,7 +512,11 @@ fn read_source(
                 "SELECT {row_id} AS id, {category} AS category{iserror}, {text} AS text FROM {scan}{}",
                 limit_sql(m.limit)
             );
-            run_query(conn, &scan, &sql, path, None, true, &[], pipe, run, env, total_rows)
+            run_query(conn, &scan, &sql, path, None, true, &[], pipe, run, env, total_rows)?;
+            if run.file_rows == 0 {
+                run.empty_inputs.push(m.notes.clone());
+            }
+            Ok(())
         }
         Source::Mimic4(m) => {
             let files = [(m.discharge.as_ref(), "Discharge summary"), (m.radiology.as_ref(), "Radiology")];
@@ -530,6 +540,9 @@ fn read_source(
                 );
                 let before = run.stats.rows_read;
                 run_query(conn, &scan, &sql, path, Some(category), false, &[], pipe, run, env, total_rows)?;
+                if run.file_rows == 0 {
+                    run.empty_inputs.push(name.clone());
+                }
                 if let Some(l) = &mut left {
                     *l = l.saturating_sub(run.stats.rows_read - before);
                 }
@@ -542,6 +555,9 @@ fn read_source(
             run.stats.inputs.insert(m.notes.clone(), notes.iter().map(|n| n.text.len() as u64).sum());
             if skipped > 0 {
                 run.stats.files_skipped = Some(skipped);
+            }
+            if notes.is_empty() {
+                run.empty_inputs.push(m.notes.clone());
             }
             run.file_rows = 0;
             for chunk in notes.chunks(2048) {
@@ -661,7 +677,11 @@ fn read_source(
                 TableFormat::Auto => unreachable!("resolved above"),
             };
             let sql = format!("SELECT {} FROM {scan}{}", select.join(", "), limit_sql(t.limit));
-            run_query(conn, &scan, &sql, path, None, false, &decode, pipe, run, env, total_rows)
+            run_query(conn, &scan, &sql, path, None, false, &decode, pipe, run, env, total_rows)?;
+            if run.file_rows == 0 {
+                run.empty_inputs.push(t.notes.clone());
+            }
+            Ok(())
         }
     }
 }

@@ -241,6 +241,8 @@ pub struct SourceRun<'a> {
     pub mark_counts: MarkCounts,
     /// Rows read so far from the current file (for row numbers in errors).
     pub file_rows: u64,
+    /// The inputs that yielded no rows (a header and nothing else): a warning each.
+    pub empty_inputs: Vec<String>,
 }
 
 impl<'a> SourceRun<'a> {
@@ -253,7 +255,15 @@ impl<'a> SourceRun<'a> {
             dropped: Reason::ALL.iter().map(|r| (r.name(), 0)).collect(),
             ..Default::default()
         };
-        SourceRun { common, categories, exclude, stats, mark_counts: marks.counts(), file_rows: 0 }
+        SourceRun {
+            common,
+            categories,
+            exclude,
+            stats,
+            mark_counts: marks.counts(),
+            file_rows: 0,
+            empty_inputs: Vec::new(),
+        }
     }
 
     /// Whether the source wants rows of `category` at all (to skip whole MIMIC-IV files).

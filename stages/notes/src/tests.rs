@@ -721,6 +721,29 @@ fn long_csv_records_read_up_to_the_limit() {
     assert!(e.contains("NOTEEVENTS.csv: a CSV record is longer than 16 MB, the most that is read"), "{e}");
 }
 
+/// Issue: an input with a header and no rows gave 0 notes without a word. Each such input is a
+/// warning.
+#[test]
+fn an_input_without_rows_is_a_warning() {
+    let mut t = T::new();
+    t.file("notes", "NOTEEVENTS.csv", M3_HEADER.trim_end());
+    t.file("d", "discharge.csv", m4("DS", &["SECRET a"]));
+    t.file("r", "radiology.csv.gz", gzip(M4_HEADER));
+    t.file("x", "export.tsv", "id\tbody\n");
+    let (rows, stats, _) = t
+        .run("sources: [{type: mimic3, notes: notes}, {type: mimic4, discharge: d, radiology: r}, {type: table, notes: x, columns: {text: body}}]")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        stats.warnings,
+        [
+            "input `notes` has no rows (a header and nothing else?): source `mimic3` read nothing from it",
+            "input `r` has no rows (a header and nothing else?): source `mimic4` read nothing from it",
+            "input `x` has no rows (a header and nothing else?): source `table` read nothing from it",
+        ]
+    );
+}
+
 /// docs/notes.md said a stray quote is an error: a quote inside an unquoted value is kept as
 /// written (as pandas reads it); text after a closing quote is an error.
 #[test]
