@@ -524,7 +524,6 @@ fn the_slurm_stages_are_checked_before_anything_runs() {
 
 /// The same, end to end: `camel run` fails before the local stage upstream runs.
 #[test]
-#[ignore = "needs `SlurmJobs::preflight` called at the start of exec::run (see the Slurm report)"]
 fn camel_run_checks_its_slurm_stages_before_the_local_ones_run() {
     let Some(s) = Slurm::new() else { return };
     s.t.write("data.txt", "early\n");
@@ -628,10 +627,14 @@ fn a_training_stage_outlives_its_time_limit_by_requeueing_from_checkpoints() {
     token_dir(&probe, "tokens", 48, 64, 97, None);
     probe.write("p.yaml", &pretrain(160, 1, ""));
     probe.camel(&["run", "p.yaml"]).assert_ok();
-    // Training speed without the process's start-up: the throughput of the last step.
-    let metrics = probe.read(".camel/out/pretrain/metrics.jsonl");
-    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
-    let epoch = (48.0 * 64.0) / last["tokens_per_s"].as_f64().unwrap();
+    // Training speed without the process's start-up: the worker's summary line in the log.
+    let log = probe.read(".camel/logs/pretrain.log");
+    let summary: serde_json::Value = log
+        .lines()
+        .rev()
+        .find_map(|l| l.find("{\"steps\"").and_then(|i| serde_json::from_str(&l[i..]).ok()))
+        .unwrap_or_else(|| panic!("no summary line in the log:\n{log}"));
+    let epoch = (48.0 * 64.0) / summary["tokens_per_s"].as_f64().unwrap();
     let epochs = (130.0 / epoch).ceil() as usize;
     let p = pretrain(160, epochs, "");
 
