@@ -426,7 +426,12 @@ fn describe_kind(e: &camel_engine::KindEntry) -> String {
             given = bound.params_json();
         }
         Err(err) => {
-            out.push_str(&format!("  ({}; inputs and outputs depend on the params)\n", err.message));
+            // Without its required params the kind cannot say its inputs and outputs.
+            let why = match err.message.strip_prefix("missing field ") {
+                Some(field) => format!("{} has no default", field.split(' ').next().unwrap_or(field)),
+                None => err.message.clone(),
+            };
+            out.push_str(&format!("  (its inputs and outputs depend on its params, and {why})\n"));
         }
     }
     out.push_str("params (name, type, default, valid range, meaning):\n");

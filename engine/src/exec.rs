@@ -177,8 +177,11 @@ impl Ctx<'_> {
                 log: None,
             });
         }
+        // A forced stage whose entry is there: --force is the whole reason.
         let mut reasons = if force { vec!["forced (--force)".to_string()] } else { Vec::new() };
-        reasons.extend(self.reasons(name, &r));
+        if !force || !matches!(self.store.check(&r.digest), EntryState::Valid(_)) {
+            reasons.extend(self.reasons(name, &r));
+        }
         let partial = self.partial(i, &r);
         if partial.is_some() {
             unfinished(&mut reasons);

@@ -135,13 +135,23 @@ fn load_with(
     registry: &Registry,
     missing_inputs_ok: bool,
 ) -> Result<Plan, EngineError> {
-    let src = std::fs::read_to_string(file).map_err(|e| {
-        let what = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file".to_string(),
-            std::io::ErrorKind::InvalidData => "not UTF-8 text".to_string(),
-            _ => e.to_string(),
-        };
+    let cannot = |what: String| {
         EngineError::Invalid(vec![PipelineError::new(file, format!("cannot read the pipeline file: {what}"))])
+    };
+    let bytes = std::fs::read(file).map_err(|e| {
+        cannot(match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            _ => e.to_string(),
+        })
+    })?;
+    let src = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        cannot(format!(
+            "line {line} is not UTF-8 text (byte 0x{:02X}); save the file as UTF-8",
+            bytes.get(at).copied().unwrap_or(0)
+        ))
     })?;
     plan_from(file, &src, overrides, registry, missing_inputs_ok)
 }
@@ -315,6 +325,27 @@ impl Planner<'_> {
     /// The pipeline error for serde's first complaint, with serde_yaml's own decorations
     /// (path prefix, trailing position) turned into our headline, label and help.
     fn deserialize_error(&self, path: Vec<String>, inner: serde_yaml::Error) -> PipelineError {
+        if inner.to_string().contains("more than one document") {
+            // The `---` that starts a second document (a first one may open the file).
+            let starts: Vec<usize> = (self.src.lines().enumerate())
+                .filter(|(_, l)| *l == "---" || l.starts_with("--- "))
+                .map(|(i, _)| i + 1)
+                .collect();
+            let content_before = |line: usize| {
+                self.src
+                    .lines()
+                    .take(line - 1)
+                    .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l != "---")
+            };
+            let second = starts.into_iter().find(|&l| content_before(l));
+            let err = PipelineError::new(self.file, "the file holds more than one YAML document").help(
+                "a pipeline file is one document: remove the `---` line and what follows, or split the file",
+            );
+            return match second {
+                Some(l) => err.at_line_col(self.src, l, 1),
+                None => err,
+            };
+        }
         let (message, started_at) = undecorate(&inner.to_string(), &path);
         const DATA_ERRORS: &[&str] = &[
             "unknown field",
@@ -1411,6 +1442,13 @@ fn humanize(message: &str, path: &[String]) -> String {
             _ => format!("`{}` is missing the field {field}", path.join(".")),
         };
     }
+    if let Some(n) = message
+        .strip_prefix("invalid type: integer `")
+        .and_then(|r| r.split_once("` as u128"))
+        .map(|(n, _)| n)
+    {
+        return format!("{at}the number {n} is too large (numbers must fit in 64 bits)");
+    }
     if message.starts_with("invalid type") && path.len() == 2 && path[0] == "stages" {
         return format!(
             "stage `{}` must be a mapping with `kind:` and its params ({})",
@@ -1542,6 +1580,23 @@ stages:
         assert_eq!(bom.name, "p");
         assert_eq!(bom.stages.len(), 1);
         assert_eq!(bom.stages[0].bound.params_json(), plain.stages[0].bound.params_json());
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_names_the_line() {
+        let t = Bench::new();
+        let f = t.path("latin1.yaml");
+        std::fs::write(&f, b"name: x\nstages:\n  s: {kind: fake, params: {text: caf\xe9}}\n").unwrap();
+        match load(&f, &[], &crate::testkit::registry()) {
+            Err(EngineError::Invalid(errs)) => {
+                assert_eq!(
+                    errs[0].message,
+                    "cannot read the pipeline file: line 3 is not UTF-8 text (byte 0xE9); save the file as UTF-8"
+                );
+            }
+            Err(e) => panic!("expected an invalid pipeline, got {e:?}"),
+            Ok(_) => panic!("the pipeline planned"),
+        }
     }
 
     #[test]

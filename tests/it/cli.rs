@@ -222,5 +222,5 @@ fn kinds_describe_inputs_outputs_and_params() {
     // `command` needs `run`: no defaults to show, but what is missing is said.
     let r = t.camel(&["kinds", "command"]);
     r.assert_ok();
-    assert!(r.stdout.contains("missing field `run`"), "{}", r.stdout);
+    assert!(r.stdout.contains("`run` has no default"), "{}", r.stdout);
 }
