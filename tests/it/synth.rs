@@ -248,9 +248,10 @@ fn bad_params_and_inputs_fail_with_a_clear_message() {
         t.write("p.yaml", &format!("name: bad\nstages:\n  s:\n    kind: synth\n{yaml}"));
         t.camel(&["run", "p.yaml"])
     };
+    // Out of the range the schema declares: refused before anything runs.
     let r = run("    params: {notes: 0}\n");
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("`notes` must be at least 1"), "{}", r.stderr);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("`notes` is 0; it must be at least 1"), "{}", r.stderr);
 
     t.write("ids.txt", "17\n18\nnineteen\n");
     let r = run("    inputs: {cover_ids: ids.txt}\n    params: {notes: 10}\n");
