@@ -654,10 +654,12 @@ fn a_training_stage_outlives_its_time_limit_by_requeueing_from_checkpoints() {
     let dir = std::fs::read_dir(s.t.path(".camel/slurm")).unwrap().next().unwrap().unwrap().path();
     let id = s.job_ids().pop().unwrap();
     let job_log = std::fs::read_to_string(dir.join(format!("slurm-{id}.out"))).unwrap();
+    // About 130 s of training in attempts of about 40 s: at least one requeue even when the
+    // probe ran under another load than this run (the whole suite on 2 cores made it 87 s once).
     let requeues = job_log.matches("requeueing").count();
     assert!(
-        requeues >= 2,
-        "expected at least 2 requeues ({epochs} epochs; the local run took {local_time:?}); job log:\n{job_log}"
+        requeues >= 1,
+        "expected a requeue ({epochs} epochs; the local run took {local_time:?}); job log:\n{job_log}"
     );
     assert_eq!(s.submissions(), 1, "requeued by Slurm, not submitted again");
     assert!(
