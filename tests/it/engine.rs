@@ -142,6 +142,12 @@ fn force_until_and_only() {
     let r = t.camel(&["run", "p.yaml", "--force", "b"]);
     r.assert_ok();
     assert_eq!(r.ran(), ["b"], "identical output: d stays cached");
+    // Its entry was there: --force is the whole reason.
+    assert!(
+        r.stderr.contains("runs: forced (--force)") && !r.stderr.contains("cache entry missing"),
+        "{}",
+        r.stderr
+    );
     let r = t.camel(&["run", "p.yaml", "--until", "nope"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no stage `nope`"));
