@@ -90,7 +90,9 @@ pub struct Answer;
 impl Stage for Answer {
     type Params = AnswerParams;
     const KIND: &'static str = "answer";
-    const VERSION: u32 = 1;
+    /// 2: decoding stops at the eos ids of the checkpoint's generation_config.json (as
+    /// transformers' generate), not only config.json's.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "answer an instructions file with a checkpoint (libtorch worker), resumable per row";
 

@@ -41,7 +41,9 @@ impl Stage for Pretrain {
     /// labels and accumulation or several ranks; `camel` is the formula of version 1. The model
     /// dir also holds what `save_pretrained` writes (tokenizer_config.json,
     /// special_tokens_map.json, generation_config.json).
-    const VERSION: u32 = 2;
+    /// 3: `metrics.jsonl` without timings (reruns write the same bytes), and the model dir's
+    /// generation_config.json and tokenizer files keep the base model's bos/eos.
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str =
         "continue pretraining a LLaMA-family model on token blocks (libtorch worker)";
 
@@ -115,7 +117,10 @@ impl Stage for Finetune {
     /// 2: as `pretrain`'s: the global token normalisation by default (the prompt is masked, so
     /// every fine-tuning run with accumulation or several ranks changes), and the model dir's
     /// `save_pretrained` files.
-    const VERSION: u32 = 2;
+    /// 3: the tokenizer's `eos_token` ends each response (config.json's first eos id did when it
+    /// listed several); the embedding sized as Alpaca's resize (spare rows cut, `[PAD]` the mean);
+    /// `metrics.jsonl` without timings.
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str =
         "instruction-tune a LLaMA-family model on Alpaca-style records (libtorch worker)";
 
