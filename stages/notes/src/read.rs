@@ -377,10 +377,13 @@ fn show_delim(d: u8) -> String {
 }
 
 /// The longest CSV record DuckDB reads (its `max_line_size`; a record with values spanning lines
-/// is one), and what errors say. DuckDB's default is 2 MB. Its scan buffers grow with this: on a
-/// 1 GB NOTEEVENTS.csv (2 threads) camel's peak RSS was 1.07 GB at 2 MB, 1.10 GB at 8 MB,
-/// 1.14-1.22 GB at 16 MB and 2.0 GB at 64 MB (which also needs buffers larger than DuckDB's 32 MB).
+/// is one), and what errors say. DuckDB's default is 2 MB.
 pub const MAX_RECORD_BYTES: u64 = 16 << 20;
+/// DuckDB's CSV scan buffer (`buffer_size`), which must exceed `max_line_size`. Left to DuckDB,
+/// it grows with `max_line_size`: the notes bench (1 GB NOTEEVENTS.csv, 2 threads) peaked at
+/// 690 MB with DuckDB's 2 MB defaults and at 1,188 MB with 16 MB records; with these 32 MB
+/// buffers, 773 MB.
+const SCAN_BUFFER_BYTES: u64 = 32 << 20;
 const MAX_RECORD: &str = "16 MB";
 
 /// `read_csv` of `path` with every setting explicit: `columns` as VARCHAR (all of the header's
@@ -392,7 +395,8 @@ pub fn csv_scan(path: &Path, delim: u8, columns: &[String]) -> String {
     format!(
         "read_csv({}, auto_detect = false, header = true, delim = {}, quote = '\"', escape = '\"', \
          columns = {{{}}}, strict_mode = true, parallel = true, null_padding = false, \
-         ignore_errors = false, encoding = 'utf-8', compression = 'auto', max_line_size = {MAX_RECORD_BYTES})",
+         ignore_errors = false, encoding = 'utf-8', compression = 'auto', max_line_size = {MAX_RECORD_BYTES}, \
+         buffer_size = {SCAN_BUFFER_BYTES})",
         sql_str(&path.to_string_lossy()),
         sql_str(&(delim as char).to_string()),
         cols.join(", ")
