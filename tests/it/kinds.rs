@@ -256,6 +256,11 @@ fn the_schema_refuses_what_camel_refuses() {
         "    kind: command\n    params: {run: 'true', outputs: {o: o.txt}}\n    executor: slurm\n    resources: {nodes: 2, time: '1:00:00'}\n",
     );
     assert_eq!(complaints(&v, &ok), Vec::<String>::new());
+    // `time` in minutes and `mem` in megabytes as YAML numbers, which camel takes as sbatch does.
+    let ok = stage(
+        "    kind: command\n    params: {run: 'true', outputs: {o: o.txt}}\n    executor: slurm\n    resources: {time: 30, mem: 64000}\n",
+    );
+    assert_eq!(complaints(&v, &ok), Vec::<String>::new());
     for (what, bad) in [
         ("an unknown param", "    kind: pretrain\n    params: {lrr: 0.1}\n"),
         ("a string for a number", "    kind: pretrain\n    params: {lr: fast}\n"),

@@ -45,10 +45,12 @@ pub struct Resources {
     /// Memory per node, as sbatch takes it: `400G`, `16000M`, `64000` (megabytes).
     // A YAML number is taken as written (text_or_number).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "text_or_number")]
+    #[schemars(schema_with = "text_or_number_schema")]
     pub mem: Option<String>,
     /// Time limit, as sbatch takes it: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`.
     // `time: 30` (a YAML number) is 30 minutes, as in sbatch (text_or_number).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "text_or_number")]
+    #[schemars(schema_with = "text_or_number_schema")]
     pub time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
@@ -239,6 +241,11 @@ impl Resources {
 /// `mem:` and `time:` as sbatch takes them: text, or a whole number written as a YAML number
 /// (`time: 30`, `mem: 64000`), which is the same to sbatch. (The JSON Schema still says
 /// string: `schema/pipeline.schema.json` is generated and committed elsewhere.)
+/// The schema of a [`text_or_number`] field, so that editors accept `time: 30` as camel does.
+fn text_or_number_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "integer", "null"]})
+}
+
 fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     struct V;
     impl serde::de::Visitor<'_> for V {
