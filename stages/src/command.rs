@@ -139,33 +139,23 @@ impl Stage for Command {
         }
         let outputs: Vec<String> = p.outputs.specs().into_iter().map(|o| o.name).collect();
         let inputs: Vec<String> = ctx.input_names().map(str::to_string).collect();
-        for (what, prefix, names, at) in
-            [("outputs", "CAMEL_OUT_", outputs, "params"), ("inputs", "CAMEL_IN_", inputs, "inputs")]
-        {
+        for (what, prefix, names) in [("outputs", "CAMEL_OUT_", outputs), ("inputs", "CAMEL_IN_", inputs)] {
             let mut seen: BTreeMap<String, &str> = BTreeMap::new();
             for n in &names {
                 let var = format!("{prefix}{}", env_suffix(n));
-                match seen.get(&var) {
-                    Some(first) => {
-                        let mut path = vec![at.to_string()];
-                        if at == "params" {
-                            path.push("outputs".into());
-                        } else {
-                            path.push(n.clone());
-                        }
-                        problems.push(
-                            Problem {
-                                at: path,
-                                message: format!("{what} `{first}` and `{n}` would both be ${var}"),
-                                help: None,
-                            }
-                            .help("rename one: names become variables in upper case, other characters `_`"),
-                        );
-                    }
-                    None => {
-                        seen.insert(var, n);
-                    }
-                }
+                let Some(first) = seen.get(&var) else {
+                    seen.insert(var, n);
+                    continue;
+                };
+                let message = format!("{what} `{first}` and `{n}` would both be ${var}");
+                let problem = if what == "outputs" {
+                    Problem::param("outputs", message)
+                } else {
+                    Problem::input(n, message)
+                };
+                problems.push(
+                    problem.help("rename one: names become variables in upper case, other characters `_`"),
+                );
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
