@@ -277,15 +277,22 @@ fn auto_checkpointing_is_off_on_the_cpu() {
     println!("activation checkpointing on vs off: worst max|Δw|/max|w| {worst:.2e}");
 }
 
+/// The real LLaMA tokenizer beside the project (`../shared/data`), or `None` with a message saying
+/// the test is skipped.
+fn llama_tokenizer() -> Option<std::path::PathBuf> {
+    let path = common::root().join("../shared/data/llama_tokenizer.json");
+    if !path.is_file() {
+        println!("skipped: {} is missing", path.display());
+        return None;
+    }
+    Some(path)
+}
+
 /// Prompts, eos, masking and truncation as Stanford Alpaca's train.py with transformers.
 #[test]
 fn alpaca_preprocessing_equals_the_python_reference() {
     let py = need_python!();
-    let tok_path = common::root().join("../shared/data/llama_tokenizer.json");
-    if !tok_path.is_file() {
-        println!("skipped: {} is missing", tok_path.display());
-        return;
-    }
+    let Some(tok_path) = llama_tokenizer() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let long = "A very long answer that will be cut off by the maximum length of the example, well past it. "
         .repeat(4);
@@ -326,11 +333,7 @@ fn alpaca_preprocessing_equals_the_python_reference() {
 #[test]
 fn finetuning_appends_the_tokenizers_eos_token_as_alpaca() {
     let py = need_python!();
-    let tok_path = common::root().join("../shared/data/llama_tokenizer.json");
-    if !tok_path.is_file() {
-        println!("skipped: {} is missing", tok_path.display());
-        return;
-    }
+    let Some(tok_path) = llama_tokenizer() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     std::fs::copy(&tok_path, d.join("tokenizer.json")).unwrap();
