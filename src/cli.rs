@@ -166,6 +166,10 @@ camel generate ./llama-7b --prompt 'The patient' --sample --temperature 0.7 --to
         temperature: f64,
         #[arg(long, default_value_t = 1.0)]
         top_p: f64,
+        /// Sample from the K most likely tokens only (0: all) [default: the checkpoint's
+        /// generation_config.json top_k, else 50, as transformers]
+        #[arg(long, value_name = "K")]
+        top_k: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Beam search with this many beams (greedy when 1).

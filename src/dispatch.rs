@@ -71,6 +71,7 @@ fn execute(command: Command) -> Result<i32, EngineError> {
             sample,
             temperature,
             top_p,
+            top_k,
             seed,
             num_beams,
             device,
@@ -95,6 +96,7 @@ fn execute(command: Command) -> Result<i32, EngineError> {
                     do_sample: sample,
                     temperature,
                     top_p,
+                    top_k,
                     seed,
                     num_beams: num_beams as usize,
                     ..GenParams::default()

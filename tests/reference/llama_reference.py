@@ -259,12 +259,19 @@ def generate(args):
     mask = torch.tensor([[0] * (L - len(r)) + [1] * len(r) for r in rows])
     # Without "eos_id" in the spec, the eos ids are the checkpoint's (its generation_config.json).
     kw = {"eos_token_id": spec["eos_id"]} if "eos_id" in spec else {}
+    # Sampling: the spec's settings as generate's arguments (top_k unset: generate's own default),
+    # seeded as camel seeds it, right before decoding.
+    for key in ("temperature", "top_k", "top_p"):
+        if key in spec:
+            kw[key] = spec[key]
+    if spec.get("do_sample"):
+        torch.manual_seed(int(spec["seed"]))
     with torch.no_grad():
         g = m.generate(
             input_ids=ids,
             attention_mask=mask,
             max_new_tokens=int(max_new),
-            do_sample=False,
+            do_sample=bool(spec.get("do_sample", False)),
             num_beams=int(spec.get("num_beams", 1)),
             pad_token_id=pad,
             **kw,

@@ -13,6 +13,11 @@ pub struct GenParams {
     pub do_sample: bool,
     pub temperature: f64,
     pub top_p: f64,
+    /// Sampling: only the `top_k` most likely tokens (0: no such filter). Unset: the checkpoint's
+    /// `generation_config.json` `top_k`, else 50, as transformers' `generate` takes it. Only on the
+    /// wire when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<usize>,
     /// Ids that end a sequence (empty: the checkpoint's, from its `generation_config.json` as
     /// transformers reads it, else `config.json`). Only on the wire when set.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -26,6 +31,9 @@ pub struct GenParams {
     pub length_penalty: f64,
 }
 
+/// transformers' `top_k` when neither the call nor the checkpoint's `generation_config.json` sets it.
+pub const DEFAULT_TOP_K: usize = 50;
+
 fn is_zero(v: &i64) -> bool {
     *v == 0
 }
@@ -37,6 +45,7 @@ impl Default for GenParams {
             do_sample: false,
             temperature: 1.0,
             top_p: 1.0,
+            top_k: None,
             eos_ids: Vec::new(),
             pad_id: 0,
             seed: 0,

@@ -29,7 +29,7 @@ pub mod train;
 
 pub use answer::{AnswerJob, Row};
 pub use follow::JobListLine;
-pub use generate::{GenJob, GenOutput, GenParams};
+pub use generate::{DEFAULT_TOP_K, GenJob, GenOutput, GenParams};
 pub use line::{ERROR_PREFIX, PROGRESS_PREFIX, Progress};
 pub use prompt::{ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT};
 pub use train::{

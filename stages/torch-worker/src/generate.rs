@@ -1,11 +1,11 @@
 //! Text generation with a KV cache, as transformers' `generate` does it: prompts batched with
 //! left padding (position ids from the attention mask's cumulative sum), greedy decoding,
-//! temperature / top-p sampling, or beam search (a port of transformers 5's vectorized
+//! temperature / top-k / top-p sampling, or beam search (a port of transformers 5's vectorized
 //! `_beam_search`: length penalty, early-stopping heuristic, cache reordered per step); stopping
 //! at eos.
 
 use anyhow::{Result, ensure};
-pub use camel_torch_job::{GenJob, GenOutput, GenParams};
+pub use camel_torch_job::{DEFAULT_TOP_K, GenJob, GenOutput, GenParams};
 use tch::{Kind, Tensor};
 
 use crate::model::{KvCache, Llama};
@@ -25,7 +25,16 @@ fn next_tokens(logits: &Tensor, p: &GenParams) -> Tensor {
     if !p.do_sample {
         return logits.argmax(-1, false);
     }
+    // transformers' warpers, in its order: temperature, top-k, top-p.
     let mut scores = logits / p.temperature.max(1e-6);
+    let vocab = scores.size()[1] as usize;
+    let k = p.top_k.unwrap_or(DEFAULT_TOP_K).min(vocab);
+    if k > 0 {
+        // HF's TopKLogitsWarper: drop every token below the k-th largest score (ties kept).
+        let (top, _) = scores.topk(k as i64, -1, true, true);
+        let kth = top.narrow(1, k as i64 - 1, 1);
+        scores = scores.masked_fill(&scores.lt_tensor(&kth), f64::NEG_INFINITY);
+    }
     if p.top_p < 1.0 {
         // HF's TopPLogitsWarper: drop the smallest tokens whose cumulative mass is ≤ 1 - top_p,
         // always keeping the most likely one.

@@ -12,13 +12,14 @@
 //! other logits processors and stopping rules (`repetition_penalty`, `no_repeat_ngram_size`, …)
 //! would change transformers' tokens, and camel does not implement them: a file that sets one
 //! to a value that does something is refused, naming the key, rather than decoded differently
-//! from transformers without a word. Sampling-only filters (`top_k`, `typical_p`, …) are not
-//! applied either; under `do_sample` a note says so.
+//! from transformers without a word. Sampling takes the file's `top_k` when the call sets none
+//! (else transformers' default, 50); the other sampling-only filters (`typical_p`, `min_p`, …)
+//! are not applied, and under `do_sample` a note says so.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use camel_torch_job::GenParams;
+use camel_torch_job::{DEFAULT_TOP_K, GenParams};
 use serde_json::{Map, Value};
 
 use crate::config::LlamaConfig;
@@ -57,14 +58,9 @@ const UNSUPPORTED_BEAM: &[Setting] = &[
     ("diversity_penalty", is_zero),
 ];
 
-/// Sampling filters camel does not apply (it samples with temperature and top-p only).
-const SAMPLING_ONLY: &[Setting] = &[
-    ("top_k", is_zero),
-    ("typical_p", is_one),
-    ("min_p", Value::is_null),
-    ("epsilon_cutoff", is_zero),
-    ("eta_cutoff", is_zero),
-];
+/// Sampling filters camel does not apply (it samples with temperature, top-k and top-p only).
+const SAMPLING_ONLY: &[Setting] =
+    &[("typical_p", is_one), ("min_p", Value::is_null), ("epsilon_cutoff", is_zero), ("eta_cutoff", is_zero)];
 
 fn is_one(v: &Value) -> bool {
     v.is_null() || v.as_f64() == Some(1.0)
@@ -143,6 +139,17 @@ pub fn resolve_with(
             p.pad_id = pad;
         }
     }
+    if p.top_k.is_none() {
+        // transformers: the call's top_k, else the file's, else its global default.
+        let file_k = file.and_then(|g| g.get("top_k")).filter(|v| !v.is_null());
+        p.top_k = Some(match file_k {
+            None => DEFAULT_TOP_K,
+            Some(v) => match v.as_u64() {
+                Some(k) => k as usize,
+                None => bail!("{GENERATION_CONFIG} sets top_k {v}: a whole number ≥ 0 was expected"),
+            },
+        });
+    }
     let Some(g) = file else { return Ok((p, notes)) };
     let set = |list: &[Setting]| -> Vec<String> {
         list.iter()
@@ -164,8 +171,8 @@ pub fn resolve_with(
         let ignored = set(SAMPLING_ONLY);
         if !ignored.is_empty() {
             notes.push(format!(
-                "{GENERATION_CONFIG} sets {}: camel samples with temperature and top_p only, so these are not \
-                 applied",
+                "{GENERATION_CONFIG} sets {}: camel samples with temperature, top_k and top_p only, so these \
+                 are not applied",
                 ignored.join(", ")
             ));
         }
@@ -226,6 +233,28 @@ mod tests {
         assert!(e.contains("early_stopping true"), "{e}");
         let sample = GenParams { do_sample: true, ..GenParams::default() };
         let (_, notes) = resolve_with(Some(&g), &cfg(json!(2)), &sample).unwrap();
-        assert!(notes.iter().any(|n| n.contains("top_k 50")), "{notes:?}");
+        assert!(notes.is_empty(), "top_k is applied: {notes:?}");
+        let mut typical = g.clone();
+        typical.insert("typical_p".into(), json!(0.9));
+        let (_, notes) = resolve_with(Some(&typical), &cfg(json!(2)), &sample).unwrap();
+        assert!(notes.iter().any(|n| n.contains("typical_p 0.9")), "{notes:?}");
+    }
+
+    #[test]
+    fn top_k_is_the_calls_else_the_files_else_fifty_as_in_transformers() {
+        let k = |file: Option<Value>, call: Option<usize>| {
+            let p = GenParams { do_sample: true, top_k: call, ..GenParams::default() };
+            let file = file.map(obj);
+            resolve_with(file.as_ref(), &cfg(json!(2)), &p).map(|(p, _)| p.top_k)
+        };
+        assert_eq!(k(None, None).unwrap(), Some(50));
+        assert_eq!(k(Some(json!({"eos_token_id": 2})), None).unwrap(), Some(50));
+        assert_eq!(k(Some(json!({"top_k": null})), None).unwrap(), Some(50));
+        assert_eq!(k(Some(json!({"top_k": 20})), None).unwrap(), Some(20));
+        assert_eq!(k(Some(json!({"top_k": 0})), None).unwrap(), Some(0));
+        assert_eq!(k(Some(json!({"top_k": 20})), Some(3)).unwrap(), Some(3));
+        assert_eq!(k(None, Some(0)).unwrap(), Some(0));
+        let e = format!("{:#}", k(Some(json!({"top_k": -1})), None).unwrap_err());
+        assert!(e.contains("top_k -1"), "{e}");
     }
 }

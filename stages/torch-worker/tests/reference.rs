@@ -203,6 +203,56 @@ fn sampling_is_seeded_and_a_tiny_top_p_is_greedy() {
 }
 
 #[test]
+fn sampling_equals_transformers_generate_with_the_same_seed() {
+    use camel_torch_worker::generate::{GenParams, generate};
+    use camel_torch_worker::generation_config::resolve;
+    let py = need_python!();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("m");
+    reference(&py, &["make", d.to_str().unwrap(), "--seed", "9"]);
+    let model = checkpoint::load(&d, Device::Cpu, Kind::Float).unwrap();
+    let prompts: Vec<Vec<i64>> = vec![ids(7, 96, 1), ids(3, 96, 2), ids(11, 96, 3)];
+    // top_k unset (transformers' default 50 of 96 tokens), set with top_p, and off; a high
+    // temperature so that the filters matter.
+    for (i, set) in [
+        json!({"temperature": 1.5}),
+        json!({"temperature": 0.8, "top_k": 5, "top_p": 0.9}),
+        json!({"temperature": 1.3, "top_k": 0}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 20 + i as u64;
+        let mut spec =
+            json!({"prompts": prompts, "pad_id": 0, "eos_id": -1, "do_sample": true, "seed": seed});
+        spec.as_object_mut().unwrap().extend(set.as_object().unwrap().clone());
+        let spec_path = tmp.path().join("sample.json");
+        std::fs::write(&spec_path, spec.to_string()).unwrap();
+        let out = tmp.path().join("sample-out.json");
+        reference(
+            &py,
+            &["generate", d.to_str().unwrap(), spec_path.to_str().unwrap(), "12", out.to_str().unwrap()],
+        );
+        let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let base = GenParams {
+            max_new_tokens: 12,
+            do_sample: true,
+            seed,
+            eos_ids: vec![-1],
+            temperature: set["temperature"].as_f64().unwrap(),
+            top_p: set.get("top_p").and_then(serde_json::Value::as_f64).unwrap_or(1.0),
+            top_k: set.get("top_k").and_then(serde_json::Value::as_u64).map(|k| k as usize),
+            ..Default::default()
+        };
+        let (p, _) = resolve(&d, &model.cfg, &base).unwrap();
+        let got = generate(&model, &prompts, &p).unwrap();
+        let want: Vec<Vec<i64>> = serde_json::from_value(want["tokens"].clone()).unwrap();
+        assert_eq!(got, want, "sampling with {set}");
+        println!("sampling {set}: {got:?}");
+    }
+}
+
+#[test]
 fn beam_search_equals_transformers_generate() {
     let py = need_python!();
     let tmp = tempfile::tempdir().unwrap();

@@ -50,6 +50,9 @@ pub struct AnswerParams {
     /// Sampling: only the most likely tokens whose probabilities sum to `top_p` (in (0, 1] with
     /// `do_sample`).
     pub top_p: f64,
+    /// Sampling: only the `top_k` most likely tokens (0: no such filter). Unset: the checkpoint's
+    /// `generation_config.json` `top_k`, else 50, as transformers' `generate`.
+    pub top_k: Option<usize>,
     /// More than 1: beam search (CAMEL used 5).
     #[schemars(range(min = 1))]
     pub num_beams: usize,
@@ -76,6 +79,7 @@ impl Default for AnswerParams {
             do_sample: false,
             temperature: 1.0,
             top_p: 1.0,
+            top_k: None,
             num_beams: 1,
             length_penalty: 1.0,
             seed: 42,
@@ -91,8 +95,9 @@ impl Stage for Answer {
     type Params = AnswerParams;
     const KIND: &'static str = "answer";
     /// 2: decoding stops at the eos ids of the checkpoint's generation_config.json (as
-    /// transformers' generate), not only config.json's.
-    const VERSION: u32 = 2;
+    /// transformers' generate), not only config.json's. 3: sampling applies `top_k` (the
+    /// checkpoint's, else 50, as transformers' generate).
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str =
         "answer an instructions file with a checkpoint (libtorch worker), resumable per row";
 
@@ -165,6 +170,7 @@ impl Stage for Answer {
                 do_sample: p.do_sample,
                 temperature: p.temperature,
                 top_p: p.top_p,
+                top_k: p.top_k,
                 num_beams: p.num_beams,
                 length_penalty: p.length_penalty,
                 seed: p.seed,
