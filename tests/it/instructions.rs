@@ -286,6 +286,31 @@ fn a_killed_run_shows_the_notes_done_and_the_rerun_says_it_resumes() {
     assert_eq!(records(&t).len(), 12 * 12);
 }
 
+/// A system-wide `http_proxy` (common on hospital machines) must not see a loopback or plain-HTTP
+/// provider's requests: through a proxy they carry the note and the key in clear to a host the
+/// PHI guard never checked. Here the "proxy" is a second test server that records what reaches it.
+#[test]
+fn a_loopback_provider_is_reached_directly_whatever_the_proxy_settings() {
+    let server = Server::start();
+    server.set_responder(clinical_responder);
+    let proxy = Server::start();
+    let t = TestContext::new();
+    corpus(&t, 1, 0);
+    pipeline(&t, &server, "", "");
+    let mut cmd = t.command(&["run", "p.yaml"]);
+    cmd.env("CAMEL_TEST_LLM_KEY", KEY);
+    for var in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
+        cmd.env(var, proxy.url());
+    }
+    for var in ["no_proxy", "NO_PROXY"] {
+        cmd.env_remove(var);
+    }
+    let r: crate::common::Run = cmd.output().unwrap().into();
+    r.assert_ok();
+    assert_eq!(proxy.request_count(), 0, "a request went through the proxy");
+    assert!(server.request_count() > 0);
+}
+
 #[test]
 fn a_host_not_in_allowed_endpoints_gets_no_notes() {
     let t = TestContext::new();

@@ -245,8 +245,15 @@ impl Client {
         allowed: &AllowedEndpoints,
     ) -> Result<Client, LlmError> {
         limits.validate()?;
-        allowed.check(&provider.url())?;
-        let http = reqwest::Client::builder()
+        let url = provider.url();
+        allowed.check(&url)?;
+        let mut http = reqwest::Client::builder();
+        if !crate::guard::may_use_proxy(&url) {
+            // Plain HTTP (note and key in clear) or loopback: never through a proxy the guard did
+            // not check. HTTPS to an allowed host may use the system's proxy: a TLS tunnel.
+            http = http.no_proxy();
+        }
+        let http = http
             .connect_timeout(Duration::from_secs_f64(limits.timeout_s.min(30.0)))
             .pool_max_idle_per_host(limits.concurrency)
             .user_agent(concat!("camel/", env!("CARGO_PKG_VERSION")))

@@ -91,6 +91,14 @@ fn is_loopback(host: &str) -> bool {
     h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether a request to `url` may go through the system's proxy (`https_proxy`, `all_proxy`, …):
+/// only HTTPS to a host that is not loopback, where a proxy tunnels TLS and sees the host but not
+/// the note. Plain HTTP through a proxy hands the proxy the whole request (note text, API key),
+/// and loopback through one sends it off the machine: both go direct.
+pub fn may_use_proxy(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "https" && !is_loopback(u.host_str().unwrap_or("")))
+}
+
 impl AllowedEndpoints {
     /// Loopback only.
     pub fn loopback_only() -> Self {
@@ -196,6 +204,20 @@ mod tests {
         assert!(a.check("https://gpu:8444/x").is_err());
         a.check("http://lan-box:8000/v1/chat/completions").unwrap();
         assert!(a.check("http://lan-box:8001/v1").is_err());
+    }
+
+    #[test]
+    fn only_https_to_a_remote_host_may_go_through_a_proxy() {
+        assert!(may_use_proxy("https://res.openai.azure.com/openai/deployments/d/chat/completions"));
+        for url in [
+            "http://10.0.0.5:8000/v1/chat/completions",
+            "http://127.0.0.1:8000/v1/chat/completions",
+            "https://localhost:8443/v1/chat/completions",
+            "https://[::1]:8443/v1",
+            "not a url",
+        ] {
+            assert!(!may_use_proxy(url), "{url}");
+        }
     }
 
     #[test]
