@@ -339,6 +339,12 @@ fn verify(pipeline: &Path, set: &[String]) -> Result<i32, EngineError> {
 /// `camel generate`: the torch worker's text per prompt. The worker reports its own errors on
 /// stderr, so a failure only sets the exit code.
 fn generate(job: &GenJob, json: bool) -> Result<i32, EngineError> {
+    let problems = job.params.problems();
+    if !problems.is_empty() {
+        let flags: Vec<String> =
+            problems.iter().map(|(name, m)| format!("--{}: {m}", name.replace('_', "-"))).collect();
+        return Err(EngineError::Usage(flags.join("; ")));
+    }
     let outputs = match camel_torch::cli::generate(job) {
         Ok(o) => o,
         Err(GenerateError::Worker(_)) => return Ok(1),

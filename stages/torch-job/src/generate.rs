@@ -31,6 +31,38 @@ pub struct GenParams {
     pub length_penalty: f64,
 }
 
+impl GenParams {
+    /// What transformers' `generate` would refuse in these settings (`temperature` 0 with
+    /// sampling, a NaN, …), as (param name, problem); empty when they are fine.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (name, v) in [
+            ("temperature", self.temperature),
+            ("top_p", self.top_p),
+            ("length_penalty", self.length_penalty),
+        ] {
+            if !v.is_finite() {
+                out.push((name, format!("`{name}` must be a finite number, not {v}")));
+            }
+        }
+        if self.do_sample && self.num_beams <= 1 {
+            if !(self.temperature > 0.0) && self.temperature.is_finite() {
+                out.push((
+                    "temperature",
+                    format!(
+                        "sampling needs `temperature` > 0 (not {}); for greedy decoding, do not sample",
+                        self.temperature
+                    ),
+                ));
+            }
+            if !(self.top_p > 0.0 && self.top_p <= 1.0) && self.top_p.is_finite() {
+                out.push(("top_p", format!("sampling needs `top_p` in (0, 1] (not {})", self.top_p)));
+            }
+        }
+        out
+    }
+}
+
 /// transformers' `top_k` when neither the call nor the checkpoint's `generation_config.json` sets it.
 pub const DEFAULT_TOP_K: usize = 50;
 

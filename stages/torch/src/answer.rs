@@ -89,6 +89,24 @@ impl Default for AnswerParams {
     }
 }
 
+impl AnswerParams {
+    /// The decoding the worker is asked for.
+    fn generation(&self) -> GenParams {
+        GenParams {
+            max_new_tokens: self.max_new_tokens,
+            do_sample: self.do_sample,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            num_beams: self.num_beams,
+            length_penalty: self.length_penalty,
+            seed: self.seed,
+            // The checkpoint's own ids (`eos_ids`, `pad_id` are left unset).
+            ..GenParams::default()
+        }
+    }
+}
+
 pub struct Answer;
 
 impl Stage for Answer {
@@ -119,19 +137,14 @@ impl Stage for Answer {
     }
 
     fn validate(p: &AnswerParams, ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
-        let sampling = |name: &str, ok: bool, want: &str| {
-            (p.do_sample && !ok)
-                .then(|| Problem::param(name, format!("sampling (`do_sample`) needs `{name}` {want}")))
-        };
         let mut problems = collect([
             in_range("batch_size", p.batch_size, 1, None, "rows decoded together"),
             in_range("max_new_tokens", p.max_new_tokens, 1, None, "tokens per answer"),
             in_range("num_beams", p.num_beams, 1, None, "1: no beam search"),
-            sampling("temperature", p.temperature > 0.0, "> 0"),
-            sampling("top_p", p.top_p > 0.0 && p.top_p <= 1.0, "in (0, 1]"),
         ])
         .err()
         .unwrap_or_default();
+        problems.extend(p.generation().problems().into_iter().map(|(name, m)| Problem::param(name, m)));
         // A checkpoint on disk whose config camel does not implement fails here, not after the
         // stages before this one.
         problems.extend(crate::train::model_config_problems(ctx, false));
@@ -142,8 +155,8 @@ impl Stage for Answer {
         if p.batch_size == 0 || p.max_new_tokens == 0 || p.num_beams == 0 {
             return Err(StageError::msg("`batch_size`, `max_new_tokens` and `num_beams` must be at least 1"));
         }
-        if p.do_sample && !(p.temperature > 0.0 && p.top_p > 0.0 && p.top_p <= 1.0) {
-            return Err(StageError::msg("sampling needs `temperature` > 0 and 0 < `top_p` ≤ 1"));
+        if let Some((_, m)) = p.generation().problems().into_iter().next() {
+            return Err(StageError::msg(m));
         }
         let instructions = ctx.input("instructions")?;
         let mut rows = read_instructions(instructions)?;
@@ -165,18 +178,7 @@ impl Stage for Answer {
             threads: p.threads,
             prompt_input: p.prompt_input.clone(),
             prompt_no_input: p.prompt_no_input.clone(),
-            generation: GenParams {
-                max_new_tokens: p.max_new_tokens,
-                do_sample: p.do_sample,
-                temperature: p.temperature,
-                top_p: p.top_p,
-                top_k: p.top_k,
-                num_beams: p.num_beams,
-                length_penalty: p.length_penalty,
-                seed: p.seed,
-                // The checkpoint's own ids (`eos_ids`, `pad_id` are left unset).
-                ..GenParams::default()
-            },
+            generation: p.generation(),
         };
         std::fs::create_dir_all(ctx.scratch_dir()).map_err(StageError::io("create the scratch dir"))?;
         let job_path = ctx.scratch_dir().join("answer-job.json");
