@@ -46,7 +46,7 @@ impl GenParams {
             }
         }
         if self.do_sample && self.num_beams <= 1 {
-            if !(self.temperature > 0.0) && self.temperature.is_finite() {
+            if self.temperature <= 0.0 {
                 out.push((
                     "temperature",
                     format!(
@@ -128,6 +128,28 @@ pub struct GenOutput {
 mod tests {
     use super::*;
     use crate::testing::round_trip;
+
+    #[test]
+    fn settings_generate_refuses_are_named() {
+        let names = |p: GenParams| p.problems().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert!(names(GenParams::default()).is_empty());
+        assert!(
+            names(GenParams { temperature: 0.0, ..GenParams::default() }).is_empty(),
+            "greedy ignores it"
+        );
+        let sample = GenParams { do_sample: true, ..GenParams::default() };
+        assert_eq!(names(GenParams { temperature: 0.0, ..sample.clone() }), ["temperature"]);
+        assert_eq!(names(GenParams { top_p: 1.5, ..sample.clone() }), ["top_p"]);
+        assert_eq!(names(GenParams { temperature: f64::NAN, ..sample.clone() }), ["temperature"]);
+        assert_eq!(
+            names(GenParams { length_penalty: f64::INFINITY, ..GenParams::default() }),
+            ["length_penalty"]
+        );
+        assert!(
+            names(GenParams { temperature: 0.0, num_beams: 2, ..sample }).is_empty(),
+            "beam search ignores it"
+        );
+    }
 
     #[test]
     fn a_generation_job_reads_and_writes_as_before() {
