@@ -3,7 +3,11 @@
 //!
 //! All children of one call share a process group, so that stopping them kills everything they
 //! started, and each dies with camel (`PR_SET_PDEATHSIG`), so that a `kill -9` of camel leaves
-//! nothing writing behind it. Stdout lines `camel-progress: DONE/TOTAL [UNIT] [message]`
+//! nothing writing behind it. What they start in turn (a command's own background jobs, a
+//! script's subprocesses) does not inherit that setting: a watchdog process, which sees camel go
+//! by the end of a pipe only camel holds, kills the whole group then (a kill -9, a hangup). When
+//! the children have all exited, whatever they left running in the group is stopped too: a stage
+//! ends when its commands do. Stdout lines `camel-progress: DONE/TOTAL [UNIT] [message]`
 //! ([`camel_torch_job::line`]) of the first child move a progress bar; every other line goes to
 //! the [`ChildHost`] (a stage's log, or the terminal). When one child fails, the others are
 //! stopped at once, and the error names the first failure with its last words.
@@ -139,6 +143,7 @@ pub fn supervise(host: &dyn ChildHost, cmds: Vec<Process>, opts: ChildOptions) -
         }
     }
     let Some(group) = group else { return Ok(()) };
+    let watchdog = Watchdog::start(group);
     let tails: Vec<Mutex<VecDeque<String>>> =
         (0..n).map(|_| Mutex::new(VecDeque::with_capacity(TAIL_LINES))).collect();
     let pipes: Vec<_> = children
@@ -175,11 +180,19 @@ pub fn supervise(host: &dyn ChildHost, cmds: Vec<Process>, opts: ChildOptions) -
             }));
         }
         let outcome = wait_all(host, group, &mut children);
+        // SAFETY: kill(2) with signal 0 only asks whether the group still has a process.
+        if matches!(outcome, Ok(None)) && unsafe { libc::kill(-group, 0) } == 0 {
+            // Every child exited well, and left something in the group (a `server &`), which
+            // would hold the pipes open and outlive the stage.
+            kill_group(group, &mut children);
+        }
         for r in readers {
             let _ = r.join();
         }
         outcome
-    })?;
+    });
+    drop(watchdog);
+    let outcome = outcome?;
     let Some((i, status)) = outcome else { return Ok(()) };
     let mut msg = match status.code() {
         Some(code) => format!("{} exited with status {code}", label(i)),
@@ -254,6 +267,55 @@ fn wait_all(
             return Err(StageError::Cancelled);
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process that kills a process group with SIGKILL when camel is gone: it waits for the end of
+/// a pipe whose only writer is camel (close-on-exec: no child inherits it), which the kernel
+/// closes however camel ends. Dropped when the group is done with: it is killed first, so that it
+/// never signals a group id the system may since have reused.
+struct Watchdog {
+    child: Option<Child>,
+    _writer: Option<std::os::fd::OwnedFd>,
+}
+
+impl Watchdog {
+    fn start(group: i32) -> Watchdog {
+        let none = Watchdog { child: None, _writer: None };
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors we then own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return none;
+        }
+        use std::os::fd::FromRawFd;
+        // SAFETY: both descriptors were just created and are owned by nothing else.
+        let (reader, writer) =
+            unsafe { (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1])) };
+        let mut cmd = Process::new("/bin/sh");
+        cmd.args([
+            "-c",
+            r#"trap '' HUP INT TERM; read _; kill -s KILL -- "-$1" 2>/dev/null"#,
+            "camel-watchdog",
+        ])
+        .arg(group.to_string())
+        .stdin(Stdio::from(reader))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+        match cmd.spawn() {
+            Ok(child) => Watchdog { child: Some(child), _writer: Some(writer) },
+            // Without one, the direct children still die with camel.
+            Err(_) => none,
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

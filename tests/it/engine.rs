@@ -153,6 +153,47 @@ fn force_until_and_only() {
     assert!(r.stderr.contains("no stage `nope`"));
 }
 
+/// `--until`/`--only` a stage: the input files and secrets of the stages the run skips may be
+/// missing (building the corpus while the model weights are still being requested); those of
+/// the stages it runs, or takes from the cache, may not. `status` names a missing secret.
+#[test]
+fn until_and_only_need_only_the_inputs_of_what_they_run() {
+    let t = diamond();
+    let p = DIAMOND
+        .replace("inputs: {other: other.txt}", "inputs: {other: \"${params.other}\"}")
+        .replace("params: {n: 3}", "params: {n: 3, other: /nonexistent/camel-test/other.txt}");
+    let p = p.replace(
+        "      outputs: {out: c.txt}\n",
+        "      outputs: {out: c.txt}\n      secret_env: {TOKEN: \"${env:CAMEL_TEST_UNSET_TOKEN}\"}\n",
+    );
+    t.write("p.yaml", &p);
+    let run = |args: &[&str]| -> crate::common::Run {
+        t.command(args).env_remove("CAMEL_TEST_UNSET_TOKEN").output().unwrap().into()
+    };
+    let r = run(&["run", "p.yaml", "--until", "b"]);
+    r.assert_ok();
+    assert_eq!(r.ran(), ["a", "b"]);
+    let r = run(&["run", "p.yaml", "--only", "b"]);
+    r.assert_ok();
+    for args in
+        [&["run", "p.yaml", "--until", "d"][..], &["run", "p.yaml", "--only", "c"], &["run", "p.yaml"]]
+    {
+        let r = run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("/nonexistent/camel-test/other.txt does not exist"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        // An absolute path is not relative to anything; the param that gives it is named.
+        assert!(!r.stderr.contains("paths are relative"), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("set it with --set params.other=PATH"), "{args:?}: {}", r.stderr);
+    }
+    let r = run(&["status", "p.yaml"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("environment variable `CAMEL_TEST_UNSET_TOKEN` is not set"), "{}", r.stdout);
+}
+
 #[test]
 fn a_failing_stage_exits_1_names_its_log_and_leaves_no_entry() {
     let t = TestContext::new();
@@ -480,4 +521,87 @@ stages:
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(!t.path(".camel/out/long").exists());
     assert_eq!(fs::read_dir(t.path(".camel/cache")).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet: it runs no more).
+fn gone(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Waits up to `secs` for `file` to hold a pid.
+fn pid_in(file: &std::path::Path, secs: u64) -> i32 {
+    for _ in 0..secs * 40 {
+        if let Some(pid) = fs::read_to_string(file).ok().and_then(|s| s.trim().parse().ok()) {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("no pid in {}", file.display());
+}
+
+#[test]
+fn what_a_command_started_dies_with_camel_even_after_kill_9() {
+    let t = TestContext::new();
+    let pid_file = t.path("bg.pid");
+    t.write(
+        "p.yaml",
+        &format!(
+            r#"
+name: orphans
+stages:
+  long:
+    kind: command
+    params: {{run: 'sleep 300 & echo $! > "{}"; wait', outputs: {{out: o.txt}}}}
+"#,
+            pid_file.display()
+        ),
+    );
+    let mut child =
+        t.command(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let bg = pid_in(&pid_file, 20);
+    assert!(!gone(bg));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t0 = std::time::Instant::now();
+    while !gone(bg) && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let left = !gone(bg);
+    if left {
+        // SAFETY: the test's own stray process.
+        unsafe { libc::kill(bg, libc::SIGKILL) };
+    }
+    assert!(!left, "the command's background process outlived a kill -9 of camel");
+}
+
+#[test]
+fn a_command_ends_when_its_script_does_and_what_it_left_running_is_stopped() {
+    let t = TestContext::new();
+    let pid_file = t.path("bg.pid");
+    t.write(
+        "p.yaml",
+        &format!(
+            r#"
+name: daemon
+stages:
+  start:
+    kind: command
+    params: {{run: 'sleep 300 & echo $! > "{}"; echo ok > "$CAMEL_OUT_OUT"', outputs: {{out: o.txt}}}}
+"#,
+            pid_file.display()
+        ),
+    );
+    let t0 = std::time::Instant::now();
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    assert!(t0.elapsed() < Duration::from_secs(20), "camel waited for the background process");
+    let bg = pid_in(&pid_file, 1);
+    let left = !gone(bg);
+    if left {
+        // SAFETY: the test's own stray process.
+        unsafe { libc::kill(bg, libc::SIGKILL) };
+    }
+    assert!(!left, "the stage's background process outlived it");
 }
