@@ -82,11 +82,21 @@ pub struct PathHash {
 #[derive(Clone, Copy, Default)]
 pub struct Hasher<'a> {
     stat_cache: Option<&'a StatCache>,
+    /// A directory (device, inode) that directory walks leave out.
+    skip: Option<(u64, u64)>,
 }
 
 impl<'a> Hasher<'a> {
     pub fn new(stat_cache: Option<&'a StatCache>) -> Self {
-        Hasher { stat_cache }
+        Hasher { stat_cache, skip: None }
+    }
+
+    /// Leaves `dir` (when it exists) out of every directory this hasher walks: camel's workspace,
+    /// whose files change with every run, inside a directory input such as `.`.
+    pub fn skipping(mut self, dir: &Path) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        self.skip = fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()));
+        self
     }
 
     /// Hashes a file or a directory (following symbolic links).
@@ -97,7 +107,7 @@ impl<'a> Hasher<'a> {
             Ok(PathHash { kind: PathKind::File, hash, size: meta.len() })
         } else if meta.is_dir() {
             let mut files = Vec::new();
-            walk_files(path, Path::new(""), &mut files)?;
+            walk(path, Path::new(""), &mut files, true, self.skip)?;
             let mut records = Vec::with_capacity(files.len());
             for rel in files {
                 let full = path.join(&rel);
@@ -158,19 +168,24 @@ pub(crate) fn dir_hash<'p>(records: impl Iterator<Item = (&'p str, u64, ContentH
     ContentHash(*hasher.finalize().as_bytes())
 }
 
-/// Lists the regular files below `root` (following links), as paths relative to it, sorted by
-/// their `/`-joined form.
-pub(crate) fn walk_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), CacheError> {
-    walk(root, rel, out, true)
-}
-
-/// Like [`walk_files`], but a symbolic link is an error: used on stage outputs, which must be
+/// The regular files below `root`, as paths relative to it sorted by their `/`-joined form, where
+/// a symbolic link is an error: used on stage outputs, which must be
 /// real files (a link could point anywhere, and committing makes files read-only).
 pub(crate) fn walk_own_files(root: &Path, out: &mut Vec<PathBuf>) -> Result<(), CacheError> {
-    walk(root, Path::new(""), out, false)
+    walk(root, Path::new(""), out, false, None)
 }
 
-fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>, follow: bool) -> Result<(), CacheError> {
+/// Lists the regular files below `root` (following links when `follow`, else a link is an
+/// error), as paths relative to it, sorted by their `/`-joined form; `skip`: the (device, inode)
+/// of a directory left out.
+fn walk(
+    root: &Path,
+    rel: &Path,
+    out: &mut Vec<PathBuf>,
+    follow: bool,
+    skip: Option<(u64, u64)>,
+) -> Result<(), CacheError> {
+    use std::os::unix::fs::MetadataExt;
     let dir = root.join(rel);
     let mut entries: Vec<_> = fs::read_dir(&dir)
         .map_err(CacheError::read(&dir))?
@@ -187,7 +202,10 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>, follow: bool) -> Result
             return Err(CacheError::Symlink { path: full });
         }
         if meta.is_dir() {
-            walk(root, &rel_child, out, follow)?;
+            if skip == Some((meta.dev(), meta.ino())) {
+                continue;
+            }
+            walk(root, &rel_child, out, follow, skip)?;
         } else if meta.is_file() {
             out.push(rel_child);
         } else {
@@ -225,6 +243,21 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_directory_is_left_out_of_a_walk() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("a.txt"), "a").unwrap();
+        fs::create_dir_all(d.path().join(".camel/state")).unwrap();
+        fs::write(d.path().join(".camel/state/x"), "1").unwrap();
+        let h = || Hasher::new(None).skipping(&d.path().join(".camel")).hash_path(d.path()).unwrap().hash;
+        let before = h();
+        fs::write(d.path().join(".camel/state/x"), "2").unwrap();
+        assert_eq!(h(), before, "the skipped dir's files count");
+        fs::write(d.path().join("a.txt"), "b").unwrap();
+        assert_ne!(h(), before);
+        assert_ne!(Hasher::new(None).hash_path(d.path()).unwrap().hash, h(), "nothing skipped without it");
+    }
+
+    #[test]
     fn dir_hash_depends_on_names_and_contents_only() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
@@ -250,7 +283,7 @@ mod tests {
         fs::write(d.path().join("a/b"), "").unwrap();
         fs::write(d.path().join("a.txt"), "").unwrap();
         let mut out = Vec::new();
-        walk_files(d.path(), Path::new(""), &mut out).unwrap();
+        walk(d.path(), Path::new(""), &mut out, true, None).unwrap();
         let names: Vec<_> = out.iter().map(|p| rel_string(p)).collect();
         assert_eq!(names, ["a.txt", "a/b"]);
     }

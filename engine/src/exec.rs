@@ -73,7 +73,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn resolve(&self, i: usize, done: &[Option<Done>]) -> Result<Resolved, EngineError> {
         let stage = &self.plan.stages[i];
-        let hasher = Hasher::new(Some(&self.stat_cache));
+        let hasher = Hasher::new(Some(&self.stat_cache)).skipping(&self.plan.workspace);
         let mut hashes = BTreeMap::new();
         let mut paths = BTreeMap::new();
         let mut sources = BTreeMap::new();
@@ -235,6 +235,34 @@ impl Ctx<'_> {
         self.commit(i, r, replace, t0, staging, &scratch, log_path, started)
     }
 
+    /// The first of stage `i`'s file inputs whose content is no longer what its key was made of
+    /// (edited while the stage ran), as a message; `None` when all are unchanged. Unchanged files
+    /// are not read again: the stat cache knows them.
+    fn changed_input(&self, i: usize, r: &Resolved) -> Option<String> {
+        let hasher = Hasher::new(Some(&self.stat_cache)).skipping(&self.plan.workspace);
+        for (name, input) in &self.plan.stages[i].inputs {
+            let InputRef::Path { written, path } = input else { continue };
+            let Some(was) = r.cache_key.inputs.get(name) else { continue };
+            let now = match hasher.hash_path(path) {
+                Ok(h) => h.hash,
+                Err(e) => {
+                    return Some(format!(
+                        "input `{name}` ({written}) cannot be read since the stage started: {e}"
+                    ));
+                }
+            };
+            if &now != was {
+                return Some(format!(
+                    "input `{name}` ({written}) changed while the stage ran ({} -> {}): its outputs, made from \
+                     either content, were not committed; run again to use the new content",
+                    was.short(),
+                    now.short()
+                ));
+            }
+        }
+        None
+    }
+
     /// Hashes and commits the outputs in `staging`, and records the stage's success.
     #[allow(clippy::too_many_arguments)]
     fn commit(
@@ -254,6 +282,11 @@ impl Ctx<'_> {
             log_failure(&log_path, &message);
             EngineError::StageFailed { stage: name.clone(), message, log: Some(log_path.clone()) }
         };
+        // An entry holds only what its key's inputs produce: one edited mid-run is refused.
+        if let Some(message) = self.changed_input(i, r) {
+            staging.discard()?;
+            return Err(fail(message));
+        }
         let outputs: Vec<(String, String)> =
             stage.bound.outputs().into_iter().map(|o| (o.name, o.path)).collect();
         let provenance = self.provenance(i, r, started).to_bytes();

@@ -605,3 +605,73 @@ stages:
     }
     assert!(!left, "the stage's background process outlived it");
 }
+
+#[test]
+fn an_input_edited_while_its_stage_runs_is_not_cached_under_the_old_content() {
+    let t = TestContext::new();
+    t.write("data.txt", "version A\n");
+    t.write(
+        "p.yaml",
+        r#"
+name: edit
+stages:
+  copy:
+    kind: command
+    inputs: {data: data.txt}
+    params: {run: 'touch "$CAMEL_SCRATCH/started"; sleep 2; cp "$CAMEL_IN_DATA" "$CAMEL_OUT_OUT"', outputs: {out: o.txt}}
+"#,
+    );
+    let child = t.command(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let scratch = t.path(".camel/scratch");
+    for _ in 0..400 {
+        let started = fs::read_dir(&scratch)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some_and(|e| e.map(|e| e.path().join("started").exists()).unwrap_or(false));
+        if started {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    t.write("data.txt", "version B\n");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("input `data` (data.txt) changed while the stage ran"), "{stderr}");
+    assert_eq!(
+        fs::read_dir(t.path(".camel/cache")).map(|d| d.count()).unwrap_or(0),
+        0,
+        "an entry was committed"
+    );
+    // Back to A: it runs (nothing cached under A's key), and gives A.
+    t.write("data.txt", "version A\n");
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    assert_eq!(t.read(".camel/out/copy/o.txt"), "version A\n");
+}
+
+#[test]
+fn a_directory_input_holding_the_workspace_is_hashed_without_it() {
+    let t = TestContext::new();
+    t.write("src/a.txt", "a\n");
+    t.write(
+        "p.yaml",
+        r#"
+name: dot
+stages:
+  build:
+    kind: command
+    inputs: {src: .}
+    params: {run: 'ls "$CAMEL_IN_SRC/src" > "$CAMEL_OUT_OUT"', outputs: {out: o.txt}}
+"#,
+    );
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    let again = t.camel(&["run", "p.yaml"]);
+    again.assert_ok();
+    assert!(again.stderr.contains("cached") || again.stdout.contains("cached"), "{}", again.stderr);
+    let status = t.camel(&["status", "p.yaml"]);
+    assert!(status.stdout.contains("cached"), "{}", status.stdout);
+    // An edit outside the workspace still counts.
+    t.write("src/a.txt", "b\n");
+    let status = t.camel(&["status", "p.yaml"]);
+    assert!(status.stdout.contains("stale"), "{}", status.stdout);
+}
