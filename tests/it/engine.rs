@@ -153,47 +153,6 @@ fn force_until_and_only() {
     assert!(r.stderr.contains("no stage `nope`"));
 }
 
-/// `--until`/`--only` a stage: the input files and secrets of the stages the run skips may be
-/// missing (building the corpus while the model weights are still being requested); those of
-/// the stages it runs, or takes from the cache, may not. `status` names a missing secret.
-#[test]
-fn until_and_only_need_only_the_inputs_of_what_they_run() {
-    let t = diamond();
-    let p = DIAMOND
-        .replace("inputs: {other: other.txt}", "inputs: {other: \"${params.other}\"}")
-        .replace("params: {n: 3}", "params: {n: 3, other: /nonexistent/camel-test/other.txt}");
-    let p = p.replace(
-        "      outputs: {out: c.txt}\n",
-        "      outputs: {out: c.txt}\n      secret_env: {TOKEN: \"${env:CAMEL_TEST_UNSET_TOKEN}\"}\n",
-    );
-    t.write("p.yaml", &p);
-    let run = |args: &[&str]| -> crate::common::Run {
-        t.command(args).env_remove("CAMEL_TEST_UNSET_TOKEN").output().unwrap().into()
-    };
-    let r = run(&["run", "p.yaml", "--until", "b"]);
-    r.assert_ok();
-    assert_eq!(r.ran(), ["a", "b"]);
-    let r = run(&["run", "p.yaml", "--only", "b"]);
-    r.assert_ok();
-    for args in
-        [&["run", "p.yaml", "--until", "d"][..], &["run", "p.yaml", "--only", "c"], &["run", "p.yaml"]]
-    {
-        let r = run(args);
-        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert!(
-            r.stderr.contains("/nonexistent/camel-test/other.txt does not exist"),
-            "{args:?}: {}",
-            r.stderr
-        );
-        // An absolute path is not relative to anything; the param that gives it is named.
-        assert!(!r.stderr.contains("paths are relative"), "{args:?}: {}", r.stderr);
-        assert!(r.stderr.contains("set it with --set params.other=PATH"), "{args:?}: {}", r.stderr);
-    }
-    let r = run(&["status", "p.yaml"]);
-    r.assert_ok();
-    assert!(r.stdout.contains("environment variable `CAMEL_TEST_UNSET_TOKEN` is not set"), "{}", r.stdout);
-}
-
 #[test]
 fn a_failing_stage_exits_1_names_its_log_and_leaves_no_entry() {
     let t = TestContext::new();
