@@ -122,14 +122,12 @@ fn load_lenient(pipeline: &Path, set: &[String]) -> Result<Plan, EngineError> {
     camel_engine::load_for_status(pipeline, &overrides(set)?, &camel_stages::registry())
 }
 
-fn load(pipeline: &Path, set: &[String]) -> Result<Plan, EngineError> {
-    camel_engine::load(pipeline, &overrides(set)?, &camel_stages::registry())
-}
-
 /// `camel run`. Started by torchrun/srun as one rank of a group, rank 0 runs the pipeline and the
-/// others follow its training jobs (camel-torch's `launch`).
+/// others follow its training jobs (camel-torch's `launch`). With `--until`/`--only`, a missing
+/// input file of a stage the run skips is no error.
 fn run(pipeline: &Path, set: &[String], opts: &camel_engine::RunOptions) -> Result<i32, EngineError> {
-    let plan = load(pipeline, set)?;
+    let selection = camel_engine::Selection { until: opts.until.clone(), only: opts.only.clone() };
+    let plan = camel_engine::load_for_run(pipeline, &overrides(set)?, &camel_stages::registry(), &selection)?;
     let leader = match rank_role(&plan)? {
         Ok(leader) => leader,
         Err(follower) => return follower.map(|()| 0),
@@ -242,6 +240,18 @@ fn status(pipeline: &Path, set: &[String], json: bool) -> Result<i32, EngineErro
         }
         for r in &s.reasons {
             let _ = writeln!(out, "{:<w$}    - {r}", "");
+        }
+        // A secret is never stored: a stage that is to run needs it each time.
+        let unset = plan.stages.iter().find(|p| p.name == s.stage).map_or(&[][..], |p| &p.missing_env[..]);
+        if s.state != StageState::Cached {
+            for var in unset {
+                let _ = writeln!(
+                    out,
+                    "{:<w$}    - environment variable `{var}` is not set (read with ${{env:{var}}}): export \
+                     it before `camel run` runs this stage",
+                    ""
+                );
+            }
         }
         if let Some(p) = &s.partial {
             let _ = writeln!(out, "{:<w$}    partial: {}", "", p.state);

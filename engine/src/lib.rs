@@ -35,7 +35,7 @@ pub use exec::{Done, RunOptions, StageState, StageStatus, current_entries, run, 
 pub use key::{CacheKey, diff};
 pub use maintenance::{GcReport, ShowOutput, ShowReport, VerifyEntry, gc, show, verify};
 pub use pipeline::Override;
-pub use plan::{InputRef, Plan, PlannedStage, load, load_for_status, plan_from_str};
+pub use plan::{InputRef, Plan, PlannedStage, Selection, load, load_for_run, load_for_status, plan_from_str};
 pub use provenance::{PROVENANCE_FILE, Provenance, ProvenanceInput, ProvenancePipeline};
 pub use stage::{
     BoundStage, InputSpec, KindEntry, OutputKind, OutputSpec, ParamError, Partial, PartialProbe, Progress,

@@ -115,7 +115,33 @@ impl Plan {
 
 /// Reads, parses and validates the pipeline at `file`.
 pub fn load(file: &Path, overrides: &[Override], registry: &Registry) -> Result<Plan, EngineError> {
-    load_with(file, overrides, registry, false)
+    load_with(file, overrides, registry, MissingInputs::Errors)
+}
+
+/// The stages a run selects (`camel run --until` / `--only`); `None` for every stage.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub until: Option<String>,
+    pub only: Option<String>,
+}
+
+/// As [`load`] for a run of the stages `selection` names and what they need: an input path
+/// that does not exist is an error only for those stages. The other stages, which the run
+/// skips, record it in [`PlannedStage::missing_inputs`] as for `camel status`, so that
+/// `--until notes` works before the data of later stages is there. A stage `selection` names
+/// that the pipeline lacks selects nothing here (the run then says so).
+pub fn load_for_run(
+    file: &Path,
+    overrides: &[Override],
+    registry: &Registry,
+    selection: &Selection,
+) -> Result<Plan, EngineError> {
+    let mode = if selection.until.is_none() && selection.only.is_none() {
+        MissingInputs::Errors
+    } else {
+        MissingInputs::Selected(selection.clone())
+    };
+    load_with(file, overrides, registry, mode)
 }
 
 /// As [`load`], but an input path that does not exist is not an error: the stage records it in
@@ -126,14 +152,25 @@ pub fn load_for_status(
     overrides: &[Override],
     registry: &Registry,
 ) -> Result<Plan, EngineError> {
-    load_with(file, overrides, registry, true)
+    load_with(file, overrides, registry, MissingInputs::Recorded)
+}
+
+/// What planning does with an input path that does not exist.
+#[derive(Clone, Debug)]
+enum MissingInputs {
+    /// An error.
+    Errors,
+    /// Recorded in the stage's `missing_inputs` (`camel status`).
+    Recorded,
+    /// An error for the stages the selection runs, recorded for the others.
+    Selected(Selection),
 }
 
 fn load_with(
     file: &Path,
     overrides: &[Override],
     registry: &Registry,
-    missing_inputs_ok: bool,
+    missing_inputs: MissingInputs,
 ) -> Result<Plan, EngineError> {
     let cannot = |what: String| {
         EngineError::Invalid(vec![PipelineError::new(file, format!("cannot read the pipeline file: {what}"))])
@@ -153,7 +190,7 @@ fn load_with(
             bytes.get(at).copied().unwrap_or(0)
         ))
     })?;
-    plan_from(file, &src, overrides, registry, missing_inputs_ok)
+    plan_from(file, &src, overrides, registry, missing_inputs)
 }
 
 /// Validates a pipeline given as text; `file` names it in messages and anchors relative paths.
@@ -163,7 +200,7 @@ pub fn plan_from_str(
     overrides: &[Override],
     registry: &Registry,
 ) -> Result<Plan, EngineError> {
-    plan_from(file, src, overrides, registry, false)
+    plan_from(file, src, overrides, registry, MissingInputs::Errors)
 }
 
 fn plan_from(
@@ -171,14 +208,21 @@ fn plan_from(
     src: &str,
     overrides: &[Override],
     registry: &Registry,
-    missing_inputs_ok: bool,
+    missing_inputs: MissingInputs,
 ) -> Result<Plan, EngineError> {
     // A byte-order mark (editors on Windows write one) is not part of the YAML.
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     let dir =
         std::path::absolute(file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
             .map_err(EngineError::io("resolve the pipeline's directory"))?;
-    let mut p = Planner { file, src, spans: SpanIndex::build(src), errors: Vec::new(), missing_inputs_ok };
+    let mut p = Planner {
+        file,
+        src,
+        spans: SpanIndex::build(src),
+        errors: Vec::new(),
+        missing_inputs,
+        deferred: Vec::new(),
+    };
     let raw = p.parse()?;
     let plan = p.build(raw, dir, overrides, registry);
     if !p.errors.is_empty() {
@@ -192,7 +236,10 @@ struct Planner<'a> {
     src: &'a str,
     spans: SpanIndex,
     errors: Vec<PipelineError>,
-    missing_inputs_ok: bool,
+    missing_inputs: MissingInputs,
+    /// With [`MissingInputs::Selected`]: each missing input's error, with the stage's name and
+    /// where in `errors` it belongs, until the selection is known.
+    deferred: Vec<(usize, String, PipelineError)>,
 }
 
 /// What planning one stage needs to know about the rest of the pipeline.
@@ -216,6 +263,27 @@ fn param_hint(written: &str) -> String {
         Some(name) => format!("; set it with --set params.{name}=PATH"),
         None => String::new(),
     }
+}
+
+/// A dotted param path as written in YAML terms: `sources.0.notes` as `sources[0].notes`.
+fn indexed(path: &str) -> String {
+    let mut out = String::new();
+    for part in path.split('.') {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// `a`, `b`, `c` in backticks.
+fn list_names(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
 fn path_of(parts: &[&str]) -> Vec<String> {
@@ -462,6 +530,7 @@ impl Planner<'_> {
         };
         let stages: Vec<PlannedStage> =
             raw.stages.iter().filter_map(|(name, rs)| self.plan_stage(name, rs, &scope)).collect();
+        self.keep_selected_missing_inputs(&stages, &scope.names);
         if !self.errors.is_empty() {
             return None;
         }
@@ -1141,7 +1210,7 @@ impl Planner<'_> {
             }
             let path = scope.dir.join(&written);
             if !path.exists() {
-                if self.missing_input(&ip, name, iname, &written, scope) {
+                if self.missing_input(&ip, name, iname, &written, &rs.inputs[iname], scope) {
                     continue;
                 }
                 let line = self.spans.find(&ip, false).map_or(0, |sp| line_col(self.src, sp.offset).0);
@@ -1165,15 +1234,18 @@ impl Planner<'_> {
     }
 
     /// An input path that does not exist: an error, except in a plan for `status`, where only a
-    /// likely typo of `STAGE.OUTPUT` is (`sinth.notes` beside a stage `synth`); returns whether
-    /// it was an error. A name whose part after the dot is a file extension (`tokenizer.json`
-    /// beside a stage `tokenize`) is taken for a file.
+    /// likely typo of `STAGE.OUTPUT` is (`sinth.notes` beside a stage `synth`), and in a plan for
+    /// a run of selected stages, where it is deferred until the selection is known; returns
+    /// whether it was an error now. A name whose part after the dot is a file extension
+    /// (`tokenizer.json` beside a stage `tokenize`) is taken for a file. `raw_written` is the
+    /// input as written, before interpolation (`${params.llama}`), for the `--set` hint.
     fn missing_input(
         &mut self,
         ip: &[String],
         name: &str,
         iname: &str,
         written: &str,
+        raw_written: &str,
         scope: &StageScope,
     ) -> bool {
         const FILE_EXTENSIONS: &[&str] = &[
@@ -1215,10 +1287,11 @@ impl Planner<'_> {
                 .map(|n| (s, o, n))
         });
         let typo_of_an_output = stage_typo.is_some_and(|(_, o, _)| !FILE_EXTENSIONS.contains(&o));
-        if self.missing_inputs_ok && !typo_of_an_output {
+        if matches!(self.missing_inputs, MissingInputs::Recorded) && !typo_of_an_output {
             return false;
         }
         let from_cwd = Path::new(written).is_relative() && Path::new(written).exists();
+        let set_hint = param_hint(raw_written);
         let help = if from_cwd {
             format!(
                 "`{written}` exists in the current directory, but paths are relative to the pipeline \
@@ -1235,48 +1308,156 @@ impl Planner<'_> {
             }
         } else if written.starts_with('~') {
             format!("`~` is not expanded: write the path out in full (paths are relative to {dir})")
+        } else if Path::new(written).is_absolute() {
+            // The pipeline's directory plays no part; only the param that gives it may.
+            set_hint.trim_start_matches("; ").to_string()
         } else {
-            format!("paths are relative to the pipeline file's directory ({dir})")
+            format!("paths are relative to the pipeline file's directory ({dir}){set_hint}")
         };
         let what =
             if scope.dir.join(written).is_symlink() { "is a broken symbolic link" } else { "does not exist" };
-        self.errors.push(
-            self.error(ip, false, format!("input `{iname}`: {written} {what}"))
-                .stage(name)
-                .label("not found")
-                .help(help),
-        );
+        let err = self
+            .error(ip, false, format!("input `{iname}`: {written} {what}"))
+            .stage(name)
+            .label("not found");
+        let err = if help.is_empty() { err } else { err.help(help) };
+        if matches!(self.missing_inputs, MissingInputs::Selected(_)) && !typo_of_an_output {
+            // An error only if the run selects the stage: known once every stage is planned.
+            self.deferred.push((self.errors.len(), name.to_string(), err));
+            return false;
+        }
+        self.errors.push(err);
         true
     }
 
-    /// A kind with named inputs gets each required one and no others.
+    /// With [`MissingInputs::Selected`]: the deferred errors of missing inputs of the stages
+    /// the selection runs join the others, where they would have been; the rest stay recorded
+    /// in their stages' `missing_inputs` only. `stages` are those that could be planned, `names`
+    /// every stage's in file order (what their `deps` index).
+    fn keep_selected_missing_inputs(&mut self, stages: &[PlannedStage], names: &[String]) {
+        let MissingInputs::Selected(sel) = &self.missing_inputs else { return };
+        let deferred = std::mem::take(&mut self.deferred);
+        if deferred.is_empty() {
+            return;
+        }
+        let index = |n: &str| names.iter().position(|x| x == n);
+        let deps = |i: usize| -> Vec<usize> {
+            stages.iter().find(|s| s.name == names[i]).map_or_else(Vec::new, |s| s.deps.clone())
+        };
+        let upstream = |target: usize| {
+            let mut keep = vec![false; names.len()];
+            let mut todo = vec![target];
+            while let Some(i) = todo.pop() {
+                if !keep[i] {
+                    keep[i] = true;
+                    todo.extend(deps(i));
+                }
+            }
+            keep
+        };
+        // As the run selects: `--until` a stage and what it needs; `--only` the stage and what
+        // it takes from the cache (whose keys need their inputs too), within `--until`.
+        let mut selected = vec![true; names.len()];
+        for target in [&sel.until, &sel.only].into_iter().flatten() {
+            let keep = match index(target) {
+                Some(t) => upstream(t),
+                None => vec![false; names.len()],
+            };
+            for (s, k) in selected.iter_mut().zip(keep) {
+                *s &= k;
+            }
+        }
+        for (at, stage, err) in deferred.into_iter().rev() {
+            if index(&stage).is_some_and(|i| selected[i]) {
+                self.errors.insert(at, err);
+            }
+        }
+    }
+
+    /// A kind with named inputs gets each required one and no others. An input whose name a
+    /// param gives (a notes source's `notes: export`) and that `inputs:` lacks is reported at
+    /// that param, with the closest input the stage has: the param is the likelier typo, and an
+    /// input given under that closest name is then not reported again as unknown.
     fn check_input_names(&mut self, base: &[String], name: &str, rs: &RawStage, bound: &dyn BoundStage) {
         let InputSpec::Named { required, optional } = bound.inputs() else { return };
+        let named_by = bound.input_params();
+        let given: Vec<&str> = rs.inputs.keys().map(String::as_str).collect();
+        let unused: Vec<&str> =
+            given.iter().copied().filter(|g| !required.iter().chain(&optional).any(|r| r == g)).collect();
+        let mut explained: Vec<&str> = Vec::new();
+        let mut missing_by_param: Vec<&str> = Vec::new();
         for r in &required {
-            if !rs.inputs.contains_key(r) {
+            if rs.inputs.contains_key(r) {
+                continue;
+            }
+            let params: Vec<&str> =
+                named_by.iter().filter(|(i, _)| i == r).map(|(_, p)| p.as_str()).collect();
+            if params.is_empty() {
                 self.errors.push(
                     self.error(base, true, format!("missing input `{r}` (kind `{}` requires it)", rs.kind))
                         .stage(name)
                         .help(format!("add `inputs: {{{r}: PATH or STAGE.OUTPUT}}`")),
                 );
+                continue;
             }
-        }
-        for given in rs.inputs.keys() {
-            if !required.contains(given) && !optional.contains(given) {
-                let all: Vec<&str> = required.iter().chain(&optional).map(String::as_str).collect();
-                let mut ip = base.to_vec();
-                ip.push("inputs".into());
-                ip.push(given.clone());
-                let help = match did_you_mean(given, all.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("`{}` takes inputs: {}", rs.kind, all.join(", ")),
-                };
+            missing_by_param.push(r);
+            let near =
+                did_you_mean(r, unused.iter().copied()).or_else(|| did_you_mean(r, given.iter().copied()));
+            explained.extend(near);
+            let help = match near {
+                Some(n) => format!("did you mean `{n}`? (the stage's inputs: {})", list_names(&given)),
+                None if given.is_empty() => format!("add `inputs: {{{r}: PATH or STAGE.OUTPUT}}`"),
+                None => format!(
+                    "add `inputs: {{{r}: PATH or STAGE.OUTPUT}}`, or name one of the stage's inputs: {}",
+                    list_names(&given)
+                ),
+            };
+            for param in params {
+                let mut p = base.to_vec();
+                p.push("params".into());
+                p.extend(param.split('.').map(str::to_string));
                 self.errors.push(
-                    self.error(&ip, true, format!("unknown input `{given}` for kind `{}`", rs.kind))
-                        .stage(name)
-                        .help(help),
+                    self.error(
+                        &p,
+                        false,
+                        format!("`{}` names input `{r}`, which `inputs:` does not have", indexed(param)),
+                    )
+                    .stage(name)
+                    .label("no such input")
+                    .help(help.clone()),
                 );
             }
+        }
+        for given in unused {
+            if explained.contains(&given) {
+                continue;
+            }
+            // Names that only a param's typo asked for are no suggestion for a correct input.
+            let all: Vec<&str> = required
+                .iter()
+                .chain(&optional)
+                .map(String::as_str)
+                .filter(|r| !missing_by_param.contains(r))
+                .collect();
+            let mut ip = base.to_vec();
+            ip.push("inputs".into());
+            ip.push(given.to_string());
+            let help = match did_you_mean(given, all.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if !named_by.is_empty() && all.is_empty() => {
+                    format!("no param of the stage names an input `{given}`")
+                }
+                None if !named_by.is_empty() => {
+                    format!("no param of the stage names an input `{given}`; they name: {}", list_names(&all))
+                }
+                None if all.is_empty() => format!("`{}` takes no inputs", rs.kind),
+                None => format!("`{}` takes inputs: {}", rs.kind, all.join(", ")),
+            };
+            self.errors.push(
+                self.error(&ip, true, format!("unknown input `{given}` for kind `{}`", rs.kind))
+                    .stage(name)
+                    .help(help),
+            );
         }
     }
 
@@ -1709,6 +1890,46 @@ stages:
             err("a.fail=maybe"),
             "`--set a.fail=maybe`: param `fail`: invalid type: string \"maybe\", expected a boolean"
         );
+    }
+
+    /// `--until`/`--only`: a missing input file stops the run only when the stage runs, or
+    /// gives an `--only` stage its cached inputs; an absolute path gets no "relative to" hint,
+    /// and one given by a param gets the `--set` that sets it.
+    #[test]
+    fn a_run_of_selected_stages_needs_only_their_inputs() {
+        let t = Bench::new();
+        std::fs::write(t.path("data.txt"), "a").unwrap();
+        let yaml = "name: p\nparams: {model: /nowhere/model}\nstages:\n  a: {kind: fake, inputs: {x: data.txt}}\n  \
+                    b: {kind: fake, inputs: {x: a.out, y: missing.txt}}\n  \
+                    c: {kind: fake, inputs: {x: b.out, m: '${params.model}'}}\n";
+        std::fs::write(t.path("p.yaml"), yaml).unwrap();
+        let reg = crate::testkit::registry();
+        let sel = |until: Option<&str>, only: Option<&str>| Selection {
+            until: until.map(str::to_string),
+            only: only.map(str::to_string),
+        };
+        let messages = |s: Selection| match load_for_run(&t.path("p.yaml"), &[], &reg, &s) {
+            Ok(_) => Vec::new(),
+            Err(EngineError::Invalid(errs)) => {
+                errs.iter().map(|e| format!("{} | {}", e.message, e.help.as_deref().unwrap_or(""))).collect()
+            }
+            Err(e) => panic!("{e:?}"),
+        };
+        let plan = load_for_run(&t.path("p.yaml"), &[], &reg, &sel(Some("a"), None)).unwrap();
+        assert_eq!(plan.stages[1].missing_inputs.len(), 1, "recorded for status");
+        let dir = t.dir.path().display();
+        let b_missing = format!(
+            "input `y`: missing.txt does not exist | paths are relative to the pipeline file's directory ({dir})"
+        );
+        let c_missing =
+            "input `m`: /nowhere/model does not exist | set it with --set params.model=PATH".to_string();
+        assert_eq!(messages(sel(Some("b"), None)), std::slice::from_ref(&b_missing));
+        // `--only c` takes b from the cache, whose key needs b's inputs.
+        assert_eq!(messages(sel(None, Some("c"))), [b_missing.clone(), c_missing.clone()]);
+        assert_eq!(messages(sel(Some("b"), Some("a"))), Vec::<String>::new());
+        assert_eq!(messages(sel(None, None)), [b_missing, c_missing]);
+        // A stage the pipeline lacks selects nothing: the run names it.
+        assert_eq!(messages(sel(Some("zz"), None)), Vec::<String>::new());
     }
 
     #[test]

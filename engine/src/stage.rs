@@ -46,6 +46,13 @@ pub trait Stage: Send + Sync + 'static {
         InputSpec::Any
     }
 
+    /// For inputs whose names the params give (a notes source's `notes: export`): each such
+    /// input with the dotted path of the param that names it (`sources.0.notes`), so that a
+    /// name missing from `inputs:` is reported at that param rather than at the stage.
+    fn input_params(_params: &Self::Params) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// The outputs the stage writes, by name, relative to its output directory.
     fn outputs(params: &Self::Params) -> Vec<OutputSpec>;
 
@@ -383,6 +390,10 @@ pub trait BoundStage: Send + Sync {
     fn params_json(&self) -> serde_json::Value;
     fn unhashed(&self) -> &'static [&'static str];
     fn inputs(&self) -> InputSpec;
+    /// [`Stage::input_params`].
+    fn input_params(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     fn outputs(&self) -> Vec<OutputSpec>;
     fn exclusive(&self) -> bool;
     fn validate(&self, ctx: &ValidateContext) -> Result<(), Vec<Problem>>;
@@ -427,6 +438,9 @@ impl<S: Stage> BoundStage for Bound<S> {
     }
     fn inputs(&self) -> InputSpec {
         S::inputs(&self.0)
+    }
+    fn input_params(&self) -> Vec<(String, String)> {
+        S::input_params(&self.0)
     }
     fn outputs(&self) -> Vec<OutputSpec> {
         S::outputs(&self.0)

@@ -224,3 +224,55 @@ fn kinds_describe_inputs_outputs_and_params() {
     r.assert_ok();
     assert!(r.stdout.contains("`run` has no default"), "{}", r.stdout);
 }
+
+/// `--until`/`--only` a stage: the input files and secrets of the stages the run skips may be
+/// missing (building the corpus while the model weights are still being requested); those of
+/// the stages it runs, or takes from the cache, may not. `status` names a missing secret.
+#[test]
+fn until_and_only_need_only_the_inputs_of_what_they_run() {
+    let t = TestContext::new();
+    t.write("seed.txt", "x\n");
+    t.write(
+        "p.yaml",
+        r#"
+name: partial-data
+params: {model: /nonexistent/camel-test/model}
+stages:
+  a:
+    kind: command
+    inputs: {seed: seed.txt}
+    params: {run: cat "$CAMEL_IN_SEED" > "$CAMEL_OUT_OUT", outputs: {out: a.txt}}
+  b:
+    kind: command
+    inputs: {x: a.out}
+    params: {run: cat "$CAMEL_IN_X" > "$CAMEL_OUT_OUT", outputs: {out: b.txt}}
+  c:
+    kind: command
+    inputs: {x: b.out, model: "${params.model}"}
+    params:
+      run: cat "$CAMEL_IN_X" > "$CAMEL_OUT_OUT"
+      outputs: {out: c.txt}
+      secret_env: {TOKEN: "${env:CAMEL_TEST_UNSET_TOKEN}"}
+"#,
+    );
+    let run = |args: &[&str]| -> crate::common::Run {
+        t.command(args).env_remove("CAMEL_TEST_UNSET_TOKEN").output().unwrap().into()
+    };
+    let r = run(&["run", "p.yaml", "--until", "b"]);
+    r.assert_ok();
+    assert_eq!(r.ran(), ["a", "b"]);
+    run(&["run", "p.yaml", "--only", "b", "--force", "b"]).assert_ok();
+    for args in
+        [&["run", "p.yaml", "--until", "c"][..], &["run", "p.yaml", "--only", "c"], &["run", "p.yaml"]]
+    {
+        let r = run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("/nonexistent/camel-test/model does not exist"), "{args:?}: {}", r.stderr);
+        // An absolute path is not relative to anything; the param that gives it is named.
+        assert!(!r.stderr.contains("paths are relative"), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("set it with --set params.model=PATH"), "{args:?}: {}", r.stderr);
+    }
+    let r = run(&["status", "p.yaml"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("environment variable `CAMEL_TEST_UNSET_TOKEN` is not set"), "{}", r.stdout);
+}

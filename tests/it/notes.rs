@@ -264,8 +264,15 @@ stages:
     );
     let r = t.camel(&["run", "p.yaml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("missing input `notes`"), "{}", r.stderr);
-    assert!(r.stderr.contains("unknown input `note`"), "{}", r.stderr);
+    // At the param that names it (line 8), pointing at the input the stage has; the input is
+    // not blamed as well, nor asked to take the param's name.
+    assert!(
+        flat(&r.stderr).contains("p.yaml:8:39: stage `notes`: `sources[0].notes` names input `notes`, which `inputs:` does not have"),
+        "{}",
+        r.stderr
+    );
+    assert!(flat(&r.stderr).contains("did you mean `note`? (the stage's inputs: `note`)"), "{}", r.stderr);
+    assert!(!r.stderr.contains("unknown input") && !r.stderr.contains("requires it"), "{}", r.stderr);
     assert!(!t.path(".camel/cache").exists() || t.cache_entries() == 0);
     t.write("p.yaml", &t.read("p.yaml").replace("{note: n.csv}", "{notes: n.csv}"));
     t.camel(&["run", "p.yaml"]).assert_ok();

@@ -100,6 +100,10 @@ impl Stage for Notes {
         InputSpec::Named { required: p.input_names(), optional: Vec::new() }
     }
 
+    fn input_params(p: &NotesParams) -> Vec<(String, String)> {
+        p.input_params()
+    }
+
     fn outputs(_p: &NotesParams) -> Vec<OutputSpec> {
         vec![OutputSpec::file("corpus", "corpus.parquet"), OutputSpec::file("stats", "stats.json")]
     }
@@ -738,6 +742,35 @@ fn table_problems(i: usize, t: &crate::params::Table, ctx: &ValidateContext) -> 
         .map(String::as_str)
         .collect();
     let named = read::is_header(&cols, &expected);
+    // A header that is one field holding another delimiter is most likely a semicolon- or
+    // tab-separated export read with `,`: one problem at `delimiter`, not one per column.
+    let other = if named { None } else { read::other_delimiter(&cols, delim) };
+    if let Some(o) = other
+        && let Ok(split) = read_header(path, o)
+        && read::is_header(&split, &expected)
+    {
+        let found: Vec<String> =
+            expected.iter().filter(|e| split.iter().any(|c| c == *e)).map(|e| format!("`{e}`")).collect();
+        return vec![
+            Problem::param(
+                &at("delimiter"),
+                format!(
+                    "the header of {file} is split on {} but contains {}: wrong delimiter?",
+                    read::show_delim(delim),
+                    read::show_delim(o)
+                ),
+            )
+            .help(match found.is_empty() {
+                true => format!("set {} in this source", read::delimiter_param(o)),
+                false => format!(
+                    "set {} in this source: split on {}, line 1 has the columns {}",
+                    read::delimiter_param(o),
+                    read::show_delim(o),
+                    found.join(", ")
+                ),
+            }),
+        ];
+    }
     [
         ("text", Some(&t.columns.text)),
         ("id", t.columns.id.as_ref()),
@@ -776,7 +809,7 @@ fn table_problems(i: usize, t: &crate::params::Table, ctx: &ValidateContext) -> 
                 "the header of {file} has: {}",
                 cols.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
             ),
-            (false, _) => read::not_a_header(&file, cols.len(), delim),
+            (false, _) => read::not_a_header(&file, cols.len(), delim, other),
         };
         Some(Problem::param(&param, format!("column `{col}` is not in the header of {file}")).help(help))
     })

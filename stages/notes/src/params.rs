@@ -552,6 +552,38 @@ impl Source {
 }
 
 impl NotesParams {
+    /// Each input name the params give, with the dotted path of the param that gives it
+    /// (`sources.0.notes`, `sources.1.exclude.ids`, `decontaminate.sets.0.input`), in the order
+    /// written.
+    pub fn input_params(&self) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let mut at =
+                |field: &str, input: &str| v.push((input.to_string(), format!("sources.{i}.{field}")));
+            match s {
+                Source::Mimic3(m) => at("notes", &m.notes),
+                Source::Mimic4(m) => {
+                    for (field, input) in [("discharge", &m.discharge), ("radiology", &m.radiology)] {
+                        if let Some(input) = input {
+                            at(field, input);
+                        }
+                    }
+                }
+                Source::I2b2(m) => at("notes", &m.notes),
+                Source::Table(m) => at("notes", &m.notes),
+            }
+            if let Some(e) = s.common().exclude {
+                at("exclude.ids", &e.ids);
+            }
+        }
+        if let Some(d) = &self.decontaminate {
+            for (j, set) in d.sets.iter().enumerate() {
+                v.push((set.input.clone(), format!("decontaminate.sets.{j}.input")));
+            }
+        }
+        v
+    }
+
     /// Every input name the params refer to, sorted and distinct.
     pub fn input_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.sources.iter().flat_map(|s| s.inputs()).map(str::to_string).collect();
@@ -603,6 +635,19 @@ decontaminate: {sets: [{input: ev, field: input}]}
         )
         .unwrap();
         assert_eq!(p.input_names(), ["a", "d", "ev", "ids", "r", "t"]);
+        let named = p.input_params();
+        let at: Vec<(&str, &str)> = named.iter().map(|(i, a)| (i.as_str(), a.as_str())).collect();
+        assert_eq!(
+            at,
+            [
+                ("a", "sources.0.notes"),
+                ("ids", "sources.0.exclude.ids"),
+                ("d", "sources.1.discharge"),
+                ("r", "sources.1.radiology"),
+                ("t", "sources.2.notes"),
+                ("ev", "decontaminate.sets.0.input"),
+            ]
+        );
     }
 
     #[test]

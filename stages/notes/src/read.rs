@@ -248,12 +248,7 @@ fn missing_columns(
         if found.len() == 1 { "" } else { "s" },
         required.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
     );
-    let other = match delim {
-        Some(d) if found.len() == 1 => {
-            [b'\t', b';', b'|', b','].into_iter().find(|&c| c != d && found[0].contains(c as char))
-        }
-        _ => None,
-    };
+    let other = delim.and_then(|d| other_delimiter(found, d));
     if let (Some(o), Some(d)) = (other, delim) {
         msg.push_str(&format!(
             "; the header contains {} but the delimiter is {}: wrong delimiter?",
@@ -359,8 +354,29 @@ pub fn is_header(header: &[String], expected: &[&str]) -> bool {
     header.iter().any(|h| expected.iter().any(|e| h.trim().eq_ignore_ascii_case(e.trim())))
 }
 
-/// What to say about a line 1 that is not demonstrably a header, without quoting any of it.
-pub fn not_a_header(file: &str, fields: usize, delim: u8) -> String {
+/// The delimiter a header read as one field (`header`, split on `delim`) more likely uses: the
+/// first of tab, `;`, `|` and `,` in it. A semicolon- or tab-separated export read with the
+/// default `,` is the usual case.
+pub fn other_delimiter(header: &[String], delim: u8) -> Option<u8> {
+    match header {
+        [one] => [b'\t', b';', b'|', b','].into_iter().find(|&c| c != delim && one.contains(c as char)),
+        _ => None,
+    }
+}
+
+/// What to say about a line 1 that is not demonstrably a header, without quoting any of it:
+/// another delimiter first when line 1 is one field that contains one (`other`), else a missing
+/// header.
+pub fn not_a_header(file: &str, fields: usize, delim: u8, other: Option<u8>) -> String {
+    if let Some(o) = other {
+        return format!(
+            "line 1 of {file} is one field split on {} but contains {}: wrong delimiter? Set {} in this \
+             source (or, if the file has no header line, add one naming its columns)",
+            show_delim(delim),
+            show_delim(o),
+            delimiter_param(o)
+        );
+    }
     format!(
         "line 1 of {file} has {fields} field{} split on {} and none of them is an expected column: is the \
          header missing? The file needs a header line naming its columns (or another `delimiter`)",
@@ -369,7 +385,15 @@ pub fn not_a_header(file: &str, fields: usize, delim: u8) -> String {
     )
 }
 
-fn show_delim(d: u8) -> String {
+/// The `delimiter:` param that selects `d`, as written in a pipeline.
+pub fn delimiter_param(d: u8) -> String {
+    match d {
+        b'\t' => "`delimiter: \"\\t\"`".into(),
+        c => format!("`delimiter: \"{}\"`", c as char),
+    }
+}
+
+pub fn show_delim(d: u8) -> String {
     match d {
         b'\t' => "tabs".into(),
         c => format!("`{}`", c as char),
