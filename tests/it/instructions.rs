@@ -378,6 +378,61 @@ fn failures_are_retried_recorded_and_fail_the_stage_past_the_allowance() {
     assert_eq!(server.request_count() - n, 7);
 }
 
+/// A model that refuses every note (or writes nothing the parser reads): the stage fails instead
+/// of caching an empty `instructions.json`, says how the replies were rejected and where they are,
+/// and that a rerun as it is replays them (it sends nothing and fails the same way); `camel
+/// status` says so too. A changed request (here the provider's temperature) gets new replies.
+#[test]
+fn a_run_whose_every_reply_is_refused_fails_and_caches_nothing() {
+    let server = Server::start();
+    server.set_responder(|_| "I'm sorry, but I can't help with that request.".into());
+    let t = TestContext::new();
+    corpus(&t, 3, 2);
+    pipeline(&t, &server, "", "");
+    let r = run(&t, &["run", "p.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "every reply was unusable: no pair was kept from the 5 selected note(s) (5 question_unparsed;"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(".camel/llm/requests.jsonl"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "A rerun as it is replays every reply from the request log, sends nothing and fails the same way"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains(MARK), "note text in the error");
+    assert!(!t.path(".camel/out/instructions").exists(), "an empty dataset was committed");
+    assert_eq!(t.cache_entries(), 0);
+    assert_eq!(server.request_count(), 5);
+    let log = t.read(".camel/logs/instructions.log");
+    assert!(log.contains("no pair kept from 5 note(s): 5 question_unparsed"), "{log}");
+
+    // The advice is true: a rerun sends nothing and fails the same way; status says why.
+    let r = run(&t, &["run", "p.yaml"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no pair was kept from the 5 selected note(s)"), "{}", r.stderr);
+    assert_eq!(server.request_count(), 5, "the rerun replayed the refusals");
+    let r = run(&t, &["status", "p.yaml"]);
+    assert!(
+        r.stdout.contains(
+            "partial: 5/5 notes done; the last run kept no pair, and a rerun replays the replies of 5 note(s)"
+        ),
+        "{}",
+        r.stdout
+    );
+
+    // A changed request is a new one: a model that answers now gives pairs.
+    server.set_responder(clinical_responder);
+    run(&t, &["run", "p.yaml", "--set", "instructions.provider.temperature=0.5"]).assert_ok();
+    assert!(!records(&t).is_empty());
+}
+
 #[test]
 fn the_extractive_baseline_needs_no_server() {
     let t = TestContext::new();

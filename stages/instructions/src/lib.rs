@@ -19,8 +19,10 @@
 //!
 //! Requests go through [`camel_llm::Client`]: every response is in the workspace's request log
 //! (`<workspace>/llm/requests.jsonl`) before it is used, so a rerun after a kill sends only what
-//! was never answered. `api_key` (`${env:NAME}`) and `limits` are not hashed: neither changes
-//! what a response says.
+//! was never answered. A run that keeps no pair fails rather than write an empty dataset; since
+//! its replies are in the request log, only a changed request (model, prompt, temperature, seed)
+//! gets different ones, and the error says so. `api_key` (`${env:NAME}`) and `limits` are not
+//! hashed: neither changes what a response says.
 
 mod extractive;
 pub mod parse;
@@ -300,7 +302,9 @@ struct TaskStats {
 impl Stage for Instructions {
     type Params = InstructionsParams;
     const KIND: &'static str = "instructions";
-    const VERSION: u32 = 1;
+    /// 2: a run that keeps no pair (every reply refused, unparsed or filtered; no note selected)
+    /// fails instead of writing and caching an empty `instructions.json`.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "clinical instruction/answer pairs from notes, written by an LLM (Azure, OpenAI-compatible) or the offline extractive baseline";
     const UNHASHED: &'static [&'static str] = &["api_key", "limits"];
 
@@ -339,9 +343,19 @@ impl Stage for Instructions {
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
-    /// Items done by a killed run (their replies are in the request log).
+    /// Items done by a killed run (their replies are in the request log), and whether the last
+    /// run kept no pair.
     fn partial(_: &InstructionsParams, at: &PartialProbe) -> Option<Partial> {
-        camel_llm::runner::partial(at.scratch_dir)
+        let mut partial = camel_llm::runner::partial(at.scratch_dir)?;
+        let record = std::fs::read_to_string(at.scratch_dir.join(EMPTY_FILE)).ok();
+        if let Some(r) = record.and_then(|t| serde_json::from_str::<EmptyRecord>(&t).ok()) {
+            partial.state.push_str(&format!(
+                "; the last run kept no pair, and a rerun replays the replies of {} note(s) from the request \
+                 log: change the model or a prompt",
+                r.replayed
+            ));
+        }
+        Some(partial)
     }
 
     fn run(p: &Self::Params, ctx: &StageContext) -> Result<(), StageError> {
@@ -399,6 +413,15 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
     let selection = select_notes(p, ctx)?;
     let results = ask(p, ctx, client.as_ref(), &selection.jobs)?;
     let merged = merge(p, &selection, results)?;
+    let _ = std::fs::remove_file(ctx.scratch_dir().join(EMPTY_FILE));
+    if merged.records.is_empty() {
+        let e = no_pair(ctx, client.is_some(), &selection, &merged);
+        // For `camel status` and the rerun's header (see `partial`).
+        let replayed = selection.jobs.len() as u64 - merged.failed_notes;
+        let _ =
+            camel_cache::write_json_atomic(&ctx.scratch_dir().join(EMPTY_FILE), &EmptyRecord { replayed });
+        return Err(e);
+    }
     let records = write_instructions(p, ctx, &selection.jobs, &merged.records)?;
     let baseline = client.is_none();
     write_stats(p, ctx, &selection, &merged, records, baseline)?;
@@ -411,6 +434,70 @@ fn run(p: &InstructionsParams, ctx: &StageContext) -> Result<(), StageError> {
 
 /// One note to ask about, and for which task.
 type Job = (Task, Arc<Candidate>);
+
+/// The file in the scratch directory where a run that kept no pair says so, for `partial`.
+const EMPTY_FILE: &str = "instructions-empty.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct EmptyRecord {
+    /// Notes whose replies are all in the request log (those that lost no request).
+    replayed: u64,
+}
+
+/// The error of a run that kept no pair: an empty `instructions.json` is never written (nor
+/// cached). Says how the replies were rejected, where they are, and what a rerun would do:
+/// replies in the request log are replayed, so only a changed request gets another answer.
+/// The rejection counts go to the stage log too.
+fn no_pair(ctx: &StageContext, llm: bool, selection: &Selection, m: &Merged) -> StageError {
+    let notes = selection.jobs.len();
+    if notes == 0 {
+        return StageError::msg(
+            "no note was selected, so there is no pair to write (an empty instructions.json is not written): \
+             check the `sources`, `note_categories` and `note_tokens` of `general` and `deid` against the corpus \
+             (the stage log says how many notes each task selected and how lengths were counted)",
+        );
+    }
+    if !llm {
+        return StageError::msg(format!(
+            "the extractive baseline kept no pair from the {notes} selected note(s) (an empty instructions.json \
+             is not written): it copies sections under headings it knows (`Chief Complaint:`, `Discharge \
+             Medications:`, …; docs/instructions.md) and dates and telephone numbers for de-identification; \
+             none of the selected notes has one"
+        ));
+    }
+    let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in m.stats.values() {
+        for (k, v) in s.rejected.iter().chain(&s.failed_requests_by_reason) {
+            *reasons.entry(k).or_insert(0) += v;
+        }
+    }
+    let mut by_count: Vec<(&str, u64)> = reasons.into_iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let counts: Vec<String> = by_count.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    ctx.log(&format!("no pair kept from {notes} note(s): {}", counts.join(", ")));
+    let log = ctx.workspace_dir().join("llm").join("requests.jsonl");
+    let replayed = notes as u64 - m.failed_notes;
+    let rerun = if m.failed_notes == 0 {
+        "A rerun as it is replays every reply from the request log, sends nothing and fails the same way"
+            .to_string()
+    } else {
+        format!(
+            "A rerun as it is sends the failed requests of {} note(s) again but replays the replies of the other \
+             {replayed} from the request log",
+            m.failed_notes
+        )
+    };
+    StageError::msg(format!(
+        "{}no pair was kept from the {notes} selected note(s) ({}; reasons: docs/instructions.md), so no \
+         instructions.json is written. The replies are the `content` of the newest lines of {}; a model that \
+         refuses or does not write numbered lists is the usual cause. {rerun}: to get new replies, change what \
+         is asked — the provider's model or deployment, `system_prompt`, a `question_prompt` or \
+         `answer_prompt`, or the provider's `temperature` or `seed` (each changes the requests)",
+        if m.failed_notes == 0 { "every reply was unusable: " } else { "" },
+        counts.join(", "),
+        log.display()
+    ))
+}
 
 /// The notes chosen for each task, in the order their results are merged.
 struct Selection {
