@@ -524,7 +524,14 @@ pub fn run(
             });
         }
     }
-    ctx.stat_cache.save(&ws.stat_cache_path())?;
+    // Only an accelerator (docs/caching.md): a full disk here must not fail a run whose stages
+    // all succeeded, nor hide the failure of one that did not.
+    if let Err(e) = ctx.stat_cache.save(&ws.stat_cache_path()) {
+        sink(Event::Warning {
+            stage: None,
+            message: format!("the stat cache was not saved ({e}); the next run hashes its inputs again"),
+        });
+    }
     drop(lock);
     if cancel.load(Ordering::Relaxed) && errors.iter().all(|(_, e)| matches!(e, EngineError::Cancelled)) {
         return Err(EngineError::Cancelled);

@@ -634,3 +634,22 @@ stages:
     let status = t.camel(&["status", "p.yaml"]);
     assert!(status.stdout.contains("stale"), "{}", status.stdout);
 }
+
+/// The stat cache is only an accelerator: failing to save it (a full disk; here its path is
+/// taken by a directory) is a warning, not a failed run.
+#[test]
+fn a_stat_cache_that_cannot_be_saved_does_not_fail_the_run() {
+    let t = diamond();
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    // An input old enough to be remembered (a file younger than 2 s is not), so that the next
+    // run has something to save.
+    let touched =
+        std::process::Command::new("touch").args(["-d", "1 hour ago"]).arg(t.path("other.txt")).status();
+    assert!(touched.unwrap().success());
+    let path = t.path(".camel/state/statcache.json");
+    let _ = fs::remove_file(&path);
+    fs::create_dir_all(path.join("blocker")).unwrap();
+    let r = t.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    assert!(r.stderr.contains("the stat cache was not saved"), "{}", r.stderr);
+}
