@@ -168,7 +168,10 @@ fn rank_role(
     })
 }
 
-/// A flag set by the first Ctrl-C (or SIGTERM); a second one leaves at once.
+/// A flag set by the first Ctrl-C (SIGINT); a second one leaves at once. SIGTERM and SIGHUP keep
+/// their default, ending camel at once like a kill -9, which a rerun survives: what camel started
+/// locally dies with it (engine::process), and a Slurm stage's job goes on (a logout's SIGTERM
+/// must not cancel it, as Ctrl-C's scancel would).
 fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
     let cancel = Arc::new(AtomicBool::new(false));
     let c = cancel.clone();
