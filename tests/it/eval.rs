@@ -110,6 +110,86 @@ stages:
     println!("max |diff|: ROUGE-L {:e}, sentence BLEU {:e}", worst.0, worst.1);
 }
 
+/// SQuAD's token F1 (`normalize_answer` of the SQuAD v2 evaluation script) of each row of two
+/// JSON lists of strings.
+const SQUAD_F1_PY: &str = r#"
+import collections, json, re, string, sys
+def norm(s):
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+def f1(p, t):
+    p, t = norm(p).split(), norm(t).split()
+    if not p or not t:
+        return float(p == t)
+    same = sum((collections.Counter(p) & collections.Counter(t)).values())
+    if same == 0:
+        return 0.0
+    pr, rc = same / len(p), same / len(t)
+    return 2 * pr * rc / (pr + rc)
+hyp, ref = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+print(json.dumps([f1(h, r) for h, r in zip(hyp, ref)]))
+"#;
+
+/// The articles are removed where Python's `\b(a|an|the)\b` removes them, next to every BMP
+/// character the venv's Python knows (Rust's `is_alphanumeric` counted combining marks and
+/// circled letters as word characters, which Python's `\w` does not). Characters unassigned in
+/// the venv's Unicode database (14.0) are left out: there lower-casing, not `\w`, follows the
+/// Unicode version of each side.
+#[test]
+fn token_f1_removes_articles_as_squads_python_next_to_every_bmp_character() {
+    let Some(python) = venv_python() else { return };
+    let t = TestContext::new();
+    t.write("f1.py", SQUAD_F1_PY);
+    t.write(
+        "chars.py",
+        "import json, unicodedata\nprint(json.dumps([c for c in range(0x10000) if not 0xD800 <= c < 0xE000 \
+         and unicodedata.category(chr(c)) != 'Cn']))\n",
+    );
+    let out = std::process::Command::new(&python).arg(t.path("chars.py")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let chars: Vec<char> = serde_json::from_slice::<Vec<u32>>(&out.stdout)
+        .unwrap()
+        .into_iter()
+        .map(|c| char::from_u32(c).unwrap())
+        .collect();
+    assert!(chars.len() > 55_000, "{} characters", chars.len());
+    let hyp: Vec<String> = chars.iter().map(|c| format!("the{c} a{c}x {c}an cat")).collect();
+    let reference: Vec<String> = chars.iter().map(|c| format!("{c}the x{c} an cat")).collect();
+    t.write("hyp.json", &serde_json::to_string(&hyp).unwrap());
+    t.write("ref.json", &serde_json::to_string(&reference).unwrap());
+    let out = std::process::Command::new(&python)
+        .args([t.path("f1.py"), t.path("hyp.json"), t.path("ref.json")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: Vec<f64> = serde_json::from_slice(&out.stdout).unwrap();
+
+    let records = |col: &str, v: &[String]| {
+        serde_json::to_string(&v.iter().map(|s| json!({ col: s })).collect::<Vec<_>>()).unwrap()
+    };
+    t.write("hyp_rows.json", &records("output", &hyp));
+    t.write("ref_rows.json", &records("reference", &reference));
+    t.write(
+        "p.yaml",
+        "name: f1\nstages:\n  metrics:\n    kind: metrics\n    inputs: {hyp: hyp_rows.json, ref: ref_rows.json}\n    params:\n      reference: ref\n      systems: [{name: sys, input: hyp}, {name: ref, input: ref, column: reference}]\n",
+    );
+    t.camel(&["run", "p.yaml"]).assert_ok();
+    let rows = t.read(".camel/out/metrics/rows.jsonl");
+    let mut bad = Vec::new();
+    for line in rows.lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let i = r["index"].as_u64().unwrap() as usize;
+        let got = r["token_f1"].as_f64().unwrap();
+        if (got - want[i]).abs() > 1e-12 {
+            bad.push(format!("U+{:04X}: camel {got} SQuAD {}", u32::from(chars[i]), want[i]));
+        }
+    }
+    assert_eq!(rows.lines().count(), chars.len());
+    assert!(bad.is_empty(), "{} of {} rows differ: {:?}", bad.len(), chars.len(), &bad[..bad.len().min(20)]);
+}
+
 #[test]
 fn bad_answer_sets_fail_before_anything_runs_and_name_the_file() {
     let t = TestContext::new();

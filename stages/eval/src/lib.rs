@@ -16,6 +16,7 @@
 pub mod data;
 pub mod judge;
 pub mod metrics;
+pub mod py_word;
 pub mod report;
 
 pub use judge::Judge;

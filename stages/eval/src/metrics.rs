@@ -10,8 +10,9 @@
 //!   (`corpus_bleu`) per system and per task type, sentence BLEU (`sentence_bleu`, effective
 //!   order) per row. On sacrebleu's 0–100 scale.
 //! - **Token F1**: SQuAD's — lower case, punctuation (`string.punctuation`) and the articles
-//!   a/an/the removed, tokens split on white space, F1 of the bags of tokens; two empty answers
-//!   score 1, one empty answer 0 (SQuAD v2's convention).
+//!   a/an/the removed (`\b` as Python's `re` has it: [`crate::py_word`]), tokens split on white
+//!   space, F1 of the bags of tokens; two empty answers score 1, one empty answer 0 (SQuAD v2's
+//!   convention).
 //!
 //! Outputs: `metrics.json` (per system: `overall` and `by_type`, each with `rouge_l`, `bleu`,
 //! `sentence_bleu` (the mean), `token_f1`, `rows`) and `rows.jsonl` (one line per row and system).
@@ -44,7 +45,9 @@ pub struct Metrics;
 impl Stage for Metrics {
     type Params = MetricsParams;
     const KIND: &'static str = "metrics";
-    const VERSION: u32 = 1;
+    /// 2: token F1 removes an article where SQuAD's `\b(a|an|the)\b` does, with Python's `\w`
+    /// (crate::py_word): not before a combining mark or a circled letter.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "ROUGE-L, BLEU and token F1 of answer sets against a reference set, per row and task type";
 
@@ -369,8 +372,9 @@ pub fn corpus_bleu(hypotheses: &[String], references: &[String]) -> f64 {
 pub fn squad_tokens(s: &str) -> Vec<String> {
     let lower = s.to_lowercase();
     let no_punc: String = lower.chars().filter(|c| !c.is_ascii_punctuation()).collect();
-    // `\b(a|an|the)\b`: a maximal run of word characters that is an article.
-    let word = |c: char| c.is_alphanumeric() || c == '_';
+    // `\b(a|an|the)\b`: a maximal run of word characters (Python's `\w`, not Rust's
+    // `is_alphanumeric`: see crate::py_word) that is an article.
+    let word = crate::py_word::is_word;
     let mut out = String::with_capacity(no_punc.len());
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {
@@ -477,5 +481,31 @@ mod tests {
         assert_eq!(token_f1("x", ""), 0.0);
         let f = token_f1("cat sat down", "cat sat");
         assert!((f - 0.8).abs() < 1e-12);
+    }
+
+    /// `\b` is Python's: a combining vowel sign (U+093E), a combining Latin letter (U+0363) or a
+    /// circled letter (U+24B6) is not `\w` there, so the article before it is removed; letters
+    /// and numbers of any script (é, ٣ U+0663, Ⅰ U+2160) are `\w`. Expected tokens from the
+    /// venv's Python (`normalize_answer(s).split()`).
+    #[test]
+    fn articles_end_where_pythons_word_characters_end() {
+        let cases: [(&str, &[&str]); 5] = [
+            ("the\u{93e} cat sat", &["\u{93e}", "cat", "sat"]),
+            ("a\u{363} dog ran", &["\u{363}", "dog", "ran"]),
+            ("an\u{24b6} fox", &["\u{24d0}", "fox"]),
+            (
+                "the_cat a1 an\u{e9} \u{e9}the the\u{663} \u{663}a",
+                &["thecat", "a1", "an\u{e9}", "\u{e9}the", "the\u{663}", "\u{663}a"],
+            ),
+            ("The\u{2160} x", &["the\u{2170}", "x"]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(squad_tokens(text), want, "{text:?}");
+        }
+        // The finding's rows: SQuAD scores them 1.
+        assert_eq!(token_f1("the\u{93e} cat sat", "\u{93e} cat sat"), 1.0);
+        assert_eq!(token_f1("an\u{24b6} fox", "\u{24b6} fox"), 1.0);
+        assert!(!crate::py_word::is_word('\u{93e}') && crate::py_word::is_word('\u{939}'));
+        assert!(!crate::py_word::is_word('\u{10ffff}') && crate::py_word::is_word('\u{3134a}'));
     }
 }
