@@ -236,6 +236,7 @@ fn answer_sets(t: &TestContext, n: usize) {
         1 => "MALFORMED-ONCE question 1".to_string(),
         2 => "NEVER-PARSES question 2".to_string(),
         3 => "JSON-REPLY question 3".to_string(),
+        4 => "JSON-EXPLAINED question 4".to_string(),
         _ => format!("question {i}"),
     };
     let a: Vec<Value> = (0..n)
@@ -273,6 +274,13 @@ fn judge_responder(req: &Request) -> String {
     }
     if prompt.contains("JSON-REPLY") {
         return format!("```json\n{{\"scores\": [{}, {}, {}]}}\n```", scores[0], scores[1], scores[2]);
+    }
+    if prompt.contains("JSON-EXPLAINED") {
+        // The documented keyed form with a reason, as judges asked for JSON write it.
+        return format!(
+            "{{\"Assistant 1\": {}, \"Assistant 2\": {}, \"Assistant 3\": {}, \"explanation\": \"3 is best.\"}}",
+            scores[0], scores[1], scores[2]
+        );
     }
     format!("Assistant 1: {}\nAssistant 2: {}\nAssistant 3: {}\n\nReasons.", scores[0], scores[1], scores[2])
 }

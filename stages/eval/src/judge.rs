@@ -5,11 +5,12 @@
 //!   number, recorded in `judgments.json`) and the scores are mapped back, so position bias
 //!   averages out instead of favouring whichever system is listed first.
 //! - **Parsing**: `Assistant K: SCORE` lines, a JSON object (`{"scores": [...]}` or
-//!   `{"Assistant 1": 7, ...}`), or a first line of n numbers; every position must get exactly
-//!   one score in 1–10. A reply that does not parse is asked again (a new request: the attempt
-//!   number is in the prompt, so it is a different entry in the request log), up to
-//!   `max_attempts`, then the row is recorded as `unparsed` — never as 0, which would punish the
-//!   systems for the judge's formatting. `report` leaves unparsed rows out.
+//!   `{"Assistant 1": 7, ...}`; other keys such as an `explanation` are ignored), or a first line
+//!   of n numbers; every position must get exactly one score in 1–10. A reply that does not parse
+//!   is asked again (a new request: the attempt number is in the prompt, so it is a different
+//!   entry in the request log), up to `max_attempts`, then the row is recorded as `unparsed` —
+//!   never as 0, which would punish the systems for the judge's formatting. `report` leaves
+//!   unparsed rows out.
 //! - **Cost**: requests go through camel-llm — the same provider config, rate limits, request
 //!   log (a rerun replays every answered request and pays nothing) and PHI guard
 //!   (`allowed_endpoints`) as the `instructions` stage.
@@ -90,7 +91,9 @@ pub struct Judge;
 impl Stage for Judge {
     type Params = JudgeParams;
     const KIND: &'static str = "judge";
-    const VERSION: u32 = 1;
+    /// 2: a JSON reply with keys besides the scores (`{"Assistant 1": 7, …, "explanation": …}`)
+    /// parses instead of being asked again and recorded `unparsed`.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "an LLM scores each system's answers 1-10 per row (seeded answer order, robust parsing, request log)";
     const UNHASHED: &'static [&'static str] = &["api_key", "limits"];
@@ -349,44 +352,83 @@ fn valid(s: &[Option<f64>]) -> Option<Vec<f64>> {
     s.iter().map(|x| x.filter(|v| (1.0..=10.0).contains(v))).collect()
 }
 
-/// `{"scores": [7, 8]}`, `{"Assistant 1": 7, "Assistant 2": 8}` or `{"1": 7, …}` anywhere in the reply.
+/// A JSON object anywhere in the reply: `{"scores": [7, 8]}`, or keys naming the positions
+/// (`{"Assistant 1": 7, "Assistant 2": 8}`, `"Answer 2"`, `"assistant_2"`, `"2"`), each score a
+/// number, a numeric string or an object with a `score`; `scores` may also hold such an object.
+/// Other keys (`explanation`, `reason`, …) are ignored.
 fn parse_json(reply: &str, n: usize) -> Option<Vec<f64>> {
     let start = reply.find('{')?;
     let end = reply.rfind('}')?;
     let v: Value = serde_json::from_str(reply.get(start..=end)?).ok()?;
-    let num = |v: &Value| v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
-    if let Some(a) = v.get("scores").and_then(Value::as_array) {
-        if a.len() != n {
-            return None;
+    match v.get("scores") {
+        Some(Value::Array(a)) => {
+            if a.len() != n {
+                return None;
+            }
+            valid(&a.iter().map(json_score).collect::<Vec<_>>())
         }
-        return valid(&a.iter().map(num).collect::<Vec<_>>());
+        Some(o @ Value::Object(_)) => parse_keyed(o, n),
+        _ => parse_keyed(&v, n),
     }
+}
+
+/// A score as JSON: `7`, `"7"`, `"7/10"` or `{"score": 7, …}`.
+fn json_score(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(x) => x.as_f64(),
+        Value::String(s) => {
+            let s = s.trim();
+            s.strip_suffix("/10").unwrap_or(s).trim().parse().ok()
+        }
+        Value::Object(o) => o.get("score").and_then(json_score),
+        _ => None,
+    }
+}
+
+/// `{"Assistant 1": 7, "Assistant 2": 8, "explanation": "…"}`: the keys that name a position;
+/// each position exactly once, every position scored.
+fn parse_keyed(v: &Value, n: usize) -> Option<Vec<f64>> {
     let o = v.as_object()?;
     let mut s = vec![None; n];
     for (k, x) in o {
-        let digits: String = k.chars().filter(char::is_ascii_digit).collect();
-        let k: usize = digits.parse().ok()?;
+        let Some(k) = position_key(k) else { continue };
         if k == 0 || k > n || s[k - 1].is_some() {
             return None;
         }
-        s[k - 1] = Some(num(x)?);
+        s[k - 1] = Some(json_score(x)?);
     }
     valid(&s)
 }
 
-/// `Assistant K: SCORE` (also `Assistant K - SCORE`, `**Assistant K**: SCORE/10`, `Answer K: …`).
+/// The position a key names: `Assistant 1`, `assistant_1`, `Answer #2`, `score 2`, `Assistant 2
+/// score`, `2`, any case: digits and only the words `assistant`, `answer`, `score`, `rating` and
+/// separators besides. None for any other key (`explanation`, `reason 1`, …).
+fn position_key(k: &str) -> Option<usize> {
+    let mut rest = k.to_lowercase();
+    for word in ["assistant", "answer", "score", "rating"] {
+        rest = rest.replace(word, " ");
+    }
+    let digits: String = rest.chars().filter(|c| !matches!(c, ' ' | '_' | '-' | '#' | ':' | '.')).collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// `Assistant K: SCORE` (also `Assistant K - SCORE`, `**Assistant K**: SCORE/10`, `Answer K: …`,
+/// `"Assistant K": SCORE,` as in JSON that does not parse as a whole).
 fn parse_lines(reply: &str, n: usize) -> Option<Vec<f64>> {
     let mut s: Vec<Option<f64>> = vec![None; n];
     let mut any = false;
     for line in reply.lines() {
-        let l = line.trim().trim_start_matches(['*', '-', '#', ' ']).to_lowercase();
+        let l = line.trim().trim_start_matches(['*', '-', '#', ' ', '"']).to_lowercase();
         let Some(rest) = l.strip_prefix("assistant").or_else(|| l.strip_prefix("answer")) else { continue };
         let rest = rest.trim_start_matches([' ', '#']);
         let k_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         let Ok(k) = rest[..k_len].parse::<usize>() else { continue };
-        let rest = rest[k_len..].trim_start_matches(['*', ' ', ')', ']']);
+        let rest = rest[k_len..].trim_start_matches(['*', ' ', ')', ']', '"']);
         let Some(rest) = rest.strip_prefix([':', '=', '-', '–']) else { continue };
-        let rest = rest.trim_start_matches(['*', ' ']);
+        let rest = rest.trim_start_matches(['*', ' ', '"']);
         let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let Ok(score) = rest[..num_len].trim_end_matches('.').parse::<f64>() else { continue };
         if k == 0 || k > n {
@@ -451,6 +493,58 @@ mod tests {
         assert_eq!(parse_scores("Assistant 1: 11\nAssistant 2: 5", 2), None);
         assert_eq!(parse_scores("Assistant 1: 3\nAssistant 1: 4\nAssistant 2: 5", 2), None);
         assert_eq!(parse_scores("Both answers are good.", 2), None);
+    }
+
+    /// What judges asked for JSON write: the documented `{"Assistant 1": 7, …}` with a reason key
+    /// (the finding: every such row was asked 3 times and dropped), per-answer reasons, nested
+    /// scores, keys in other spellings, pretty-printed or not quite JSON.
+    #[test]
+    fn json_replies_with_reasons_parse() {
+        let two = Some(vec![7.0, 9.0]);
+        assert_eq!(
+            parse_scores(
+                r#"{"Assistant 1": 7, "Assistant 2": 9, "explanation": "Assistant 2 names the dose."}"#,
+                2
+            ),
+            two
+        );
+        assert_eq!(
+            parse_scores(
+                "```json\n{\n  \"explanation\": \"2 is better\",\n  \"Assistant 2\": 9,\n  \"Assistant 1\": 7\n}\n```",
+                2
+            ),
+            two
+        );
+        assert_eq!(
+            parse_scores(
+                r#"{"Assistant 1": 7, "reason 1": "vague", "Assistant 2": 9, "reason 2": "precise"}"#,
+                2
+            ),
+            two
+        );
+        assert_eq!(
+            parse_scores(
+                r#"{"assistant_1": {"score": 7, "reason": "x"}, "Assistant #2": {"score": "9"}}"#,
+                2
+            ),
+            two
+        );
+        assert_eq!(
+            parse_scores(r#"{"scores": {"Assistant 1": 7, "Assistant 2": "9/10"}, "why": "…"}"#, 2),
+            two
+        );
+        assert_eq!(parse_scores(r#"{"scores": [7, 9], "explanation": "…"}"#, 2), two);
+        assert_eq!(parse_scores(r#"{"1": 7, "2": 9}"#, 2), two);
+        assert_eq!(parse_scores(r#"{"score 1": 7, "Assistant 2 score": 9}"#, 2), two);
+        // A trailing comma: not JSON, but the lines read as `Assistant K: SCORE`.
+        assert_eq!(parse_scores("{\n  \"Assistant 1\": 7,\n  \"Assistant 2\": 9,\n}", 2), two);
+        // Still refused: a position missing, twice, out of range or not a score; no score at all.
+        assert_eq!(parse_scores(r#"{"Assistant 1": 7, "explanation": "…"}"#, 2), None);
+        assert_eq!(parse_scores(r#"{"Assistant 1": 7, "assistant_1": 8, "Assistant 2": 9}"#, 2), None);
+        assert_eq!(parse_scores(r#"{"Assistant 1": 7, "Assistant 3": 9}"#, 2), None);
+        assert_eq!(parse_scores(r#"{"Assistant 1": 7, "Assistant 2": "good"}"#, 2), None);
+        assert_eq!(parse_scores(r#"{"Assistant 1": 0, "Assistant 2": 9}"#, 2), None);
+        assert_eq!(parse_scores(r#"{"explanation": "both fine"}"#, 2), None);
     }
 
     #[test]
