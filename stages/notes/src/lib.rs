@@ -108,16 +108,19 @@ impl Stage for Notes {
         vec![OutputSpec::file("corpus", "corpus.parquet"), OutputSpec::file("stats", "stats.json")]
     }
 
-    /// A table source's delimiter, and its `columns:` against the header of a CSV/TSV file that
-    /// is already there (one line is read).
+    /// A source's `categories` that would drop every row, a table source's delimiter, and its
+    /// `columns:` against the header of a CSV/TSV file that is already there (one line is read).
     fn validate(p: &NotesParams, ctx: &ValidateContext) -> Result<(), Vec<Problem>> {
         let problems: Vec<Problem> = p
             .sources
             .iter()
             .enumerate()
-            .flat_map(|(i, s)| match s {
-                Source::Table(t) => table_problems(i, t, ctx),
-                _ => Vec::new(),
+            .flat_map(|(i, s)| {
+                let mut v = category_problems(i, s);
+                if let Source::Table(t) = s {
+                    v.extend(table_problems(i, t, ctx));
+                }
+                v
             })
             .collect();
         if problems.is_empty() { Ok(()) } else { Err(problems) }
@@ -317,6 +320,7 @@ pub fn build(
                 run.stats.empty_written, run.stats.name
             ));
         }
+        warnings.extend(filter_warnings(&run));
         if s.common().deid == params::DeidMode::Tags {
             run.stats.marks = Some(mark_stats(&run.mark_counts, &table));
         }
@@ -352,6 +356,9 @@ pub fn build(
             dropped_ids: contaminated_ids,
         }
     });
+    if total.rows_written == 0 {
+        warnings.push("the corpus is empty: no note was written, so the stages that read it get none".into());
+    }
     for w in &warnings {
         env.warn(w);
     }
@@ -364,6 +371,43 @@ pub fn build(
         stats.total.rows_written, stats.total.text_bytes_written, stats.total.rows_read
     ));
     Ok(stats)
+}
+
+/// What a source's filters did that is likely a mistake: listed categories no row read has (a
+/// site's own category names, a misspelling), and a source whose rows were all dropped.
+fn filter_warnings(run: &SourceRun<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    let st = &run.stats;
+    if let Some(listed) = run.common.categories
+        && st.rows_read > 0
+    {
+        let unmatched: Vec<String> = listed
+            .iter()
+            .filter(|c| !run.categories_seen.contains(&c.trim().to_lowercase()))
+            .map(|c| format!("`{c}`"))
+            .collect();
+        if !unmatched.is_empty() {
+            out.push(format!(
+                "{} {} of source `{}` matched none of the {} rows read (categories are compared trimmed, \
+                 in any case)",
+                if unmatched.len() == 1 { "category" } else { "categories" },
+                unmatched.join(", "),
+                st.name,
+                st.rows_read
+            ));
+        }
+    }
+    if st.rows_read > 0 && st.rows_written == 0 {
+        let why: Vec<String> =
+            st.dropped.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r}: {n}")).collect();
+        out.push(format!(
+            "source `{}` wrote no note: its filters dropped all {} rows read ({})",
+            st.name,
+            st.rows_read,
+            why.join(", ")
+        ));
+    }
+    out
 }
 
 /// Reads an exclusion list: one id per line (blank lines ignored), its blake3 checked.
@@ -687,6 +731,72 @@ fn read_source(
             }
             Ok(())
         }
+    }
+}
+
+/// `categories` of source `i` that would drop every row, decidable from the params: an empty
+/// list, a table source without a `category` column mapped, and MIMIC-IV categories other than
+/// its two, or none of whose files the source names.
+fn category_problems(i: usize, s: &Source) -> Vec<Problem> {
+    let at = format!("sources.{i}.categories");
+    let Some(cats) = s.common().categories else { return Vec::new() };
+    if cats.is_empty() {
+        return vec![
+            Problem::param(&at, "`categories` is empty: every row would be dropped")
+                .help("list the categories to keep, or leave `categories` out to keep all"),
+        ];
+    }
+    match s {
+        Source::Table(t) if t.columns.category.is_none() => vec![
+            Problem::param(
+                &at,
+                "`categories` keeps rows by their category, but `columns` maps no `category` column: \
+                 every row would be dropped",
+            )
+            .help("name the column that holds each note's category in `columns: {…, category: COLUMN}`, or leave `categories` out"),
+        ],
+        Source::Mimic4(m) => {
+            const MIMIC4: [&str; 2] = ["Discharge summary", "Radiology"];
+            let known = |c: &str| MIMIC4.iter().find(|k| k.eq_ignore_ascii_case(c.trim())).copied();
+            let mut out: Vec<Problem> = cats
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| known(c).is_none())
+                .map(|(j, c)| {
+                    let help = match camel_engine::validate::nearest(c, MIMIC4) {
+                        Some(n) => format!("did you mean `{n}`?"),
+                        None => "MIMIC-IV-Note's categories are `Discharge summary` (discharge.csv) and `Radiology` (radiology.csv)".into(),
+                    };
+                    Problem::param(
+                        &format!("{at}.{j}"),
+                        format!("`{c}` is not a MIMIC-IV-Note category: it matches no row"),
+                    )
+                    .help(help)
+                })
+                .collect();
+            let read = [("Discharge summary", &m.discharge), ("Radiology", &m.radiology)]
+                .into_iter()
+                .any(|(c, file)| file.is_some() && cats.iter().any(|x| known(x) == Some(c)));
+            if out.is_empty() && !read {
+                let given: Vec<&str> = [("discharge", &m.discharge), ("radiology", &m.radiology)]
+                    .into_iter()
+                    .filter(|(_, f)| f.is_some())
+                    .map(|(n, _)| n)
+                    .collect();
+                out.push(
+                    Problem::param(
+                        &at,
+                        format!(
+                            "`categories` keeps none of the files the source names (`{}`): it would read nothing",
+                            given.join("`, `")
+                        ),
+                    )
+                    .help("`Discharge summary` keeps `discharge`, `Radiology` keeps `radiology`"),
+                );
+            }
+            out
+        }
+        _ => Vec::new(),
     }
 }
 

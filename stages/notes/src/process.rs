@@ -236,6 +236,9 @@ impl<'a> Pipeline<'a> {
 pub struct SourceRun<'a> {
     pub common: Common<'a>,
     pub categories: Option<HashSet<String>>,
+    /// The listed categories (as in `categories`) some row read had: a listed one no row has
+    /// is a warning.
+    pub categories_seen: HashSet<String>,
     pub exclude: Option<IdList>,
     pub stats: SourceStats,
     pub mark_counts: MarkCounts,
@@ -258,6 +261,7 @@ impl<'a> SourceRun<'a> {
         SourceRun {
             common,
             categories,
+            categories_seen: HashSet::new(),
             exclude,
             stats,
             mark_counts: marks.counts(),
@@ -332,11 +336,15 @@ pub fn process(p: &mut Pipeline<'_>, s: &mut SourceRun<'_>, rows: &Rows<'_>) -> 
         if opt(rows.iserror, i).is_some_and(|e| e.trim() == "1") {
             reason = Some(Reason::IsError);
         }
-        if reason.is_none()
-            && let Some(cats) = &s.categories
-            && !rows.category.get(i).is_some_and(|c| cats.contains(&c.trim().to_lowercase()))
-        {
-            reason = Some(Reason::Category);
+        if let Some(cats) = &s.categories {
+            // Noted for every row read (ISERROR ones too): "matched no row" must mean none.
+            match rows.category.get(i).map(|c| c.trim().to_lowercase()).filter(|c| cats.contains(c)) {
+                Some(c) => {
+                    s.categories_seen.insert(c);
+                }
+                None if reason.is_none() => reason = Some(Reason::Category),
+                None => {}
+            }
         }
         if reason.is_some()
             && let Some(list) = &mut s.exclude

@@ -833,3 +833,93 @@ fn parquet_binary_is_utf8_text_and_nested_columns_are_refused() {
     let e = t.err("sources: [{type: table, notes: p, columns: {text: body}}]");
     assert!(e.contains("list.parquet: column `body` holds VARCHAR[] values, not text"), "{e}");
 }
+
+/// Issue: a `categories:` filter that matched nothing (a site's own category names) left an
+/// empty corpus without a word. A listed category no row has, a source all of whose rows were
+/// dropped, and an empty corpus are each a warning; one that matches keeps quiet.
+#[test]
+fn filters_that_drop_everything_are_warnings() {
+    let mut t = T::new();
+    t.file("x", "export.csv", "id;typ;body\n1;Entlassungsbrief;SECRET a\n2;Radiologiebefund;SECRET b\n");
+    let table = |cats: &str| {
+        format!(
+            "sources: [{{type: table, notes: x, delimiter: ';', columns: {{text: body, id: id, category: typ}}, categories: [{cats}]}}]"
+        )
+    };
+    let (rows, stats, _) = t.run(&table("Discharge summary, Radiology")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(rows.is_empty());
+    assert_eq!(
+        stats.warnings,
+        [
+            "categories `Discharge summary`, `Radiology` of source `table` matched none of the 2 rows read \
+             (categories are compared trimmed, in any case)",
+            "source `table` wrote no note: its filters dropped all 2 rows read (category: 2)",
+            "the corpus is empty: no note was written, so the stages that read it get none",
+        ]
+    );
+    let (rows, stats, _) = t.run(&table(" entlassungsbrief , Radiology")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        stats.warnings,
+        ["category `Radiology` of source `table` matched none of the 2 rows read (categories are compared \
+             trimmed, in any case)"]
+    );
+    let (_, stats, _) = t.run(&table("Entlassungsbrief, Radiologiebefund")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
+}
+
+/// `categories` that would drop every row whatever the files hold are refused before anything
+/// runs, at the param.
+#[test]
+fn categories_that_can_match_nothing_are_refused_at_plan_time() {
+    let problems = |yaml: &str| -> Vec<(String, String)> {
+        let p: NotesParams = serde_yaml::from_str(yaml).unwrap();
+        let dir = Path::new("/nonexistent");
+        let ctx = ValidateContext::for_test("notes", dir, &[]);
+        match <Notes as Stage>::validate(&p, &ctx) {
+            Ok(()) => Vec::new(),
+            Err(ps) => ps.into_iter().map(|p| (p.at.join("."), p.message)).collect(),
+        }
+    };
+    assert_eq!(
+        problems(
+            "sources: [{type: table, notes: x, columns: {text: body}, categories: [Discharge summary]}]"
+        ),
+        [(
+            "params.sources.0.categories".to_string(),
+            "`categories` keeps rows by their category, but `columns` maps no `category` column: every row \
+             would be dropped"
+                .to_string()
+        )]
+    );
+    assert_eq!(
+        problems("sources: [{type: mimic3, notes: n, categories: []}]"),
+        [(
+            "params.sources.0.categories".to_string(),
+            "`categories` is empty: every row would be dropped".to_string()
+        )]
+    );
+    assert_eq!(
+        problems("sources: [{type: mimic4, discharge: d, categories: [Discharge summary, Radiolgy]}]"),
+        [(
+            "params.sources.0.categories.1".to_string(),
+            "`Radiolgy` is not a MIMIC-IV-Note category: it matches no row".to_string()
+        )]
+    );
+    assert_eq!(
+        problems("sources: [{type: mimic4, discharge: d, categories: [radiology]}]"),
+        [(
+            "params.sources.0.categories".to_string(),
+            "`categories` keeps none of the files the source names (`discharge`): it would read nothing"
+                .to_string()
+        )]
+    );
+    assert!(
+        problems("sources: [{type: mimic4, discharge: d, radiology: r, categories: [ radiology ]}]")
+            .is_empty()
+    );
+    assert!(
+        problems("sources: [{type: table, notes: x, columns: {text: b, category: c}, categories: [A]}]")
+            .is_empty()
+    );
+}
