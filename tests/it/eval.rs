@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use camel_llm_server::{Request, Server};
+use camel_llm_server::{Fault, Request, Server};
 use serde_json::{Value, json};
 
 use crate::common::{TestContext, camel_bin, shared_data, venv_python};
@@ -376,6 +376,60 @@ fn the_judge_maps_scores_back_through_a_seeded_order_and_never_scores_unparsed_r
     let j2 = read_json(&t, ".camel/out/judge/judgments.json");
     assert_ne!(j2.to_string(), j.to_string());
     assert_eq!(j2[0]["scores"], json!({"a": 3.0, "b": 6.0, "c": 9.0}));
+}
+
+/// A row whose reply the provider's filter cut (`finish_reason: content_filter`) fails the stage,
+/// and the error says what is true: that reply is in the request log, so a rerun replays it and
+/// fails the same way without sending anything (the finding: it said "rerun to retry them"). It
+/// names the row and the ways out; `camel status` and the rerun's header say it too; allowing
+/// the row with `max_failed_rows` finishes without a request.
+#[test]
+fn a_content_filtered_row_is_named_and_never_advertised_as_retryable() {
+    const N: usize = 6;
+    let server = Server::start();
+    server.set_responder(judge_responder);
+    server.fault_when(|r| r.prompt().contains("[Instruction]\nquestion 5\n"), Fault::ContentFilter);
+    let t = TestContext::new();
+    answer_sets(&t, N);
+    judge_pipeline(&t, &server, "");
+    let r = run(&t, &["run", "p.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    for want in [
+        "1 row(s) got no scores from the judge (max_failed_rows: 0).",
+        "The judge's reply to row 5 was content-filtered (finish_reason: content_filter); that reply is in the \
+         request log, so a rerun replays it, sends nothing and fails the same way.",
+        "To finish without it, set `max_failed_rows: 1`",
+    ] {
+        assert!(r.stderr.contains(want), "{want}\n---\n{}", r.stderr);
+    }
+    assert!(!r.stderr.contains("rerun to retry") && !r.stderr.contains("a rerun sends only"), "{}", r.stderr);
+    assert!(t.read(".camel/logs/judge.log").contains("row 5: no scores: content_filter"));
+    let sent = server.request_count();
+    assert_eq!(sent, N + 1 + 2, "rows 1 and 2 are asked again; row 5 is not");
+
+    let r = run(&t, &["run", "p.yaml"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(server.request_count(), sent, "the rerun replays everything from the request log");
+    assert!(
+        r.stderr.contains("judge resumes from the request log (6/6 rows done; the last run failed on 1 row(s), 1 of them content-filtered, which a rerun replays"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("The judge's reply to row 5 was content-filtered"), "{}", r.stderr);
+    let r = run(&t, &["status", "p.yaml"]);
+    assert!(
+        r.stdout.contains(
+            "1 of them content-filtered, which a rerun replays from the request log (see `max_failed_rows`)"
+        ),
+        "{}",
+        r.stdout
+    );
+
+    run(&t, &["run", "p.yaml", "--set", "judge.max_failed_rows=1"]).assert_ok();
+    assert_eq!(server.request_count(), sent, "allowing the row sends nothing");
+    let j = read_json(&t, ".camel/out/judge/judgments.json");
+    assert_eq!((j[5]["status"].as_str(), j[5]["failure"].as_str()), (Some("failed"), Some("content_filter")));
+    assert_eq!(j[5]["scores"], json!({"a": null, "b": null, "c": null}));
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

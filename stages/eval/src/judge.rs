@@ -14,6 +14,11 @@
 //! - **Cost**: requests go through camel-llm — the same provider config, rate limits, request
 //!   log (a rerun replays every answered request and pays nothing) and PHI guard
 //!   (`allowed_endpoints`) as the `instructions` stage.
+//! - **Failures**: a row whose request failed is `failed`; more than `max_failed_rows` fail the
+//!   stage, naming the rows and what a rerun does for each: a reply the provider's filter cut
+//!   (`finish_reason: content_filter`) is in the request log and is replayed, so only
+//!   `max_failed_rows` or a changed request gets past it; a request that got no answer is sent
+//!   again.
 //!
 //! Outputs: `judgments.json` (per row: `index`, `type`, `order` (system names as shown),
 //! `scores` (by system, null unless parsed), `status` (`scored`, `unparsed`, `failed`),
@@ -126,8 +131,21 @@ impl Stage for Judge {
     }
 
     /// Items done by a killed run (their replies are in the request log).
+    /// With what the last run's failure recorded: rows a rerun cannot change.
     fn partial(_: &JudgeParams, at: &PartialProbe) -> Option<Partial> {
-        camel_llm::runner::partial(at.scratch_dir)
+        let mut partial = camel_llm::runner::partial(at.scratch_dir)?;
+        let record = std::fs::read_to_string(at.scratch_dir.join(FAILED_FILE)).ok();
+        if let Some(f) = record.and_then(|t| serde_json::from_str::<FailedRecord>(&t).ok()) {
+            partial.state.push_str(&format!("; the last run failed on {} row(s)", f.failed));
+            if f.replayed > 0 {
+                partial.state.push_str(&format!(
+                    ", {} of them content-filtered, which a rerun replays from the request log (see \
+                     `max_failed_rows`)",
+                    f.replayed
+                ));
+            }
+        }
+        Some(partial)
     }
 
     fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
@@ -156,9 +174,41 @@ struct Verdict {
     /// By presented position.
     scores: Option<Vec<f64>>,
     attempts: u32,
-    failure: Option<String>,
+    failure: Option<Failed>,
     prompt_tokens: u64,
     completion_tokens: u64,
+}
+
+/// Why a row got no scores, and what rerunning its request would do.
+#[derive(Clone, Debug)]
+struct Failed {
+    /// `failure` in judgments.json: `content_filter`, or the client's failure.
+    reason: String,
+    rerun: Rerun,
+}
+
+/// What a rerun does with a failed row's request, given the request log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rerun {
+    /// The judge's reply was filtered (`finish_reason: content_filter`). That reply is a
+    /// completion, so it is in the request log: a rerun replays it, sends nothing and fails again.
+    Replays,
+    /// The provider refused the prompt (HTTP 400 `content_filter`). Refusals are not logged: a
+    /// rerun sends the prompt again, which is most likely refused again.
+    Refused,
+    /// No answer (retries exhausted, another HTTP error): a rerun sends the request again.
+    Sends,
+}
+
+/// The file in the scratch directory where a failed run records its failed rows, for `partial`
+/// (`camel status`, the rerun's header).
+const FAILED_FILE: &str = "judge-failed.json";
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct FailedRecord {
+    failed: usize,
+    /// Of them, rows whose filtered reply a rerun replays.
+    replayed: usize,
 }
 
 fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
@@ -198,6 +248,7 @@ fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
         .collect();
 
     ctx.progress().set_total(Some(al.rows as u64), "rows");
+    let _ = std::fs::remove_file(ctx.scratch_dir().join(FAILED_FILE));
     let pa = Arc::new(p.clone());
     let verdicts = client.run(ctx, prompts.len(), "row", |i, c| {
         let (pa, prompt) = (pa.clone(), prompts[i].clone());
@@ -238,7 +289,8 @@ fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
             "attempts": v.attempts,
         });
         if let Some(f) = &v.failure {
-            row["failure"] = json!(f);
+            ctx.log(&format!("row {i}: no scores: {}", f.reason));
+            row["failure"] = json!(f.reason);
         }
         rows.push(row);
     }
@@ -248,13 +300,15 @@ fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
         s.attempts, s.responses, s.from_log, s.retries, s.failures
     ));
     if failed > p.max_failed_rows {
-        let why: Vec<String> = verdicts.iter().filter_map(|v| v.failure.clone()).take(3).collect();
-        return Err(StageError::msg(format!(
-            "{failed} row(s) got no answer from the judge (max_failed_rows: {}), e.g. {}; rerun to retry them (answered \
-             rows come from the request log)",
-            p.max_failed_rows,
-            why.join("; ")
-        )));
+        let record = FailedRecord {
+            failed: failed as usize,
+            replayed: verdicts
+                .iter()
+                .filter(|v| v.failure.as_ref().is_some_and(|f| f.rerun == Rerun::Replays))
+                .count(),
+        };
+        let _ = camel_cache::write_json_atomic(&ctx.scratch_dir().join(FAILED_FILE), &record);
+        return Err(StageError::msg(failure_message(&verdicts, p.max_failed_rows)));
     }
     crate::write_json(&ctx.out_dir().join("judgments.json"), &rows)?;
     let stats = json!({
@@ -273,6 +327,79 @@ fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
         },
     });
     crate::write_json(&ctx.out_dir().join("stats.json"), &stats)
+}
+
+/// `row 3`, `rows 1, 4 and 9`, `rows 1, 2, …, 10 and 5 more`.
+fn row_list(rows: &[usize]) -> String {
+    const SHOWN: usize = 10;
+    let mut names: Vec<String> = rows.iter().take(SHOWN).map(usize::to_string).collect();
+    if rows.len() > SHOWN {
+        return format!("rows {} and {} more", names.join(", "), rows.len() - SHOWN);
+    }
+    match names.len() {
+        0 => "no row".into(),
+        1 => format!("row {}", names[0]),
+        _ => {
+            let last = names.pop().expect("two or more");
+            format!("rows {} and {last}", names.join(", "))
+        }
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+/// The error of a run with more failed rows than `max_failed_rows`: which rows, why, and what a
+/// rerun can do about each, given that the request log replays every completion it holds.
+fn failure_message(verdicts: &[Verdict], max_failed_rows: u64) -> String {
+    let failed: Vec<(usize, &Failed)> =
+        verdicts.iter().enumerate().filter_map(|(i, v)| v.failure.as_ref().map(|f| (i, f))).collect();
+    let of =
+        |r: Rerun| -> Vec<usize> { failed.iter().filter(|(_, f)| f.rerun == r).map(|(i, _)| *i).collect() };
+    let (replays, refused, sends) = (of(Rerun::Replays), of(Rerun::Refused), of(Rerun::Sends));
+    let mut m =
+        format!("{} row(s) got no scores from the judge (max_failed_rows: {max_failed_rows}).", failed.len());
+    if !replays.is_empty() {
+        m.push_str(&format!(
+            " The judge's reply to {} was content-filtered (finish_reason: content_filter); that reply is in \
+             the request log, so a rerun replays it, sends nothing and fails the same way.",
+            row_list(&replays)
+        ));
+    }
+    if !refused.is_empty() {
+        m.push_str(&format!(
+            " The provider refused the prompt of {} (HTTP 400, content_filter); a rerun sends it again, and \
+             the same prompt is most likely refused again.",
+            row_list(&refused)
+        ));
+    }
+    let stuck = replays.len() + refused.len();
+    if stuck as u64 > max_failed_rows {
+        m.push_str(&format!(
+            " To finish without {it}, set `max_failed_rows: {stuck}` ({it_is} kept as `failed`, with null scores, \
+             and left out of the report for every system), or change what is sent for {it} (`prompt`, \
+             `system_prompt`, the judge's model): a changed request is a new one.",
+            it = if stuck == 1 { "it" } else { "them" },
+            it_is = if stuck == 1 { "it is" } else { "they are" },
+        ));
+    }
+    if !sends.is_empty() {
+        let mut reasons: Vec<&str> = Vec::new();
+        for (_, f) in failed.iter().filter(|(_, f)| f.rerun == Rerun::Sends) {
+            if !reasons.contains(&f.reason.as_str()) {
+                reasons.push(&f.reason);
+            }
+        }
+        m.push_str(&format!(
+            " {} got no answer ({}); a rerun sends only {} again (answered rows come from the request log).",
+            capitalized(&row_list(&sends)),
+            reasons.iter().take(3).copied().collect::<Vec<_>>().join("; "),
+            if sends.len() == 1 { "it" } else { "those" }
+        ));
+    }
+    m
 }
 
 /// Fills `{instruction}`, `{input}`, `{answers}` and `{n}` in one pass (inserted text is never
@@ -320,7 +447,7 @@ async fn judge_row(client: &Client, p: &JudgeParams, prompt: &str, n: usize) -> 
                 v.prompt_tokens += reply.completion.usage.prompt_tokens;
                 v.completion_tokens += reply.completion.usage.completion_tokens;
                 if reply.completion.finish_reason == FinishReason::ContentFilter {
-                    v.failure = Some("content_filter".into());
+                    v.failure = Some(Failed { reason: "content_filter".into(), rerun: Rerun::Replays });
                     return v;
                 }
                 if let Some(s) = parse_scores(&reply.completion.content, n) {
@@ -331,9 +458,9 @@ async fn judge_row(client: &Client, p: &JudgeParams, prompt: &str, n: usize) -> 
             Err(f) => {
                 v.failure = Some(match &f {
                     Failure::Rejected { code: Some(c), .. } if c == "content_filter" => {
-                        "content_filter".into()
+                        Failed { reason: "content_filter".into(), rerun: Rerun::Refused }
                     }
-                    _ => f.to_string(),
+                    _ => Failed { reason: f.to_string(), rerun: Rerun::Sends },
                 });
                 return v;
             }
@@ -545,6 +672,57 @@ mod tests {
         assert_eq!(parse_scores(r#"{"Assistant 1": 7, "Assistant 2": "good"}"#, 2), None);
         assert_eq!(parse_scores(r#"{"Assistant 1": 0, "Assistant 2": 9}"#, 2), None);
         assert_eq!(parse_scores(r#"{"explanation": "both fine"}"#, 2), None);
+    }
+
+    fn failed(rerun: Rerun, reason: &str) -> Verdict {
+        Verdict { failure: Some(Failed { reason: reason.into(), rerun }), attempts: 1, ..Default::default() }
+    }
+
+    /// The finding: a content-filtered row was advertised as "rerun to retry", but its filtered
+    /// reply is in the request log and every rerun replays it. The message names the rows and
+    /// says what works for each kind of failure.
+    #[test]
+    fn the_failure_message_names_the_rows_and_what_a_rerun_can_do() {
+        let ok = Verdict { scores: Some(vec![7.0, 9.0]), attempts: 1, ..Default::default() };
+        let m = failure_message(&[ok.clone(), failed(Rerun::Replays, "content_filter"), ok.clone()], 0);
+        assert!(m.starts_with("1 row(s) got no scores from the judge (max_failed_rows: 0)."), "{m}");
+        assert!(m.contains("The judge's reply to row 1 was content-filtered"), "{m}");
+        assert!(m.contains("a rerun replays it, sends nothing and fails the same way"), "{m}");
+        assert!(
+            m.contains("set `max_failed_rows: 1` (it is kept") && m.contains("change what is sent for it"),
+            "{m}"
+        );
+        assert!(!m.contains("a rerun sends only"), "{m}");
+
+        let mixed = [
+            failed(Rerun::Sends, "no answer after 2 attempts (last: HTTP 500)"),
+            ok.clone(),
+            failed(Rerun::Refused, "content_filter"),
+            failed(Rerun::Sends, "no answer after 2 attempts (last: HTTP 500)"),
+        ];
+        let within = failure_message(&mixed, 1);
+        assert!(!within.contains("set `max_failed_rows"), "the refused row is already allowed: {within}");
+        let m = failure_message(&mixed, 0);
+        assert!(m.starts_with("3 row(s) got no scores from the judge (max_failed_rows: 0)."), "{m}");
+        assert!(m.contains("The provider refused the prompt of row 2 (HTTP 400, content_filter)"), "{m}");
+        assert!(m.contains("set `max_failed_rows: 1`"), "{m}");
+        assert!(
+            m.contains(
+                " Rows 0 and 3 got no answer (no answer after 2 attempts (last: HTTP 500)); a rerun sends only \
+                 those again"
+            ),
+            "{m}"
+        );
+        let only_sends =
+            failure_message(&[failed(Rerun::Sends, "rejected by the provider with HTTP 401")], 0);
+        assert!(!only_sends.contains("max_failed_rows: 1") && only_sends.contains("a rerun sends only it"));
+    }
+
+    #[test]
+    fn row_lists() {
+        assert_eq!(row_list(&[4]), "row 4");
+        assert_eq!(row_list(&[1, 4, 9]), "rows 1, 4 and 9");
+        assert_eq!(row_list(&(0..13).collect::<Vec<_>>()), "rows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 3 more");
     }
 
     #[test]
