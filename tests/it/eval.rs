@@ -432,6 +432,99 @@ fn a_content_filtered_row_is_named_and_never_advertised_as_retryable() {
     assert_eq!(j[5]["scores"], json!({"a": null, "b": null, "c": null}));
 }
 
+/// Answer sets that are all or mostly empty (the published `clinical_alpaca(ft)` column is 1048
+/// empty strings): `metrics` scores them with a warning on the terminal and in the log, counts
+/// them in metrics.json and the report says so; `judge` refuses a system of empty answers before
+/// sending anything, and judges one that is half empty, with a warning (and one when half the
+/// rows are unparsed).
+#[test]
+fn empty_answer_sets_are_warned_about_and_the_judge_refuses_an_all_empty_one() {
+    let t = TestContext::new();
+    answer_sets(&t, 4);
+    let mut cols: Value = serde_json::from_str(&t.read("results.json")).unwrap();
+    cols["ft"] = json!({"0": "", "1": null, "2": "  ", "3": ""});
+    cols["half"] = json!({"0": "", "1": "an answer", "2": "\n", "3": "another"});
+    t.write("results.json", &cols.to_string());
+    t.write(
+        "m.yaml",
+        r#"name: m
+stages:
+  metrics:
+    kind: metrics
+    inputs: {results: results.json}
+    params:
+      reference: b
+      systems:
+        - {name: b, input: results, column: b}
+        - {name: ft, input: results, column: ft}
+        - {name: half, input: results, column: half}
+        - {name: c, input: results, column: c}
+  report:
+    kind: report
+    inputs: {metrics: metrics.metrics}
+"#,
+    );
+    let r = run(&t, &["run", "m.yaml"]);
+    r.assert_ok();
+    for want in [
+        "warning: metrics: system `ft`: all 4 answers are empty (column `ft` of input `results`)",
+        "warning: metrics: system `half`: 2 of 4 answers are empty (column `half` of input `results`)",
+    ] {
+        assert!(r.stderr.contains(want), "{want}\n---\n{}", r.stderr);
+    }
+    assert!(!r.stderr.contains("system `c`"), "{}", r.stderr);
+    let log = t.read(".camel/logs/metrics.log");
+    assert!(log.contains("empty answers of 4 rows: b 0, ft 4, half 2, c 0"), "{log}");
+    let m = read_json(&t, ".camel/out/metrics/metrics.json");
+    assert_eq!(
+        (m["systems"]["ft"]["empty_answers"].as_u64(), m["reference_empty_answers"].as_u64()),
+        (Some(4), Some(0))
+    );
+    let md = t.read(".camel/out/report/report.md");
+    assert!(
+        md.contains("**Warning: empty answers.** `ft`: all 4 answers empty; `half`: 2 of 4 answers empty."),
+        "{md}"
+    );
+
+    let server = Server::start();
+    server.set_responder(judge_responder);
+    judge_pipeline(&t, &server, "");
+    let text = t.read("p.yaml").replace("column: c}", "column: ft}");
+    t.write("p.yaml", &text);
+    let r = run(&t, &["run", "p.yaml", "--until", "judge"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("every answer of `c` (column `ft` of input `results`) is empty (4 rows): there is nothing to judge"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(server.request_count(), 0, "nothing is paid for");
+    assert_eq!(t.cache_entries(), 2, "only metrics and report");
+
+    // Half empty: judged (an empty answer is the system's answer), with a warning. Half the rows
+    // unparsed: a warning too.
+    server.set_responder(|r: &Request| {
+        let p = r.prompt();
+        if p.contains("NEVER-PARSES") || p.contains("[Instruction]\nquestion 0\n") {
+            "They are all fine.".into()
+        } else {
+            "Assistant 1: 5\nAssistant 2: 5\nAssistant 3: 5".into()
+        }
+    });
+    t.write("p.yaml", &text.replace("column: ft}", "column: half}"));
+    let r = run(&t, &["run", "p.yaml", "--until", "judge"]);
+    r.assert_ok();
+    for want in [
+        "warning: judge: system `c`: 2 of 4 answers are empty (column `half` of input `results`)",
+        "warning: judge: 2 of 4 rows are `unparsed`",
+    ] {
+        assert!(r.stderr.contains(want), "{want}\n---\n{}", r.stderr);
+    }
+    let s = read_json(&t, ".camel/out/judge/stats.json");
+    assert_eq!(s["empty_answers"], json!({"a": 0, "b": 0, "c": 2}));
+    assert_eq!((s["scored"].as_u64(), s["unparsed"].as_u64()), (Some(2), Some(2)));
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];

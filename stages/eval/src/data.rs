@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use camel_engine::StageError;
+use camel_engine::{StageContext, StageError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -245,6 +245,39 @@ pub fn load(
         out.push((s.name.clone(), col[..rows].iter().map(|v| v.clone().unwrap_or_default()).collect()));
     }
     Ok(Aligned { rows, instruction, input, types, systems: out })
+}
+
+/// Per system (in `al.systems` order), its answers that are empty or white space only (a null
+/// cell reads as empty).
+pub fn blank_answers(al: &Aligned) -> Vec<usize> {
+    al.systems.iter().map(|(_, a)| a.iter().filter(|s| s.trim().is_empty()).count()).collect()
+}
+
+/// Logs how many answers of each system are blank, and warns (stage log and terminal) for each
+/// system with blank answers in at least half of the rows: nearly always a wrong `input` or
+/// `column` (the published `clinical_alpaca(ft)` column is empty), whose scores would be those
+/// of empty answers. Returns [`blank_answers`].
+pub fn warn_blank(ctx: &StageContext, al: &Aligned, specs: &[SystemSpec]) -> Vec<usize> {
+    let blank = blank_answers(al);
+    let counts: Vec<String> = al.systems.iter().zip(&blank).map(|((n, _), b)| format!("{n} {b}")).collect();
+    ctx.log(&format!("empty answers of {} rows: {}", al.rows, counts.join(", ")));
+    for (((name, _), &b), spec) in al.systems.iter().zip(&blank).zip(specs) {
+        if b > 0 && 2 * b >= al.rows {
+            ctx.warn(&format!(
+                "system `{name}`: {} answers are empty (column `{}` of input `{}`); its scores are those of \
+                 empty answers. Check the system's `input` and `column`",
+                blank_count(b, al.rows),
+                spec.column,
+                spec.input
+            ));
+        }
+    }
+    blank
+}
+
+/// `all 12` or `7 of 12`.
+pub fn blank_count(blank: usize, rows: usize) -> String {
+    if blank == rows { format!("all {rows}") } else { format!("{blank} of {rows}") }
 }
 
 /// A task type as a grouping key: lower case, `-`/`_` as spaces, single spaces, `questioning` as

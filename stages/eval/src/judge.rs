@@ -19,6 +19,11 @@
 //!   (`finish_reason: content_filter`) is in the request log and is replayed, so only
 //!   `max_failed_rows` or a changed request gets past it; a request that got no answer is sent
 //!   again.
+//! - **Empty answers**: a system whose every answer is empty (a wrong `column`, such as the empty
+//!   `clinical_alpaca(ft)` of mtsamples_results.json) fails the stage before any request: there is
+//!   nothing to judge. Empty answers of other systems are judged like any answer (leaving them
+//!   out would favour the system that answered nothing), with a warning when they are at least
+//!   half of a system's rows.
 //!
 //! Outputs: `judgments.json` (per row: `index`, `type`, `order` (system names as shown),
 //! `scores` (by system, null unless parsed), `status` (`scored`, `unparsed`, `failed`),
@@ -97,7 +102,9 @@ impl Stage for Judge {
     type Params = JudgeParams;
     const KIND: &'static str = "judge";
     /// 2: a JSON reply with keys besides the scores (`{"Assistant 1": 7, …, "explanation": …}`)
-    /// parses instead of being asked again and recorded `unparsed`.
+    /// parses instead of being asked again and recorded `unparsed`; stats.json counts each
+    /// system's empty answers (`empty_answers`); a system whose answers are all empty fails the
+    /// stage before any request.
     const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "an LLM scores each system's answers 1-10 per row (seeded answer order, robust parsing, request log)";
@@ -226,6 +233,8 @@ fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
     let client = StageClient::open(ctx, "judge", p.provider.clone(), p.api_key.clone(), &p.limits)?;
 
     let al = data::load(&p.systems, ctx.inputs(), p.limit)?;
+    refuse_blank_systems(&al, &p.systems)?;
+    let blank = data::warn_blank(ctx, &al, &p.systems);
     let n = al.systems.len();
     let orders: Vec<Vec<usize>> =
         (0..al.rows).map(|i| SplitMix64::for_item(p.seed, i as u64).permutation(n)).collect();
@@ -310,7 +319,18 @@ fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
         let _ = camel_cache::write_json_atomic(&ctx.scratch_dir().join(FAILED_FILE), &record);
         return Err(StageError::msg(failure_message(&verdicts, p.max_failed_rows)));
     }
+    if unparsed > 0 && 2 * unparsed >= al.rows as u64 {
+        ctx.warn(&format!(
+            "{} rows are `unparsed`: the judge's replies did not give every answer one score from 1 to 10 in \
+             {} attempt(s) (accepted forms: docs/evaluation.md); those rows are left out of the report. The \
+             replies are in the request log",
+            data::blank_count(unparsed as usize, al.rows),
+            p.max_attempts
+        ));
+    }
     crate::write_json(&ctx.out_dir().join("judgments.json"), &rows)?;
+    let empty_answers: serde_json::Map<String, Value> =
+        al.systems.iter().zip(&blank).map(|((name, _), b)| (name.clone(), json!(b))).collect();
     let stats = json!({
         "judge": p.provider.describe(),
         "systems": al.names(),
@@ -320,6 +340,7 @@ fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
         "failed": failed,
         "seed": p.seed,
         "max_attempts": p.max_attempts,
+        "empty_answers": empty_answers,
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -327,6 +348,34 @@ fn run(p: &JudgeParams, ctx: &StageContext) -> Result<(), StageError> {
         },
     });
     crate::write_json(&ctx.out_dir().join("stats.json"), &stats)
+}
+
+/// A system whose every answer is empty: almost surely a wrong `input` or `column`, and judging
+/// it would pay for requests that score blanks. Refused before any request. Systems with some
+/// empty answers are judged (an empty answer is that system's answer), with a warning when they
+/// are at least half ([`data::warn_blank`]).
+fn refuse_blank_systems(al: &data::Aligned, specs: &[SystemSpec]) -> Result<(), StageError> {
+    let blank = data::blank_answers(al);
+    let all: Vec<String> = al
+        .systems
+        .iter()
+        .zip(&blank)
+        .zip(specs)
+        .filter(|((_, b), _)| **b == al.rows)
+        .map(|(((name, _), _), spec)| {
+            format!("`{name}` (column `{}` of input `{}`)", spec.column, spec.input)
+        })
+        .collect();
+    if all.is_empty() {
+        return Ok(());
+    }
+    Err(StageError::msg(format!(
+        "every answer of {} is empty ({} rows): there is nothing to judge, and each request would pay for \
+         scoring blanks. Check the system's `input` and `column`, or leave it out of `systems`; nothing was \
+         sent",
+        all.join(" and of "),
+        al.rows
+    )))
 }
 
 /// `row 3`, `rows 1, 4 and 9`, `rows 1, 2, …, 10 and 5 more`.
@@ -723,6 +772,33 @@ mod tests {
         assert_eq!(row_list(&[4]), "row 4");
         assert_eq!(row_list(&[1, 4, 9]), "rows 1, 4 and 9");
         assert_eq!(row_list(&(0..13).collect::<Vec<_>>()), "rows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 3 more");
+    }
+
+    #[test]
+    fn a_system_of_empty_answers_is_refused() {
+        let al = data::Aligned {
+            rows: 2,
+            instruction: vec!["i".into(); 2],
+            input: vec![String::new(); 2],
+            types: vec!["unknown".into(); 2],
+            systems: vec![
+                ("a".into(), vec!["x".into(), " ".into()]),
+                ("ft".into(), vec![String::new(), "\n".into()]),
+            ],
+        };
+        let specs = [
+            SystemSpec { name: "a".into(), input: "r".into(), column: "a".into() },
+            SystemSpec { name: "ft".into(), input: "r".into(), column: "clinical_alpaca(ft)".into() },
+        ];
+        assert_eq!(data::blank_answers(&al), [1, 2]);
+        let e = refuse_blank_systems(&al, &specs).unwrap_err().to_string();
+        assert!(
+            e.contains("every answer of `ft` (column `clinical_alpaca(ft)` of input `r`) is empty (2 rows)"),
+            "{e}"
+        );
+        let mut al = al;
+        al.systems[1].1[0] = "an answer".into();
+        assert!(refuse_blank_systems(&al, &specs).is_ok(), "some empty answers are judged");
     }
 
     #[test]

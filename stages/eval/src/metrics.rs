@@ -15,7 +15,10 @@
 //!   convention).
 //!
 //! Outputs: `metrics.json` (per system: `overall` and `by_type`, each with `rouge_l`, `bleu`,
-//! `sentence_bleu` (the mean), `token_f1`, `rows`) and `rows.jsonl` (one line per row and system).
+//! `sentence_bleu` (the mean), `token_f1`, `rows`; `empty_answers`, the answers that are empty or
+//! white space; `reference_empty_answers`) and `rows.jsonl` (one line per row and system). A
+//! system (the reference included) whose answers are empty in at least half of the rows is
+//! warned about: it is nearly always a wrong `input` or `column`, scored as empty answers.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -46,7 +49,8 @@ impl Stage for Metrics {
     type Params = MetricsParams;
     const KIND: &'static str = "metrics";
     /// 2: token F1 removes an article where SQuAD's `\b(a|an|the)\b` does, with Python's `\w`
-    /// (crate::py_word): not before a combining mark or a circled letter.
+    /// (crate::py_word): not before a combining mark or a circled letter. metrics.json counts
+    /// each system's empty answers (`empty_answers`, `reference_empty_answers`).
     const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "ROUGE-L, BLEU and token F1 of answer sets against a reference set, per row and task type";
@@ -81,13 +85,14 @@ impl Stage for Metrics {
             ));
         }
         let al = data::load(&p.systems, ctx.inputs(), p.limit)?;
+        let blank = data::warn_blank(ctx, &al, &p.systems);
         let refs = al.system(&p.reference).expect("checked").to_vec();
         ctx.progress().set_total(Some((al.rows * (al.systems.len() - 1)) as u64), "rows");
         let ref_tokens: Vec<Vec<String>> = refs.iter().map(|r| bleu_tokens(r)).collect();
         let ref_rouge: Vec<Vec<String>> = refs.iter().map(|r| rouge_tokens(r)).collect();
         let mut lines = String::new();
         let mut systems = serde_json::Map::new();
-        for (name, answers) in &al.systems {
+        for ((name, answers), &empty) in al.systems.iter().zip(&blank) {
             if *name == p.reference {
                 continue;
             }
@@ -114,11 +119,17 @@ impl Stage for Metrics {
             }
             let by_type: serde_json::Map<String, serde_json::Value> =
                 by_type.into_iter().map(|(t, a)| (t.to_string(), a.summary())).collect();
-            systems.insert(name.clone(), json!({"overall": overall.summary(), "by_type": by_type}));
+            systems.insert(
+                name.clone(),
+                json!({"overall": overall.summary(), "by_type": by_type, "empty_answers": empty}),
+            );
         }
+        let reference_empty =
+            al.systems.iter().zip(&blank).find(|((n, _), _)| *n == p.reference).map(|(_, b)| *b);
         let out = json!({
             "reference": p.reference,
             "rows": al.rows,
+            "reference_empty_answers": reference_empty,
             "scales": {"rouge_l": "F-measure, 0-1", "bleu": "sacrebleu, 0-100", "token_f1": "0-1"},
             "implementation": "rouge-score 0.1.2 RougeScorer(['rougeL'], use_stemmer=False); sacrebleu 2.x BLEU (13a, exp smoothing); SQuAD token F1",
             "systems": systems,

@@ -64,7 +64,9 @@ pub struct Report;
 impl Stage for Report {
     type Params = ReportParams;
     const KIND: &'static str = "report";
-    const VERSION: u32 = 1;
+    /// 2: a warning under the metrics table for each system (or reference) whose answers are
+    /// empty in at least half of the rows (the counts of a version 2 `metrics.json`).
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "Markdown report and bar chart: judge means with bootstrap intervals, ratio to a reference, per task type, offline metrics";
 
     fn inputs(_: &ReportParams) -> InputSpec {
@@ -367,6 +369,31 @@ fn metrics_markdown(m: &Value, path: &Path) -> Result<String, StageError> {
             b(&o["bleu"]),
             b(&o["sentence_bleu"]),
             f(&o["token_f1"])
+        ));
+    }
+    // Systems scored on mostly empty answers (metrics.json of version 2 counts them).
+    let rows = m["rows"].as_u64().unwrap_or(0);
+    let mostly = |b: &Value| b.as_u64().filter(|&b| b > 0 && 2 * b >= rows);
+    let mut empty: Vec<String> = Vec::new();
+    if let Some(b) = mostly(&m["reference_empty_answers"]) {
+        empty.push(format!(
+            "the reference `{reference}`: {} answers empty",
+            crate::data::blank_count(b as usize, rows as usize)
+        ));
+    }
+    for (name, s) in systems {
+        if let Some(b) = mostly(&s["empty_answers"]) {
+            empty.push(format!(
+                "`{name}`: {} answers empty",
+                crate::data::blank_count(b as usize, rows as usize)
+            ));
+        }
+    }
+    if !empty.is_empty() {
+        md.push_str(&format!(
+            "\n**Warning: empty answers.** {}. Those scores are of empty answers, which usually means a wrong \
+             `input` or `column` in the metrics stage's `systems`.\n",
+            empty.join("; ")
         ));
     }
     md.push_str("\n### ROUGE-L by task type\n\n| task type | rows |");
