@@ -13,7 +13,9 @@
 //! | [`follow::JobListLine`] (`jobs.jsonl`) | rank 0's camel | the other ranks' camel |
 //!
 //! Besides the messages, [`model_config`] holds the model's `config.json` type and the checks of
-//! what camel implements, so that the stages run at plan time the checks the worker runs on load.
+//! what camel implements, and [`model_dir`] a checkpoint dir's weights (found, and their tensors
+//! read from the safetensors headers) and tokenizer, so that the stages run at plan time the
+//! checks the worker runs on load.
 //!
 //! Files are written with [`to_json_pretty`] / [`to_json_line`]: keys sorted at every level, the
 //! bytes camel has always written (the jobs were once built as `serde_json::Value`s, whose maps are
@@ -22,8 +24,10 @@
 pub mod answer;
 pub mod follow;
 pub mod generate;
+pub mod generation_config;
 pub mod line;
 pub mod model_config;
+pub mod model_dir;
 pub mod prompt;
 pub mod train;
 
@@ -56,10 +60,44 @@ fn canonical<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("boundary messages serialize to JSON")
 }
 
+/// An error and its sources, as one line (`a: b: c`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use serde::Serialize;
     use serde::de::DeserializeOwned;
+
+    /// A scratch dir under the system's temp dir, removed when dropped (this crate has no
+    /// tempfile dependency).
+    pub struct TempDir(pub std::path::PathBuf);
+
+    impl TempDir {
+        pub fn new(tag: &str) -> TempDir {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static N: AtomicU64 = AtomicU64::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let d = std::env::temp_dir().join(format!("camel-torch-job-{tag}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            TempDir(d)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 
     /// Serialize → deserialize gives the value back, and the canonical text is `literal` (the bytes
     /// today's code writes), which itself deserializes to the value.

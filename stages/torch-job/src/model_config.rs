@@ -17,6 +17,24 @@ use serde_json::Value;
 /// The architectures whose weights and forward pass camel implements exactly.
 pub const ARCHITECTURES: &[&str] = &["LlamaForCausalLM", "MistralForCausalLM"];
 
+/// The class transformers' `AutoModelForCausalLM` builds for a `model_type`, for the types camel
+/// implements: what a config.json without `architectures` (optional in Hugging Face configs) is
+/// loaded as.
+pub const MODEL_TYPES: &[(&str, &str)] = &[("llama", "LlamaForCausalLM"), ("mistral", "MistralForCausalLM")];
+
+/// The parameters of each decoder layer, in transformers' order (each `model.layers.N.{name}.weight`).
+pub const LAYER_PARAMS: &[&str] = &[
+    "input_layernorm",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "post_attention_layernorm",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
 /// transformers' `MistralConfig.sliding_window` when config.json has no such key.
 pub const MISTRAL_DEFAULT_SLIDING_WINDOW: i64 = 4096;
 
@@ -118,16 +136,30 @@ impl LlamaConfig {
         Ok(cfg)
     }
 
-    /// Reads a `config.json` without checking what camel implements.
+    /// Reads a `config.json` without checking what camel implements. Without `architectures`,
+    /// the class is the one `AutoModelForCausalLM` picks for its `model_type` ([`MODEL_TYPES`]),
+    /// and it is written back so, as `save_pretrained` writes the class it saves.
     pub fn parse_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        serde_json::from_str(&text)
-            .map_err(|source| ConfigError::Parse { what: path.display().to_string(), source })
+        let mut cfg: LlamaConfig = serde_json::from_str(&text)
+            .map_err(|source| ConfigError::Parse { what: path.display().to_string(), source })?;
+        cfg.fill_architecture();
+        Ok(cfg)
+    }
+
+    /// An empty `architectures` filled in from `model_type`, when camel implements that type
+    /// (another type stays empty and [`LlamaConfig::problems`] names it).
+    fn fill_architecture(&mut self) {
+        if self.architectures.is_empty()
+            && let Some((_, class)) = MODEL_TYPES.iter().find(|(t, _)| *t == self.model_type)
+        {
+            self.architectures = vec![(*class).to_string()];
+        }
     }
 
     /// A config from YAML/JSON params (random init): the same fields as `config.json`, with the
-    /// architecture filled in when omitted; checked.
+    /// architecture filled in from `model_type` (default `llama`) when omitted; checked.
     pub fn from_value(v: Value) -> Result<Self, ConfigError> {
         let cfg = Self::parse_value(v)?;
         cfg.validate_as("`config`")?;
@@ -138,9 +170,7 @@ impl LlamaConfig {
     pub fn parse_value(v: Value) -> Result<Self, ConfigError> {
         let mut cfg: LlamaConfig = serde_json::from_value(v)
             .map_err(|source| ConfigError::Parse { what: "`config`".into(), source })?;
-        if cfg.architectures.is_empty() {
-            cfg.architectures = vec!["LlamaForCausalLM".into()];
-        }
+        cfg.fill_architecture();
         cfg.extra.entry("bos_token_id".into()).or_insert(Value::from(1));
         cfg.extra.entry("eos_token_id".into()).or_insert(Value::from(2));
         Ok(cfg)
@@ -171,7 +201,13 @@ impl LlamaConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         let arch = self.architectures.first().map(String::as_str).unwrap_or("");
-        if !ARCHITECTURES.contains(&arch) {
+        if self.architectures.is_empty() {
+            p.push(format!(
+                "no `architectures`, and model_type {:?} is not one camel implements ({})",
+                self.model_type,
+                MODEL_TYPES.iter().map(|(t, c)| format!("{t} → {c}")).collect::<Vec<_>>().join(", ")
+            ));
+        } else if !ARCHITECTURES.contains(&arch) {
             p.push(format!(
                 "unknown architecture {:?} (model_type {:?}): camel implements {}",
                 self.architectures,
@@ -254,6 +290,87 @@ impl LlamaConfig {
                 .map(Some)
                 .ok_or_else(|| ConfigError::Invalid(format!("sliding_window {v} is not an integer or null"))),
         }
+    }
+
+    /// The names of the tensors transformers' `state_dict` of this architecture holds (and camel
+    /// trains), in a fixed order: the embedding, each layer's norms and projections, the final
+    /// norm, and the head unless it is tied to the embedding.
+    pub fn param_names(&self) -> Vec<String> {
+        let mut names = vec!["model.embed_tokens.weight".to_string()];
+        for i in 0..self.num_hidden_layers.max(0) {
+            for n in LAYER_PARAMS {
+                names.push(format!("model.layers.{i}.{n}.weight"));
+            }
+        }
+        names.push("model.norm.weight".into());
+        if !self.tie_word_embeddings {
+            names.push("lm_head.weight".into());
+        }
+        names
+    }
+
+    /// The shape transformers gives the parameter `name` (one of [`LlamaConfig::param_names`]).
+    pub fn param_shape(&self, name: &str) -> Vec<i64> {
+        let (h, v, i) = (self.hidden_size, self.vocab_size, self.intermediate_size);
+        let q = self.num_attention_heads * self.head_dim();
+        let kv = self.num_kv_heads() * self.head_dim();
+        let leaf = name.trim_end_matches(".weight");
+        let leaf = leaf.rsplit_once('.').map_or(leaf, |(_, l)| l);
+        match leaf {
+            "embed_tokens" | "lm_head" => vec![v, h],
+            "input_layernorm" | "post_attention_layernorm" | "norm" => vec![h],
+            "q_proj" => vec![q, h],
+            "k_proj" | "v_proj" => vec![kv, h],
+            "o_proj" => vec![h, q],
+            "gate_proj" | "up_proj" => vec![i, h],
+            "down_proj" => vec![h, i],
+            _ => panic!("unknown parameter {name}"),
+        }
+    }
+
+    /// What a checkpoint's tensors (name, shape) lack or hold beyond what this config implies,
+    /// as loading finds it: each parameter missing or of another shape, and the tensors the
+    /// architecture does not use (a tied model's redundant `lm_head.weight` and rotary
+    /// `inv_freq` buffers are ignored, as transformers ignores them). The stages check the
+    /// safetensors headers with it when the pipeline is planned; the worker checks the state
+    /// dict it loaded.
+    pub fn tensor_problems<'a>(
+        &self,
+        tensors: impl IntoIterator<Item = (&'a str, &'a [i64])>,
+    ) -> Vec<String> {
+        let mut have: BTreeMap<&str, &[i64]> = tensors.into_iter().collect();
+        let mut p = Vec::new();
+        for name in self.param_names() {
+            let want = self.param_shape(&name);
+            match have.remove(name.as_str()) {
+                None => p.push(format!("the checkpoint has no tensor `{name}`")),
+                Some(shape) if shape != want.as_slice() => {
+                    p.push(format!("tensor `{name}` has shape {shape:?}, the config implies {want:?}"))
+                }
+                Some(_) => {}
+            }
+        }
+        have.remove("lm_head.weight");
+        have.retain(|k, _| !k.ends_with("rotary_emb.inv_freq"));
+        if let Some(extra) = have.keys().next() {
+            p.push(format!(
+                "the checkpoint has tensors the architecture does not use, e.g. `{extra}` ({} in all)",
+                have.len()
+            ));
+        }
+        // A checkpoint of another model lacks every tensor: the first few say enough.
+        let missing = p.iter().filter(|m| m.starts_with("the checkpoint has no tensor")).count();
+        if missing > 3 {
+            let mut shown = 0;
+            p.retain(|m| {
+                !m.starts_with("the checkpoint has no tensor") || {
+                    shown += 1;
+                    shown <= 3
+                }
+            });
+            p.insert(3.min(p.len()), format!("… and {} more tensors missing", missing - 3));
+        }
+        p
     }
 
     pub fn num_kv_heads(&self) -> i64 {
@@ -364,6 +481,44 @@ mod tests {
         v["architectures"] = json!(["GPT2LMHeadModel"]);
         let e = format!("{:#}", LlamaConfig::from_value(v).unwrap_err());
         assert!(e.contains("unknown architecture") && e.contains("LlamaForCausalLM"), "{e}");
+    }
+
+    /// `architectures` is optional: a config.json without it is read as `AutoModelForCausalLM`
+    /// reads it, the class from `model_type`; a type camel does not implement is named.
+    #[test]
+    fn a_config_without_architectures_is_its_model_types_causal_lm() {
+        let dir = crate::testing::TempDir::new("arch");
+        let path = dir.0.join("config.json");
+        let read = |v: &Value| {
+            std::fs::write(&path, v.to_string()).unwrap();
+            LlamaConfig::parse_file(&path).unwrap()
+        };
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("architectures");
+        v["model_type"] = json!("llama");
+        let c = read(&v);
+        assert_eq!(c.architectures, ["LlamaForCausalLM"]);
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        // Written back with the class, as save_pretrained writes it.
+        let back: Value = serde_json::from_str(&c.to_json_pretty()).unwrap();
+        assert_eq!(back["architectures"], json!(["LlamaForCausalLM"]));
+        // Mistral's class, with its default window (the key absent).
+        v["model_type"] = json!("mistral");
+        v["max_position_embeddings"] = json!(32768);
+        let c = read(&v);
+        assert_eq!(c.architectures, ["MistralForCausalLM"]);
+        assert_eq!(c.sliding_window().unwrap(), Some(MISTRAL_DEFAULT_SLIDING_WINDOW));
+        v["model_type"] = json!("gpt2");
+        let p = read(&v).problems();
+        assert!(p.len() == 1 && p[0].contains("no `architectures`") && p[0].contains("\"gpt2\""), "{p:?}");
+        assert!(p[0].contains("llama → LlamaForCausalLM"), "{p:?}");
+        // A `config` param: the same rule (model_type defaults to llama).
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("architectures");
+        assert_eq!(LlamaConfig::from_value(v.clone()).unwrap().architectures, ["LlamaForCausalLM"]);
+        v["model_type"] = json!("mistral");
+        v["sliding_window"] = Value::Null;
+        assert_eq!(LlamaConfig::from_value(v).unwrap().architectures, ["MistralForCausalLM"]);
     }
 
     #[test]

@@ -82,8 +82,8 @@ pub fn run(job: &AnswerJob, progress: &mut dyn FnMut(usize, usize, u64, f64)) ->
         eprintln!("resuming: {} of {n} rows already answered", done.len());
     }
 
+    let (decoding, notes) = crate::generate::decoding_for(&job.model, &job.generation)?;
     let (model, tok) = crate::generate::load_for_generation(&job.model, &job.device, &job.dtype)?;
-    let (decoding, notes) = crate::generation_config::resolve(&job.model, &model.cfg, &job.generation)?;
     for n in notes {
         eprintln!("note: {n}");
     }

@@ -17,8 +17,8 @@ use tch::{Device, Kind, Tensor};
 use crate::config::LlamaConfig;
 use crate::model::{Llama, kind_name};
 
-pub const SINGLE: &str = "model.safetensors";
-pub const INDEX: &str = "model.safetensors.index.json";
+use camel_torch_job::model_dir::{self, Weights};
+pub use camel_torch_job::model_dir::{INDEX, SINGLE};
 /// Tokenizer and generation files that travel with a checkpoint.
 pub const SIDE_FILES: &[&str] = &[
     "tokenizer.json",
@@ -131,51 +131,29 @@ pub fn write_safetensors_as(path: &Path, tensors: &[(String, Tensor)], kind: Opt
     Ok(())
 }
 
-/// The state dict of a checkpoint directory, single-file or sharded.
+/// The state dict of a checkpoint directory, single-file or sharded (found and checked against
+/// the index by camel-torch-job's [`model_dir::weights`], as the stages check a dir at plan time).
 pub fn read_state(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let single = dir.join(SINGLE);
-    let index = dir.join(INDEX);
-    if single.is_file() {
-        return read_safetensors(&single);
-    }
-    if !index.is_file() {
-        let hint = if dir.join("pytorch_model.bin").exists()
-            || dir.join("pytorch_model.bin.index.json").exists()
-        {
-            " (it holds pytorch_model.bin: convert it with `model.save_pretrained(dir, safe_serialization=True)`)"
-        } else {
-            ""
-        };
-        bail!("{} has neither {SINGLE} nor {INDEX}{hint}", dir.display());
-    }
-    let text =
-        std::fs::read_to_string(&index).with_context(|| format!("failed to read {}", index.display()))?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", index.display()))?;
-    let map =
-        v["weight_map"].as_object().with_context(|| format!("{} has no `weight_map`", index.display()))?;
-    let mut shards: Vec<&str> = map.values().filter_map(Value::as_str).collect();
-    shards.sort_unstable();
-    shards.dedup();
-    for s in &shards {
-        let p = dir.join(s);
-        ensure!(p.is_file(), "shard {s} listed in {} is missing from {}", index.display(), dir.display());
-    }
-    let mut state = BTreeMap::new();
-    for s in shards {
-        let p = dir.join(s);
-        for (name, t) in read_safetensors(&p)? {
-            ensure!(
-                map.get(&name).and_then(Value::as_str) == Some(s),
-                "tensor `{name}` is in {s} but {} places it elsewhere",
-                index.display()
-            );
-            state.insert(name, t);
+    match model_dir::weights(dir)? {
+        Weights::Single(path) => read_safetensors(&path),
+        Weights::Sharded { index, shards, weight_map } => {
+            let mut state = BTreeMap::new();
+            for s in &shards {
+                for (name, t) in read_safetensors(&dir.join(s))? {
+                    ensure!(
+                        weight_map.get(&name) == Some(s),
+                        "tensor `{name}` is in {s} but {} places it elsewhere",
+                        index.display()
+                    );
+                    state.insert(name, t);
+                }
+            }
+            if let Some(name) = weight_map.keys().find(|n| !state.contains_key(*n)) {
+                bail!("tensor `{name}` listed in {} is in no shard", index.display());
+            }
+            Ok(state)
         }
     }
-    for name in map.keys() {
-        ensure!(state.contains_key(name), "tensor `{name}` listed in {} is in no shard", index.display());
-    }
-    Ok(state)
 }
 
 /// Loads a model from a checkpoint directory, with parameters in `param_kind` on `device`.

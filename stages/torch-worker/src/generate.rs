@@ -5,6 +5,7 @@
 //! at eos.
 
 use anyhow::{Result, ensure};
+use camel_torch_job::model_dir::{TOKENIZER, TokenizerUse, missing_tokenizer};
 pub use camel_torch_job::{DEFAULT_TOP_K, GenJob, GenOutput, GenParams};
 use tch::{Kind, Tensor};
 
@@ -135,18 +136,31 @@ pub fn load_for_generation(
     } else {
         crate::model::kind_from_name(dtype)?
     };
+    if let Some(m) = missing_tokenizer(dir, TokenizerUse::Generate) {
+        anyhow::bail!(m);
+    }
     let model = crate::checkpoint::load(dir, device, kind)?;
-    let tok_path = dir.join("tokenizer.json");
+    let tok_path = dir.join(TOKENIZER);
     let tok = tokenizers::Tokenizer::from_file(&tok_path)
         .map_err(|e| anyhow::anyhow!("cannot read the tokenizer {}: {e}", tok_path.display()))?;
     Ok((model, tok))
 }
 
+/// The decoding `p` asks of the checkpoint `dir` as its config.json and generation_config.json
+/// complete it ([`crate::generation_config::resolve`]), with notes for the log: read before the
+/// weights, so that a setting camel refuses fails at once.
+pub fn decoding_for(dir: &std::path::Path, p: &GenParams) -> Result<(GenParams, Vec<String>)> {
+    let config = dir.join("config.json");
+    ensure!(config.is_file(), "model checkpoint {} has no config.json", dir.display());
+    let cfg = crate::config::LlamaConfig::from_file(&config)?;
+    crate::generation_config::resolve(dir, &cfg, p)
+}
+
 /// Runs a [`GenJob`]: one JSON line `{index, text, tokens}` per prompt on `out`.
 pub fn run_job(job: &GenJob, out: &mut dyn std::io::Write) -> Result<()> {
     use anyhow::Context;
+    let (p, notes) = decoding_for(&job.model, &job.params)?;
     let (model, tok) = load_for_generation(&job.model, &job.device, &job.dtype)?;
-    let (p, notes) = crate::generation_config::resolve(&job.model, &model.cfg, &job.params)?;
     for n in notes {
         eprintln!("note: {n}");
     }

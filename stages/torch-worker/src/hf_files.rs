@@ -20,7 +20,7 @@ use crate::config::LlamaConfig;
 
 pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 pub const SPECIAL_TOKENS_MAP: &str = "special_tokens_map.json";
-pub const GENERATION_CONFIG: &str = "generation_config.json";
+pub use camel_torch_job::model_dir::GENERATION_CONFIG;
 
 /// Writes `generation_config.json`, and `tokenizer_config.json` and `special_tokens_map.json`
 /// when the dir has a `tokenizer.json`, for the model config `cfg` saved in `dir`.

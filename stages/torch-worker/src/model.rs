@@ -77,49 +77,6 @@ pub enum Attn<'a> {
     Mask(&'a Tensor),
 }
 
-fn param_names(cfg: &LlamaConfig) -> Vec<String> {
-    let mut names = vec!["model.embed_tokens.weight".to_string()];
-    for i in 0..cfg.num_hidden_layers {
-        for n in [
-            "input_layernorm",
-            "self_attn.q_proj",
-            "self_attn.k_proj",
-            "self_attn.v_proj",
-            "self_attn.o_proj",
-            "post_attention_layernorm",
-            "mlp.gate_proj",
-            "mlp.up_proj",
-            "mlp.down_proj",
-        ] {
-            names.push(format!("model.layers.{i}.{n}.weight"));
-        }
-    }
-    names.push("model.norm.weight".into());
-    if !cfg.tie_word_embeddings {
-        names.push("lm_head.weight".into());
-    }
-    names
-}
-
-/// The shape transformers gives each parameter.
-fn param_shape(cfg: &LlamaConfig, name: &str) -> Vec<i64> {
-    let (h, v, i) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
-    let q = cfg.num_attention_heads * cfg.head_dim();
-    let kv = cfg.num_kv_heads() * cfg.head_dim();
-    let leaf = name.trim_end_matches(".weight");
-    let leaf = leaf.rsplit_once('.').map_or(leaf, |(_, l)| l);
-    match leaf {
-        "embed_tokens" | "lm_head" => vec![v, h],
-        "input_layernorm" | "post_attention_layernorm" | "norm" => vec![h],
-        "q_proj" => vec![q, h],
-        "k_proj" | "v_proj" => vec![kv, h],
-        "o_proj" => vec![h, q],
-        "gate_proj" | "up_proj" => vec![i, h],
-        "down_proj" => vec![h, i],
-        _ => unreachable!("unknown parameter {name}"),
-    }
-}
-
 /// Names of the parameters that HF Trainer exempts from weight decay (norm weights; LLaMA has
 /// no biases).
 pub fn is_no_decay(name: &str) -> bool {
@@ -163,8 +120,8 @@ impl Llama {
         cfg.validate_as("the model config")?;
         tch::manual_seed(seed as i64);
         let mut state = BTreeMap::new();
-        for name in param_names(&cfg) {
-            let shape = param_shape(&cfg, &name);
+        for name in cfg.param_names() {
+            let shape = cfg.param_shape(&name);
             let t = if name.contains("norm") {
                 Tensor::ones(shape.as_slice(), (Kind::Float, Device::Cpu))
             } else {
@@ -181,8 +138,10 @@ impl Llama {
         Self::from_state(cfg, state, device, param_kind)
     }
 
-    /// A model from a state dict with transformers' names. Missing or misshapen tensors are errors;
-    /// `lm_head.weight` of a tied model and rotary buffers are ignored.
+    /// A model from a state dict with transformers' names. Missing, misshapen and unused tensors
+    /// are errors, every one at once ([`LlamaConfig::tensor_problems`], the check the stages run
+    /// on the safetensors headers when the pipeline is planned); `lm_head.weight` of a tied model
+    /// and rotary buffers are ignored.
     pub fn from_state(
         cfg: LlamaConfig,
         mut state: BTreeMap<String, Tensor>,
@@ -190,14 +149,13 @@ impl Llama {
         param_kind: Kind,
     ) -> Result<Self> {
         cfg.validate_as("the model config")?;
+        let shapes: Vec<(String, Vec<i64>)> = state.iter().map(|(n, t)| (n.clone(), t.size())).collect();
+        let problems = cfg.tensor_problems(shapes.iter().map(|(n, s)| (n.as_str(), s.as_slice())));
+        if !problems.is_empty() {
+            bail!("{}", problems.join("; "));
+        }
         let mut take = |name: &str| -> Result<Tensor> {
             let t = state.remove(name).with_context(|| format!("the checkpoint has no tensor `{name}`"))?;
-            let want = param_shape(&cfg, name);
-            ensure!(
-                t.size() == want,
-                "tensor `{name}` has shape {:?}, the config implies {want:?}",
-                t.size()
-            );
             Ok(t.to_device(device).to_kind(param_kind).detach().set_requires_grad(true))
         };
         let embed = take("model.embed_tokens.weight")?;
@@ -218,14 +176,6 @@ impl Llama {
         }
         let norm = take("model.norm.weight")?;
         let lm_head = if cfg.tie_word_embeddings { None } else { Some(take("lm_head.weight")?) };
-        state.remove("lm_head.weight");
-        state.retain(|k, _| !k.ends_with("rotary_emb.inv_freq"));
-        if let Some(extra) = state.keys().next() {
-            bail!(
-                "the checkpoint has tensors the architecture does not use, e.g. `{extra}` ({} in all)",
-                state.len()
-            );
-        }
         let inv_freq = inv_freq(&cfg, device);
         Ok(Llama {
             cfg,

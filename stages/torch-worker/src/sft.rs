@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
+use camel_torch_job::model_dir::{TOKENIZER, TokenizerUse, missing_tokenizer};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
@@ -208,12 +209,10 @@ fn finetune(job: &Job, report: &mut dyn FnMut(Event)) -> Result<Summary> {
     let p = &job.params;
     let model_dir = job.model.as_ref().context("a fine-tuning job needs a `model` checkpoint dir")?;
     let data = job.data.as_ref().context("a fine-tuning job needs `data` (Alpaca-style JSON)")?;
-    let tok_path = model_dir.join("tokenizer.json");
-    ensure!(
-        tok_path.is_file(),
-        "the model {} has no tokenizer.json (fine-tuning needs it)",
-        model_dir.display()
-    );
+    if let Some(m) = missing_tokenizer(model_dir, TokenizerUse::Finetune) {
+        bail!(m);
+    }
+    let tok_path = model_dir.join(TOKENIZER);
     let mut tok = Tokenizer::from_file(&tok_path)
         .map_err(|e| anyhow::anyhow!("{} is not a tokenizer: {e}", tok_path.display()))?;
     let records = read_records(data)?;

@@ -145,9 +145,10 @@ impl Stage for Answer {
         .err()
         .unwrap_or_default();
         problems.extend(p.generation().problems().into_iter().map(|(name, m)| Problem::param(name, m)));
-        // A checkpoint on disk whose config camel does not implement fails here, not after the
-        // stages before this one.
-        problems.extend(crate::train::model_config_problems(ctx, false));
+        // A checkpoint on disk that the worker would refuse (its config, weights, tokenizer or
+        // generation_config.json) fails here, not after the stages before this one.
+        let generation = p.generation();
+        problems.extend(crate::train::model_dir_problems(ctx, crate::train::ModelUse::Answer(&generation)));
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 

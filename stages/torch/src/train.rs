@@ -21,7 +21,10 @@ use camel_engine::{
     InputSpec, OutputSpec, Partial, PartialProbe, Problem, Stage, StageContext, StageError, ValidateContext,
 };
 use camel_torch_job::model_config::LlamaConfig;
-use camel_torch_job::{DistParams, FinetuneParams, Job, PretrainParams, TrainParams};
+use camel_torch_job::model_dir::{self, TokenizerUse};
+use camel_torch_job::{
+    DistParams, FinetuneParams, GenParams, Job, PretrainParams, TrainParams, error_chain, generation_config,
+};
 
 fn train_outputs() -> Vec<OutputSpec> {
     vec![
@@ -87,7 +90,7 @@ impl Stage for Pretrain {
         if let Some(c) = &p.config {
             problems.extend(config_param_problems(c));
         }
-        problems.extend(model_config_problems(ctx, true));
+        problems.extend(model_dir_problems(ctx, ModelUse::Pretrain));
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
@@ -165,7 +168,7 @@ impl Stage for Finetune {
         ));
         problems.extend(eval_problem(ctx.input("eval").is_some(), p.eval_fraction));
         problems.extend(ctx.expect_dir("model", MODEL_DIR, MODEL_DIR_HELP));
-        problems.extend(model_config_problems(ctx, true));
+        problems.extend(model_dir_problems(ctx, ModelUse::Finetune));
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
@@ -217,38 +220,67 @@ fn config_param_problems(config: &serde_json::Value) -> Vec<Problem> {
 
 const MODELS_HELP: &str = "camel implements LlamaForCausalLM and MistralForCausalLM as transformers computes them (docs/training.md, Models)";
 
-/// The problems of the `model` input's config.json when that dir exists at plan time (a
-/// checkpoint on disk; an upstream stage's output is checked by the worker when it runs), every
-/// one at once. `training`: also what training refuses (attention dropout).
-pub(crate) fn model_config_problems(ctx: &ValidateContext, training: bool) -> Vec<Problem> {
+/// What a kind does with its `model` input, for [`model_dir_problems`].
+#[derive(Clone, Copy)]
+pub(crate) enum ModelUse<'a> {
+    /// Continued pretraining: trains it; its token dir is already tokenized.
+    Pretrain,
+    /// Fine-tuning: trains it and encodes the records with its tokenizer.json.
+    Finetune,
+    /// `answer`: decodes with it as these params and its generation_config.json say.
+    Answer(&'a GenParams),
+}
+
+/// The problems of the `model` input when that dir exists at plan time (a checkpoint on disk; an
+/// upstream stage's output is checked by the worker when it runs), every one at once and each in
+/// the worker's words: its config.json (what camel does not implement; for training, also what
+/// training refuses, attention dropout), its weights from the safetensors headers alone (none, or
+/// only `pytorch_model.bin`; tensors missing, misshapen or unused), its tokenizer.json where the
+/// kind reads it, and for `answer` the settings of its generation_config.json that camel's
+/// decoding refuses. A dir without config.json fails when the stage runs, saying what to bind.
+pub(crate) fn model_dir_problems(ctx: &ValidateContext, usage: ModelUse) -> Vec<Problem> {
     let Some(dir) = ctx.existing_path("model").filter(|d| d.is_dir()) else { return Vec::new() };
     let path = dir.join("config.json");
-    // A dir without one fails when the stage runs, saying what to bind.
     if !path.is_file() {
         return Vec::new();
     }
-    let problems = match LlamaConfig::parse_file(&path) {
-        Ok(cfg) if training => cfg.training_problems(),
-        Ok(cfg) => cfg.problems(),
-        Err(e) => vec![error_chain(&e)],
+    let in_config = |m: String| Problem::input("model", format!("{}: {m}", path.display())).help(MODELS_HELP);
+    let cfg = match LlamaConfig::parse_file(&path) {
+        Ok(cfg) => cfg,
+        Err(e) => return vec![in_config(error_chain(&e))],
     };
+    let config_problems = match usage {
+        ModelUse::Pretrain | ModelUse::Finetune => cfg.training_problems(),
+        ModelUse::Answer(_) => cfg.problems(),
+    };
+    let tokenizer = match usage {
+        ModelUse::Pretrain => TokenizerUse::None,
+        ModelUse::Finetune => TokenizerUse::Finetune,
+        ModelUse::Answer(_) => TokenizerUse::Generate,
+    };
+    // Tensors are compared with a config camel implements only (another architecture's would
+    // name every tensor); the files are looked for in any case.
+    let implemented = cfg.problems().is_empty().then_some(&cfg);
+    let mut problems: Vec<Problem> = config_problems.into_iter().map(in_config).collect();
+    problems.extend(
+        model_dir::problems(dir, implemented, tokenizer)
+            .into_iter()
+            .map(|m| Problem::input("model", m).help(WEIGHTS_HELP)),
+    );
+    if let ModelUse::Answer(generation) = usage {
+        problems.extend(
+            generation_config::problems(dir, &cfg, generation)
+                .into_iter()
+                .map(|m| Problem::input("model", m).help(GENERATION_HELP)),
+        );
+    }
     problems
-        .into_iter()
-        .map(|m| Problem::input("model", format!("{}: {m}", path.display())).help(MODELS_HELP))
-        .collect()
 }
 
-/// An error and its sources, as one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
+const WEIGHTS_HELP: &str = "camel loads Hugging Face checkpoints with safetensors weights (model.safetensors, or shards and \
+     model.safetensors.index.json) and a fast tokenizer's tokenizer.json (docs/training.md, Models)";
+
+const GENERATION_HELP: &str = "camel decodes as transformers' generate and refuses settings it does not implement (docs/training.md, `camel generate`)";
 
 const MODEL_DIR: &str = "a Hugging Face checkpoint directory (config.json, weights, tokenizer.json)";
 const MODEL_DIR_HELP: &str = "bind it to a checkpoint directory, or to a training stage's `model` output";
@@ -328,6 +360,7 @@ fn run_job(ctx: &StageContext, job: &Job, dist: Option<&DistParams>) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AnswerParams;
 
     #[test]
     fn defaults_are_camels_recipe_and_unknown_fields_fail() {
@@ -375,6 +408,9 @@ mod tests {
             .to_string(),
         )
         .unwrap();
+        // Weights of the Llama config below and a tokenizer: only the configs are at fault here.
+        write_weights(&model.join("model.safetensors"), &small(json!({"attention_dropout": 0.1})), &[]);
+        std::fs::write(model.join("tokenizer.json"), "{}").unwrap();
         let p: FinetuneParams = serde_yaml::from_str("epochs: 1").unwrap();
         let ctx = ValidateContext::for_test("finetune", tmp.path(), &[])
             .with_input("model", InputInfo::Path(model.clone()))
@@ -394,7 +430,187 @@ mod tests {
         .unwrap();
         let m = messages(Finetune::validate(&p, &ctx));
         assert!(m.len() == 1 && m[0].contains("attention_dropout"), "{m:?}");
-        assert!(model_config_problems(&ctx, false).is_empty());
+        assert!(model_dir_problems(&ctx, ModelUse::Answer(&GenParams::default())).is_empty());
+    }
+
+    use serde_json::json;
+
+    /// The config.json of a small Llama (vocab 64, hidden 64, 2 layers), with `extra` fields.
+    fn small(extra: serde_json::Value) -> serde_json::Value {
+        let mut c = json!({"architectures": ["LlamaForCausalLM"], "vocab_size": 64, "hidden_size": 64,
+            "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4});
+        c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        c
+    }
+
+    /// A header-only stand-in for `config`'s model.safetensors (the plan-time check reads headers
+    /// only): every tensor the config implies, but `drop`, as F32 zeros of no bytes on disk.
+    fn write_weights(path: &std::path::Path, config: &serde_json::Value, drop: &[&str]) {
+        write_tensors(path, &tensors_of(config, drop));
+    }
+
+    fn tensors_of(config: &serde_json::Value, drop: &[&str]) -> Vec<(String, Vec<i64>)> {
+        let cfg = LlamaConfig::parse_value(config.clone()).unwrap();
+        cfg.param_names()
+            .into_iter()
+            .filter(|n| !drop.contains(&n.as_str()))
+            .map(|n| (n.clone(), cfg.param_shape(&n)))
+            .collect()
+    }
+
+    /// A safetensors file of F32 zeros with these tensors.
+    fn write_tensors(path: &std::path::Path, tensors: &[(String, Vec<i64>)]) {
+        let mut header = serde_json::Map::new();
+        let mut offset = 0i64;
+        for (name, shape) in tensors {
+            let len = 4 * shape.iter().product::<i64>();
+            header.insert(
+                name.clone(),
+                json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len]}),
+            );
+            offset += len;
+        }
+        let head = serde_json::Value::Object(header).to_string().into_bytes();
+        let mut bytes = (head.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(head);
+        bytes.resize(bytes.len() + offset as usize, 0);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// A checkpoint dir on disk whose config.json is fine but whose weights or tokenizer the worker
+    /// would refuse is reported when the pipeline is planned, from the safetensors headers, in the
+    /// worker's words (QA finding: upstream stages ran first, then training refused the dir).
+    #[test]
+    fn unusable_weights_and_tokenizers_fail_at_plan_time() {
+        use camel_engine::validate::InputInfo;
+        let tmp = tempfile::tempdir().unwrap();
+        let model = tmp.path().join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        let config = small(json!({}));
+        std::fs::write(model.join("config.json"), config.to_string()).unwrap();
+        std::fs::write(model.join("tokenizer.json"), "{}").unwrap();
+        let weights = model.join("model.safetensors");
+        write_weights(&weights, &config, &[]);
+        let ctx = |kind: &'static str| {
+            ValidateContext::for_test(kind, tmp.path(), &[])
+                .with_input("model", InputInfo::Path(model.clone()))
+                .with_input("data", InputInfo::Path(tmp.path().join("data.json")))
+                .with_input("tokens", InputInfo::Path(tmp.path().join("tokens")))
+        };
+        let finetune = |p: &str| -> Vec<String> {
+            let p: FinetuneParams = serde_yaml::from_str(p).unwrap();
+            Finetune::validate(&p, &ctx("finetune"))
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.message.clone())
+                .collect()
+        };
+        let pretrain = || -> Vec<String> {
+            Pretrain::validate(&PretrainParams::default(), &ctx("pretrain"))
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.message.clone())
+                .collect()
+        };
+        let answer = |p: AnswerParams| -> Vec<String> {
+            crate::Answer::validate(&p, &ctx("answer"))
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.message.clone())
+                .collect()
+        };
+        assert_eq!((finetune("{}"), pretrain(), answer(AnswerParams::default())), (vec![], vec![], vec![]));
+
+        // A tensor missing, one the architecture does not use, the vocabulary not the config's.
+        let mut t = tensors_of(&config, &["model.norm.weight"]);
+        t.push(("score.weight".into(), vec![2, 64]));
+        t.iter_mut().filter(|(n, _)| n == "lm_head.weight").for_each(|(_, s)| s[0] = 80);
+        write_tensors(&weights, &t);
+        let m = finetune("{}");
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert!(m[0].contains("has no tensor `model.norm.weight`"), "{m:?}");
+        assert!(m[1].contains("`lm_head.weight` has shape [80, 64], the config implies [64, 64]"), "{m:?}");
+        assert!(m[2].contains("does not use, e.g. `score.weight`"), "{m:?}");
+        assert_eq!(pretrain(), m, "pretraining loads the same weights");
+
+        // Only pytorch_model.bin: named with the conversion, for every kind.
+        std::fs::remove_file(&weights).unwrap();
+        std::fs::write(model.join("pytorch_model.bin"), "PK").unwrap();
+        for m in [finetune("{}"), pretrain(), answer(AnswerParams::default())] {
+            assert!(
+                m.len() == 1
+                    && m[0].contains("neither model.safetensors nor")
+                    && m[0].contains("safe_serialization"),
+                "{m:?}"
+            );
+        }
+
+        // No tokenizer.json: fine-tuning and answer read it, pretraining does not.
+        write_weights(&weights, &config, &[]);
+        std::fs::remove_file(model.join("tokenizer.json")).unwrap();
+        let m = finetune("{}");
+        assert!(m.len() == 1 && m[0].contains("no tokenizer.json (fine-tuning needs it"), "{m:?}");
+        assert!(answer(AnswerParams::default())[0].contains("no tokenizer.json"));
+        assert!(pretrain().is_empty());
+        std::fs::write(model.join("tokenizer.json"), "{}").unwrap();
+
+        // A dir without config.json is the stage's to report when it runs (it says what to bind).
+        std::fs::remove_file(model.join("config.json")).unwrap();
+        std::fs::remove_file(&weights).unwrap();
+        assert!(finetune("{}").is_empty());
+    }
+
+    /// `answer` refuses, when the pipeline is planned, the generation_config.json settings its
+    /// decoding refuses (the worker's own check): they were found only after the weights loaded.
+    #[test]
+    fn refused_generation_settings_fail_at_plan_time() {
+        use camel_engine::validate::InputInfo;
+        let tmp = tempfile::tempdir().unwrap();
+        let model = tmp.path().join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        let config = small(json!({}));
+        std::fs::write(model.join("config.json"), config.to_string()).unwrap();
+        std::fs::write(model.join("tokenizer.json"), "{}").unwrap();
+        write_weights(&model.join("model.safetensors"), &config, &[]);
+        let gen_path = model.join("generation_config.json");
+        std::fs::write(
+            &gen_path,
+            json!({"eos_token_id": 2, "repetition_penalty": 1.1, "top_k": "40",
+            "early_stopping": true})
+            .to_string(),
+        )
+        .unwrap();
+        let ctx = ValidateContext::for_test("answer", tmp.path(), &[])
+            .with_input("model", InputInfo::Path(model.clone()))
+            .with_input("instructions", InputInfo::Path(tmp.path().join("i.json")));
+        let problems = |p: AnswerParams| -> Vec<String> {
+            crate::Answer::validate(&p, &ctx)
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.message.clone())
+                .collect()
+        };
+        let m = problems(AnswerParams::default());
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m.iter().all(|x| x.contains(&gen_path.display().to_string())), "{m:?}");
+        assert!(m[0].contains("top_k \"40\"") && m[1].contains("repetition_penalty 1.1"), "{m:?}");
+        // Beam search (CAMEL's 5 beams) refuses early_stopping too; a top_k of the stage's own is
+        // taken instead of the file's, as transformers does.
+        let m = problems(AnswerParams { num_beams: 5, top_k: Some(10), ..AnswerParams::default() });
+        assert!(
+            m.len() == 1 && m[0].contains("early_stopping true") && m[0].contains("repetition_penalty"),
+            "{m:?}"
+        );
+        // The training kinds do not decode: the file is not theirs to refuse.
+        let p: FinetuneParams = serde_yaml::from_str("{}").unwrap();
+        let ctx = ValidateContext::for_test("finetune", tmp.path(), &[])
+            .with_input("model", InputInfo::Path(model.clone()))
+            .with_input("data", InputInfo::Path(tmp.path().join("data.json")));
+        assert!(Finetune::validate(&p, &ctx).is_ok());
     }
 
     #[test]
