@@ -95,7 +95,7 @@ fn pretrain_writes_a_checkpoint_metrics_and_a_curve() {
     // No timings in an output: a rerun writes the same bytes (throughput is in the log).
     assert!(m.iter().all(|x| x.get("tokens_per_s").is_none()));
     let log = t.read(".camel/logs/pretrain.log");
-    assert!(log.contains("20 optimizer steps (2 warmup)"), "{log}");
+    assert!(log.contains("20 optimizer steps (10 per epoch, 2 warmup)"), "{log}");
     // Scratch checkpoints are gone once the stage commits.
     assert!(std::fs::read_dir(t.path(".camel/scratch")).map_or(true, |mut d| d.next().is_none()));
     // A second run is a cache hit.
@@ -117,7 +117,9 @@ fn a_kill_9_during_training_resumes_to_the_weights_of_an_uninterrupted_run() {
     if worker().is_none() {
         return;
     }
-    let pipeline = PRETRAIN.replace("epochs: 2", "epochs: 6");
+    // Accumulation 3 over 20 micro-batches per epoch: each epoch ends with a step of 2 (HF
+    // Trainer's), and checkpoints every 5 steps fall inside epochs and across their ends.
+    let pipeline = PRETRAIN.replace("epochs: 2", "epochs: 6").replace("grad_accum: 2", "grad_accum: 3");
     let whole = TestContext::new();
     whole.write("p.yaml", &pipeline);
     token_dir(&whole, "tokens", 40, 32, 97, None);

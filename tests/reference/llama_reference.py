@@ -8,7 +8,8 @@ Rust tests in stages/torch-worker/tests/. Every expected number comes from here.
   train DIR TOKENS_DIR OUT PARAMS_JSON  HF-Trainer-equivalent steps of AdamW + cosine warmup
                                      (the loss normalised as the params' loss_normalization)
   trainer DIR TOKENS_DIR OUT PARAMS_JSON  the same run through transformers' Trainer (per-step
-                                     loss and grad_norm as it logs them, and the final weights)
+                                     loss, grad_norm and epoch as it logs them, the examples its
+                                     data loader read, and the final weights)
   generate DIR IDS_JSON MAX_NEW OUT   greedy generate (left-padded batch; eos: the JSON's "eos_id",
                                      else the checkpoint's generation config)
   bench DIR THREADS BATCH SEQ STEPS GEN_TOKENS   training and greedy-generation tokens/s
@@ -130,7 +131,10 @@ def train(args):
                 w[-n:] = w[:-n].mean(dim=0, keepdim=True)
     B, A = p["batch_size"], p["grad_accum"]
     n_batches = math.ceil(len(blocks) / B)
-    T = math.ceil(p["epochs"] * max(n_batches // A, 1))
+    # transformers 5's Trainer: an epoch's batches cut into steps of A, the last one taking the
+    # batches left (no accumulation crosses an epoch), ceil(epochs × steps per epoch) steps.
+    per_epoch = math.ceil(n_batches / A)
+    T = math.ceil(p["epochs"] * per_epoch)
     W = math.ceil(T * p["warmup_ratio"])
     # HF Trainer's parameter groups: no weight decay for norm weights (and biases).
     decay = [q for n, q in m.named_parameters() if "norm" not in n and "bias" not in n]
@@ -153,8 +157,9 @@ def train(args):
     for s in range(steps):
         lr = optim.param_groups[0]["lr"]
         micro = []
-        for a in range(A):
-            mb = s * A + a
+        # Sequential batches (shuffle: false); step s is step s % per_epoch of its epoch.
+        first = (s % per_epoch) * A
+        for mb in range(first, min(first + A, n_batches)):
             ids = blocks[mb * B : (mb + 1) * B]
             labels = ids.clone()
             for i in ignore:
@@ -168,14 +173,16 @@ def train(args):
                 loss.backward()
                 tot += loss.item()
             else:
+                # Over the step's micro-batches (Trainer's current_gradient_accumulation_steps).
                 loss = m(input_ids=ids, labels=labels).loss
-                (loss / A).backward()
-                tot += loss.item() / A
+                (loss / len(micro)).backward()
+                tot += loss.item() / len(micro)
         gn = torch.nn.utils.clip_grad_norm_(m.parameters(), p["max_grad_norm"]).item()
         optim.step()
         sched.step()
         optim.zero_grad()
-        log.append({"step": s + 1, "loss": tot, "lr": lr, "grad_norm": gn})
+        epoch = s // per_epoch + (first + len(micro)) / n_batches
+        log.append({"step": s + 1, "loss": tot, "lr": lr, "grad_norm": gn, "epoch": epoch})
     state = {k: v.detach().float().contiguous() for k, v in m.state_dict().items()}
     if m.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
@@ -196,11 +203,14 @@ def trainer(args):
     assert meta["vocab_size"] == m.config.vocab_size, "make the base with the token file's vocabulary"
     ignore = set(meta["ignore_ids"]) if p["mask_ids"] else set()
 
+    seen = []  # the examples the data loader read, in order
+
     class Blocks(torch.utils.data.Dataset):
         def __len__(self):
             return len(blocks)
 
         def __getitem__(self, i):
+            seen.append(int(i))
             return {"input_ids": blocks[i]}
 
     def collate(rows):
@@ -211,7 +221,8 @@ def trainer(args):
         return {"input_ids": ids, "labels": labels}
 
     B, A = p["batch_size"], p["grad_accum"]
-    T = math.ceil(p["epochs"] * max(math.ceil(len(blocks) / B) // A, 1))
+    # Trainer's own step count (asserted below), for the warmup steps.
+    T = math.ceil(p["epochs"] * math.ceil(math.ceil(len(blocks) / B) / A))
     targs = TrainingArguments(
         output_dir=out + ".trainer",
         per_device_train_batch_size=B,
@@ -238,13 +249,14 @@ def trainer(args):
     )
     t = Trainer(model=m, args=targs, train_dataset=Blocks(), data_collator=collate)
     t.train()
-    log = [{"step": h["step"], "loss": h["loss"], "grad_norm": float(h["grad_norm"])}
+    assert t.state.max_steps == T, (t.state.max_steps, T)
+    log = [{"step": h["step"], "loss": h["loss"], "grad_norm": float(h["grad_norm"]), "epoch": h["epoch"]}
            for h in t.state.log_history if "loss" in h]
     state = {k: v.detach().float().contiguous() for k, v in m.state_dict().items()}
     if m.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
     save_file(state, out)
-    json.dump({"log": log, "total_steps": t.state.max_steps,
+    json.dump({"log": log, "total_steps": t.state.max_steps, "examples_seen": seen,
                "accepts_loss_kwargs": bool(t.model_accepts_loss_kwargs)}, open(out + ".json", "w"))
 
 

@@ -128,8 +128,9 @@ pub fn head_loss_backward(
 /// over micro-batches and ranks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum StepLoss {
-    /// CAMEL's: each micro-batch's token mean over `grad_accum`, the ranks' gradients averaged;
-    /// the logged loss is the mean of the micro-batches' means.
+    /// CAMEL's: each micro-batch's token mean over the step's micro-batches (`grad_accum`, fewer
+    /// in an epoch's last step, as transformers' `current_gradient_accumulation_steps`), the
+    /// ranks' gradients averaged; the logged loss is the mean of the micro-batches' means.
     Camel { grad_accum: usize, world: usize },
     /// The global batch's `tokens` label tokens (every micro-batch of every rank): each
     /// micro-batch's token sum × world / tokens (the ranks' gradient averaging divides by world
@@ -140,8 +141,9 @@ pub enum StepLoss {
 }
 
 impl StepLoss {
-    /// The step's normalisation; `global_tokens` counts the global batch's label tokens (an
-    /// all-reduce across ranks) and is called only when the normalisation needs it.
+    /// The step's normalisation over its `grad_accum` micro-batches; `global_tokens` counts the
+    /// global batch's label tokens (an all-reduce across ranks) and is called only when the
+    /// normalisation needs it.
     pub fn new(
         how: LossNormalization,
         grad_accum: usize,
@@ -178,7 +180,7 @@ impl StepLoss {
 /// The per-strategy operations of the training loop. `model` is the one the job built; a
 /// strategy may hold its parameters elsewhere (FSDP's shards) and fill it in only when needed.
 pub trait StepStrategy {
-    /// The log line that opens the run; `steps` is the schedule, as "T optimizer steps (W warmup)".
+    /// The log line that opens the run; `steps` is the schedule, as "T optimizer steps (E per epoch, W warmup)".
     fn describe(&self, model: &Llama, examples: usize, batches_per_epoch: usize, steps: &str) -> String;
 
     /// One micro-batch forward and backward, its loss reduced and scaled as `loss` says and its

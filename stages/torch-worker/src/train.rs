@@ -1,7 +1,8 @@
 //! The training loop shared by continued pretraining and instruction fine-tuning, with HF
 //! Trainer's semantics: micro-batches of `batch_size`, `grad_accum` of them per optimizer step
-//! (the loss normalised over the label tokens of the whole global batch, or CAMEL's mean per
-//! micro-batch: [`StepLoss`]), gradient-norm clipping, AdamW,
+//! within an epoch, its last step taking the micro-batches left ([`Steps`]), the loss normalised
+//! over the label tokens of the whole global batch, or CAMEL's mean per micro-batch
+//! ([`StepLoss`]), gradient-norm clipping, AdamW,
 //! the cosine schedule with warmup, checkpoints in the scratch directory every
 //! `checkpoint_every` steps, and a resume that ends at the same weights as an uninterrupted run.
 //!
@@ -33,7 +34,7 @@ use crate::job::{Job, Task, TrainParams};
 use crate::model::{self, Llama};
 use crate::parallel::{self, Dist};
 use crate::replicated::Replicated;
-use crate::schedule::{Cosine, total_steps, warmup_steps};
+use crate::schedule::{Cosine, Steps, warmup_steps};
 use crate::step::{StepLoss, StepStrategy};
 
 /// What the loop reports as it goes.
@@ -166,7 +167,10 @@ pub fn train(
         seed: p.seed,
         lengths,
     };
-    let total = total_steps(order.batches_per_epoch(), p.grad_accum, p.epochs);
+    // As HF Trainer: each epoch's micro-batches cut into steps of grad_accum, the last step of an
+    // epoch taking those left (src/schedule.rs).
+    let steps_of = Steps::new(order.batches_per_epoch(), p.grad_accum);
+    let total = steps_of.total(p.epochs);
     let warmup = warmup_steps(total, p.warmup_ratio);
     let sched = Cosine { total, warmup };
     let stop = p.max_steps.map_or(total, |m| m.min(total));
@@ -182,7 +186,8 @@ pub fn train(
         Box::new(Replicated::new(&model, &dist, p)?)
     };
     let stopping = if stop < total { format!(", stopping after {stop}") } else { String::new() };
-    let steps = format!("{total} optimizer steps ({warmup} warmup){stopping}");
+    let steps =
+        format!("{total} optimizer steps ({} per epoch, {warmup} warmup){stopping}", steps_of.per_epoch());
     report(Event::Log(&strategy.describe(&model, examples.len(), order.batches_per_epoch(), &steps)));
     if !held_out.is_empty() {
         let every =
@@ -215,12 +220,14 @@ pub fn train(
     let mut last_eval: Option<EvalResult> = None;
     for step in start..stop {
         let lr = p.lr * sched.multiplier(step);
-        // This rank's micro-batches of the step, all built before the first forward pass: the
-        // global normalisation divides by the label tokens of the whole global batch.
-        let batches: Vec<Batch> = (0..p.grad_accum as u64)
-            .map(|micro| examples.batch(&dist.shard(&order.micro_batch(step * p.grad_accum as u64 + micro))))
+        // This rank's micro-batches of the step (grad_accum, or fewer in an epoch's last step),
+        // all built before the first forward pass: the global normalisation divides by the label
+        // tokens of the whole global batch.
+        let batches: Vec<Batch> = steps_of
+            .micro_batches(step)
+            .map(|m| examples.batch(&dist.shard(&order.micro_batch(m))))
             .collect();
-        let norm = StepLoss::new(p.loss_normalization, p.grad_accum, dist.world, || {
+        let norm = StepLoss::new(p.loss_normalization, batches.len(), dist.world, || {
             let here: i64 = batches.iter().map(|b| model::label_tokens(&b.labels)).sum();
             Ok(dist.sum(&[here as f64], model.device).context("counting the step's label tokens")?[0] as i64)
         })?;
@@ -248,7 +255,7 @@ pub fn train(
         }
         last_loss = Some(loss);
         let done = step + 1 == stop;
-        let epoch = ((step + 1) * p.grad_accum as u64) as f64 / order.batches_per_epoch() as f64;
+        let epoch = steps_of.epoch_after(step);
         // Only what the run computes: no timings, so that a rerun (resumed after a kill or not)
         // writes the same bytes. Throughput is on the progress bar and in the log's summary line.
         let mut line = json!({"step": step + 1, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm,

@@ -84,6 +84,41 @@ fn with_masked_labels_every_split_of_a_global_batch_trains_alike() {
     );
 }
 
+/// An epoch's shorter last step (HF Trainer's: no accumulation crosses an epoch) splits over
+/// micro-batches and ranks as any step does: 16 blocks in global micro-batches of 4 are 4 per
+/// epoch, and accumulation 3 makes steps of 3 and 1 micro-batches, 4 steps over 2 epochs; with
+/// `[ANON]` masked, batch 4 × 3 ≡ batch 2 × 6 (steps of 6 and 2) ≡ DDP and FSDP 2 × 2 × 3.
+#[test]
+fn an_epochs_shorter_last_step_trains_alike_for_every_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    masked_tokens(&t.join("tokens"));
+    let uneven = |per_device: usize, grad_accum: usize, world: usize, dist: Option<Strategy>| TrainParams {
+        epochs: 2.0,
+        ..split(per_device, grad_accum, world, dist)
+    };
+    let whole = job(t, "batch4-accum3", uneven(4, 3, 1, None));
+    assert_eq!(train::run_pretrain(&whole, &mut |_| {}).unwrap().steps, 4);
+    let epochs: Vec<f64> = std::fs::read_to_string(whole.out_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["epoch"].as_f64().unwrap())
+        .collect();
+    assert_eq!(epochs, [0.75, 1.0, 1.75, 2.0]);
+    let accum = job(t, "batch2-accum6", uneven(2, 6, 1, None));
+    assert_eq!(train::run_pretrain(&accum, &mut |_| {}).unwrap().steps, 4);
+    check_against(&accum, &whole, "uneven epochs, 1 process, batch 2 × accumulation 6");
+    for strategy in [Strategy::Ddp, Strategy::Fsdp] {
+        let j = job(t, &format!("{strategy:?}"), uneven(2, 3, 2, Some(strategy)));
+        run_ok(&j, 2);
+        check_against(
+            &j,
+            &whole,
+            &format!("uneven epochs, {strategy:?}, 2 ranks × batch 2 × accumulation 3"),
+        );
+    }
+}
+
 /// 16 blocks, 4 per global micro-batch, 2 micro-batches per step, 2 epochs: 4 optimizer steps.
 /// Labels are not masked, so every rank's micro-batch has as many tokens as the other's and the
 /// mean of the ranks' token-mean losses is the global token-mean loss.

@@ -1,7 +1,8 @@
 //! The training loop against torch: 3 optimizer steps of AdamW + cosine warmup + clipping +
 //! accumulation on the same data as the Python reference (HF Trainer's semantics), with the
 //! vocabulary grown by an added `[ANON]` token whose id is masked in the labels, under both loss
-//! normalisations; and the default normalisation against transformers' Trainer itself.
+//! normalisations; and the default normalisation against transformers' Trainer itself, also
+//! with epochs that do not divide into steps of `grad_accum`.
 
 mod common;
 
@@ -191,6 +192,145 @@ fn the_default_normalisation_equals_transformers_trainer() {
     let want = checkpoint::read_safetensors(&want_path).unwrap();
     let worst = assert_weights_close(&got, &want, "Trainer");
     println!("4 steps vs transformers' Trainer: worst max|Δw|/max|w| {worst:.2e}");
+}
+
+/// Epochs whose micro-batches do not divide into steps of `grad_accum` train as transformers 5's
+/// Trainer does (QA finding: camel accumulated across epoch boundaries, so 2 epochs of 16
+/// micro-batches at accumulation 10 ended after 1.25 epochs, and an accumulation beyond the data
+/// put examples twice into one step): each epoch's last step takes the micro-batches left, the
+/// schedule spans the real step count, and every example is trained on once per epoch. 13 blocks
+/// of batch 2 are 7 micro-batches per epoch (the last one a single block): accumulation 3 is steps
+/// of 3, 3 and 1 micro-batches, accumulation 10 one step of all 7 per epoch. Losses, gradient
+/// norms, the logged epochs, the examples read and the weights equal Trainer's.
+#[test]
+fn epochs_not_divisible_into_steps_train_as_transformers_trainer() {
+    let py = need_python!();
+    if !common::python_imports(&py, "accelerate") {
+        println!("skipped: transformers' Trainer needs `accelerate`, which the venv lacks");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let base = t.join("base");
+    reference(&py, &["make", base.to_str().unwrap(), "--seed", "11", "--vocab", "97"]);
+    let tokens = t.join("tokens");
+    token_dir(&tokens, 13, 16, 3);
+    for (grad_accum, steps) in [(3, 6), (10, 2)] {
+        let p = TrainParams { grad_accum, epochs: 2.0, warmup_ratio: 0.2, checkpoint_every: 0, ..params() };
+        let dir = t.join(format!("accum-{grad_accum}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("params.json"), serde_json::to_string(&p).unwrap()).unwrap();
+        let want_path = dir.join("trainer.safetensors");
+        reference(
+            &py,
+            &[
+                "trainer",
+                base.to_str().unwrap(),
+                tokens.to_str().unwrap(),
+                want_path.to_str().unwrap(),
+                dir.join("params.json").to_str().unwrap(),
+            ],
+        );
+        let log: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("trainer.safetensors.json")).unwrap())
+                .unwrap();
+        assert_eq!(log["total_steps"], steps, "accumulation {grad_accum}: Trainer's step count");
+        let mut seen: Vec<u64> =
+            log["examples_seen"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..13).flat_map(|i| [i, i]).collect::<Vec<u64>>(), "Trainer read each block twice");
+
+        let job = common::pretrain_job(&tokens, Some(base.clone()), &dir, p);
+        let summary = train::run_pretrain(&job, &mut |_| {}).unwrap();
+        assert_eq!(summary.total_steps, steps);
+        let metrics: Vec<Value> = std::fs::read_to_string(job.out_dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let logged = log["log"].as_array().unwrap();
+        assert_eq!(metrics.len(), logged.len());
+        for (m, w) in metrics.iter().zip(logged) {
+            assert_eq!(
+                m["epoch"].as_f64(),
+                w["epoch"].as_f64(),
+                "step {}: the epoch Trainer logs",
+                m["step"]
+            );
+            for k in ["loss", "grad_norm"] {
+                let (a, b) = (m[k].as_f64().unwrap(), w[k].as_f64().unwrap());
+                assert!(
+                    (a - b).abs() <= 1e-5 * b.abs(),
+                    "accumulation {grad_accum}, step {}: {k} {a} vs Trainer {b}",
+                    m["step"]
+                );
+            }
+        }
+        // Each block trained on once per epoch: 2 × 13 blocks of 16 tokens.
+        let tokens_trained: i64 = metrics.iter().map(|m| m["tokens"].as_i64().unwrap()).sum();
+        assert_eq!(tokens_trained, 2 * 13 * 16);
+        let got = checkpoint::read_safetensors(&job.out_dir.join("model/model.safetensors")).unwrap();
+        let want = checkpoint::read_safetensors(&want_path).unwrap();
+        let worst = assert_weights_close(&got, &want, "Trainer");
+        println!(
+            "accumulation {grad_accum}, {steps} steps vs transformers' Trainer: worst max|Δw|/max|w| {worst:.2e}"
+        );
+    }
+}
+
+/// CAMEL's normalisation in an epoch's shorter last step: the mean of its micro-batches' means
+/// (transformers' `current_gradient_accumulation_steps`, as its Trainer does without
+/// `num_items_in_batch`), against the step-by-step torch reference.
+#[test]
+fn camel_normalisation_of_an_epochs_shorter_last_step_equals_the_reference() {
+    let py = need_python!();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let base = t.join("base");
+    reference(&py, &["make", base.to_str().unwrap(), "--seed", "11"]);
+    let tokens = t.join("tokens");
+    token_dir(&tokens, 10, 16, 3);
+    // 5 micro-batches per epoch, accumulation 2: steps of 2, 2 and 1 micro-batches, 1.5 epochs.
+    let p = TrainParams {
+        epochs: 1.5,
+        loss_normalization: LossNormalization::Camel,
+        optim: "adamw_torch_fused".into(),
+        ..params()
+    };
+    std::fs::write(t.join("params.json"), serde_json::to_string(&p).unwrap()).unwrap();
+    let want_path = t.join("want.safetensors");
+    reference(
+        &py,
+        &[
+            "train",
+            base.to_str().unwrap(),
+            tokens.to_str().unwrap(),
+            want_path.to_str().unwrap(),
+            t.join("params.json").to_str().unwrap(),
+        ],
+    );
+    let log: Value =
+        serde_json::from_str(&std::fs::read_to_string(t.join("want.safetensors.json")).unwrap()).unwrap();
+    assert_eq!(log["total_steps"], 5);
+    let job = common::pretrain_job(&tokens, Some(base), t, p);
+    train::run_pretrain(&job, &mut |_| {}).unwrap();
+    let metrics: Vec<Value> = std::fs::read_to_string(job.out_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(metrics.len(), 5);
+    for (m, w) in metrics.iter().zip(log["log"].as_array().unwrap()) {
+        assert_eq!(m["epoch"].as_f64(), w["epoch"].as_f64(), "step {}", m["step"]);
+        for k in ["loss", "lr", "grad_norm"] {
+            let (a, b) = (m[k].as_f64().unwrap(), w[k].as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-8), "step {}: {k} {a} vs torch {b}", m["step"]);
+        }
+    }
+    assert_eq!(metrics[2]["epoch"].as_f64(), Some(1.0), "the third step ends the first epoch");
+    let got = checkpoint::read_safetensors(&job.out_dir.join("model/model.safetensors")).unwrap();
+    let want = checkpoint::read_safetensors(&want_path).unwrap();
+    assert_weights_close(&got, &want, "torch");
 }
 
 /// Every weight within rtol 1e-5 (atol 1e-7 for weights that pass near zero); the worst

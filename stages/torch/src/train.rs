@@ -46,7 +46,13 @@ impl Stage for Pretrain {
     /// special_tokens_map.json, generation_config.json).
     /// 3: `metrics.jsonl` without timings (reruns write the same bytes), and the model dir's
     /// generation_config.json and tokenizer files keep the base model's bos/eos.
-    const VERSION: u32 = 3;
+    /// 4: `epochs` as transformers 5's Trainer: no accumulation crosses an epoch, whose last step
+    /// takes the micro-batches left (⌈micro-batches / grad_accum⌉ steps per epoch), so a run
+    /// whose micro-batches per epoch are not a multiple of `grad_accum` trains on every example
+    /// once per epoch and has another step count and schedule; `epoch` in `metrics.jsonl` is
+    /// computed as Trainer logs it. A `config` param without `architectures` gets its
+    /// `model_type`'s class (it was always LlamaForCausalLM).
+    const VERSION: u32 = 4;
     const SUMMARY: &'static str =
         "continue pretraining a LLaMA-family model on token blocks (libtorch worker)";
 
@@ -123,7 +129,9 @@ impl Stage for Finetune {
     /// 3: the tokenizer's `eos_token` ends each response (config.json's first eos id did when it
     /// listed several); the embedding sized as Alpaca's resize (spare rows cut, `[PAD]` the mean);
     /// `metrics.jsonl` without timings.
-    const VERSION: u32 = 3;
+    /// 4: `epochs` as transformers 5's Trainer (as `pretrain`'s 4): an epoch's last step takes the
+    /// records left instead of accumulating into the next epoch.
+    const VERSION: u32 = 4;
     const SUMMARY: &'static str =
         "instruction-tune a LLaMA-family model on Alpaca-style records (libtorch worker)";
 
