@@ -32,6 +32,17 @@ impl JobState {
         Some(self.reason.trim()).filter(|r| !r.is_empty() && *r != "None" && *r != "(null)")
     }
 
+    /// Slurm's reason for a job that ended, where it says why it ended (`NonZeroExitCode`,
+    /// `TimeLimit`, `NodeDown`, …). Slurm keeps a job's last pending reason after it ends: a job
+    /// cancelled while it waited still says `Priority` or `Resources`, which is not why it ended.
+    /// So a cancelled job has none, nor has a job whose reason is one of waiting.
+    pub fn end_reason(&self) -> Option<&str> {
+        if self.state.starts_with("CANCELLED") {
+            return None;
+        }
+        self.reason().filter(|r| !is_pending_reason(r))
+    }
+
     /// The job may still run (or is being requeued): wait for it.
     pub fn is_active(&self) -> bool {
         matches!(
@@ -298,6 +309,35 @@ impl Slurm {
     }
 }
 
+/// Reasons Slurm gives a job for waiting in the queue (squeue's "JOB REASON CODES"), which stay
+/// on the job after it ends without saying anything about its end.
+fn is_pending_reason(r: &str) -> bool {
+    const WAITING: &[&str] = &[
+        "Priority",
+        "Resources",
+        "BeginTime",
+        "Dependency",
+        "DependencyNeverSatisfied",
+        "JobHeldUser",
+        "JobHeldAdmin",
+        "JobArrayTaskLimit",
+        "Licenses",
+        "None",
+        "PartitionDown",
+        "PartitionInactive",
+        "PartitionNodeLimit",
+        "PartitionTimeLimit",
+        "Reservation",
+        "ReqNodeNotAvail",
+        "Cleaning",
+        "Prolog",
+    ];
+    WAITING.iter().any(|w| r == *w || (r.starts_with(w) && r[w.len()..].starts_with([',', ' ', '('])))
+        || r.starts_with("QOS")
+        || r.starts_with("Assoc")
+        || r.starts_with("MaxCpuPerAccount")
+}
+
 /// `squeue -o %i|%T|%r` lines, by job id.
 fn parse_squeue(out: &str) -> HashMap<String, JobState> {
     out.lines()
@@ -378,6 +418,26 @@ mod tests {
         assert_eq!(parsed["7"].reason(), None);
         assert_eq!(parsed["8"].reason(), Some("BadConstraints"));
         assert_eq!(parsed.len(), 2);
+    }
+
+    #[test]
+    fn an_ended_job_keeps_no_stale_pending_reason() {
+        let s = |state: &str, reason: &str| JobState {
+            id: "1".into(),
+            state: state.into(),
+            reason: reason.into(),
+            exit_code: None,
+        };
+        assert_eq!(s("CANCELLED", "Resources").end_reason(), None);
+        assert_eq!(s("CANCELLED", "Priority").end_reason(), None);
+        assert_eq!(s("CANCELLED+", "None").end_reason(), None);
+        assert_eq!(s("FAILED", "Priority").end_reason(), None);
+        assert_eq!(s("FAILED", "ReqNodeNotAvail, UnavailableNodes:vm").end_reason(), None);
+        assert_eq!(s("COMPLETED", "QOSMaxJobsPerUserLimit").end_reason(), None);
+        assert_eq!(s("FAILED", "NonZeroExitCode").end_reason(), Some("NonZeroExitCode"));
+        assert_eq!(s("TIMEOUT", "TimeLimit").end_reason(), Some("TimeLimit"));
+        assert_eq!(s("NODE_FAIL", "NodeDown").end_reason(), Some("NodeDown"));
+        assert_eq!(s("OUT_OF_MEMORY", "OutOfMemory").end_reason(), Some("OutOfMemory"));
     }
 
     #[test]
