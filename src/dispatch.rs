@@ -241,6 +241,9 @@ fn status(pipeline: &Path, set: &[String], json: bool) -> Result<i32, EngineErro
             };
             let _ = writeln!(out, "{:<w$}    - Slurm job {id}: {what}", "");
         }
+        for o in &s.other_jobs {
+            let _ = writeln!(out, "{:<w$}    - {}: `scancel {}` stops it", "", o.describe(), o.job_id);
+        }
         for r in &s.reasons {
             let _ = writeln!(out, "{:<w$}    - {r}", "");
         }
@@ -319,6 +322,9 @@ fn gc(pipelines: &[PathBuf], dry_run: bool) -> Result<i32, EngineError> {
             for k in &r.removed {
                 outln!("  {k}");
             }
+        }
+        for j in &r.kept_jobs {
+            outln!("  {}", j.message);
         }
     }
     Ok(0)

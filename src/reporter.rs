@@ -21,6 +21,8 @@ struct Row {
 struct State {
     bars: HashMap<String, ProgressBar>,
     last_plain: HashMap<String, Instant>,
+    /// When each running stage started, for the elapsed time of its plain progress lines.
+    started: HashMap<String, Instant>,
     rows: Vec<Row>,
     /// Where each resumed stage's progress starts: its ETA is measured from there.
     resumed_at: HashMap<String, u64>,
@@ -47,6 +49,7 @@ impl Reporter {
             state: Arc::new(Mutex::new(State {
                 bars: HashMap::new(),
                 last_plain: HashMap::new(),
+                started: HashMap::new(),
                 rows: Vec::new(),
                 resumed_at: HashMap::new(),
                 blocked: Vec::new(),
@@ -178,6 +181,7 @@ fn handle(multi: &Option<MultiProgress>, state: &Mutex<State>, ev: Event) {
         }
         Event::StageStarted { stage, key, reasons } => {
             line(multi, format!("▶ {stage} [{}] runs: {}", &key[..12], reasons.join("; ")));
+            st.started.insert(stage.clone(), Instant::now());
             if let Some(m) = multi {
                 let bar = m.add(ProgressBar::new_spinner());
                 bar.set_style(
@@ -215,9 +219,20 @@ fn handle(multi: &Option<MultiProgress>, state: &Mutex<State>, ev: Event) {
                     st.last_plain.get(&stage).is_none_or(|t| now.duration_since(*t) >= PLAIN_PROGRESS_EVERY);
                 if due {
                     st.last_plain.insert(stage.clone(), now);
-                    let of = total.map(|t| format!("/{t}")).unwrap_or_default();
+                    // A count without a total or a unit (a Slurm job waiting in the queue) says
+                    // nothing: only the message then, and the stage's time so far, as on a terminal.
+                    let count = match total {
+                        Some(t) => format!(" {pos}/{t} {unit}"),
+                        None if unit.is_empty() => String::new(),
+                        None => format!(" {pos} {unit}"),
+                    };
                     let msg = message.map(|m| format!(" {m}")).unwrap_or_default();
-                    line(multi, format!("  {stage}: {pos}{of} {unit}{msg}"));
+                    let elapsed = st
+                        .started
+                        .get(&stage)
+                        .map(|t| format!(" ({})", human_duration(now.duration_since(*t))))
+                        .unwrap_or_default();
+                    line(multi, format!("  {stage}:{}{msg}{elapsed}", count.trim_end()));
                 }
             }
         }

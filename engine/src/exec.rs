@@ -19,7 +19,7 @@ use crate::event::{Event, EventSink, Outcome};
 use crate::key::{CacheKey, diff};
 use crate::plan::{InputRef, Plan};
 use crate::provenance::{PROVENANCE_FILE, Provenance, ProvenanceInput, ProvenancePipeline};
-use crate::slurm::job::{JobDir, JobError, StageJob, Waited};
+use crate::slurm::job::{JobDir, JobError, OtherJob, StageJob, Waited};
 use crate::slurm::{Executor, JobInfo, SlurmJobs};
 use crate::stage::{Partial, PartialProbe, Progress, StageContext, StageError};
 use crate::workspace::{StageRecord, Workspace, pid_alive};
@@ -187,7 +187,11 @@ impl Ctx<'_> {
             unfinished(&mut reasons);
         }
         (self.sink)(Event::StageStarted { stage: name.clone(), key: r.digest.clone(), reasons });
-        if let Some(partial) = partial {
+        // A Slurm stage says what it resumes from when a job is submitted for it: one that an
+        // earlier run submitted just goes on (execute_on_slurm).
+        if let Some(partial) = partial
+            && !(stage.executor == Executor::Slurm && self.slurm.is_some())
+        {
             (self.sink)(Event::StageResumes { stage: name.clone(), partial });
         }
         self.execute(i, &r, force, t0)
@@ -343,6 +347,11 @@ impl Ctx<'_> {
             (self.sink)(Event::Info { message: format!("{name}: {line}") });
         };
         let progress = Progress::new(name, self.sink.clone());
+        let resumes = || {
+            if let Some(partial) = self.partial(i, r) {
+                (self.sink)(Event::StageResumes { stage: name.clone(), partial });
+            }
+        };
         let job = StageJob {
             stage: name,
             key: &r.digest,
@@ -353,6 +362,7 @@ impl Ctx<'_> {
             pipeline: &self.plan.file,
             overrides: &self.plan.overrides,
             workspace: &self.plan.workspace,
+            on_submit: Some(&resumes),
         };
         let waited = jobs.run_forced(&job, replace, self.detach, &self.cancel, &progress, &say);
         let jd = JobDir::new(&self.plan.workspace, &r.digest);
@@ -364,11 +374,33 @@ impl Ctx<'_> {
         }
         match waited {
             Ok(Waited::Done(out)) => {
-                let target = staging.out_dir();
-                fs::remove_dir(&target).and_then(|()| fs::rename(&out, &target)).map_err(EngineError::io(
-                    format!("move {} into the cache's staging area", out.display()),
-                ))?;
-                self.commit(i, r, replace, t0, staging, scratch, log_path, started)
+                // The job's `out/` stays until the commit is durable: a run killed while it hashes
+                // the outputs leaves them for the next run to commit (hard links, so no copy).
+                if let Err(m) = jd.link_outputs(&staging.out_dir()) {
+                    staging.discard()?;
+                    return Err(EngineError::StageFailed {
+                        stage: name.clone(),
+                        message: m,
+                        log: Some(log_path),
+                    });
+                }
+                crate::slurm::job::fault_point("slurm-commit");
+                match self.commit(i, r, replace, t0, staging, scratch, log_path, started) {
+                    Ok(done) => {
+                        jd.mark_committed();
+                        Ok(done)
+                    }
+                    Err(EngineError::StageFailed { stage, message, log }) => Err(EngineError::StageFailed {
+                        stage,
+                        message: format!(
+                            "{message} (the job's outputs stay in {}; `camel run --force {name}` runs the \
+                             stage again)",
+                            out.display()
+                        ),
+                        log,
+                    }),
+                    Err(e) => Err(e),
+                }
             }
             Ok(Waited::Detached(id)) => {
                 staging.discard()?;
@@ -747,6 +779,10 @@ pub struct StageStatus {
     /// A Slurm stage's job that has not been committed yet: id, state, pending reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<JobInfo>,
+    /// Jobs of the stage under earlier keys (its params or inputs changed since they were
+    /// submitted) that Slurm still lists as active: nothing waits for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_jobs: Vec<OtherJob>,
     /// What an unfinished run left for the current key that the next run resumes from.
     pub partial: Option<Partial>,
 }
@@ -754,6 +790,12 @@ pub struct StageStatus {
 /// Resolves every stage's key without running anything. Takes no lock: entries appear
 /// atomically, so a concurrent run can only make the answer slightly out of date.
 pub fn status(plan: &Plan) -> Result<Vec<StageStatus>, EngineError> {
+    status_with(plan, true)
+}
+
+/// [`status`]; with `save` false it leaves the stat cache's file as it is (`camel gc --dry-run`
+/// writes nothing).
+pub(crate) fn status_with(plan: &Plan, save: bool) -> Result<Vec<StageStatus>, EngineError> {
     let ws = Workspace::new(&plan.workspace);
     let sink = crate::event::silent();
     let ctx = Ctx {
@@ -772,7 +814,9 @@ pub fn status(plan: &Plan) -> Result<Vec<StageStatus>, EngineError> {
     for &i in &plan.order {
         out[i] = Some(ctx.status_of(i, &mut done));
     }
-    let _ = ctx.stat_cache.save(&ws.stat_cache_path());
+    if save {
+        let _ = ctx.stat_cache.save(&ws.stat_cache_path());
+    }
     Ok(out.into_iter().map(|s| s.expect("every stage has a status")).collect())
 }
 
@@ -793,6 +837,7 @@ impl Ctx<'_> {
             output_bytes: None,
             executor: s.executor.as_str().into(),
             job: None,
+            other_jobs: Vec::new(),
             partial: None,
         };
         if !s.missing_inputs.is_empty() {
@@ -828,6 +873,10 @@ impl Ctx<'_> {
             }
             _ => None,
         };
+        let other_jobs = match &self.slurm {
+            Some(jobs) => jobs.other_active_jobs(&self.plan.workspace, &s.name, &r.digest),
+            None => Vec::new(),
+        };
         let partial = if state == StageState::Cached { None } else { self.partial(i, &r) };
         let mut reasons = reasons;
         if partial.is_some() {
@@ -843,6 +892,7 @@ impl Ctx<'_> {
             output_bytes: bytes,
             executor: s.executor.as_str().into(),
             job,
+            other_jobs,
             partial,
         }
     }

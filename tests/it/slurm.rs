@@ -241,6 +241,122 @@ fn detach_submits_and_a_later_run_commits_the_finished_job() {
     assert_eq!(s.t.read(".camel/out/a/a.txt"), "LATER\n");
 }
 
+/// `camel run` killed (SIGKILL, as a lost SSH session) while it commits the outputs of a job
+/// that finished unwatched: the job's `out/` is still there, and the next run commits it
+/// without submitting the stage again.
+#[test]
+fn a_run_killed_while_it_commits_a_finished_job_leaves_the_outputs_for_the_next_run() {
+    let Some(s) = Slurm::new() else { return };
+    s.t.write("data.txt", &format!("commit me {}\n", s.t.dir.path().display()));
+    s.t.write("p.yaml", &on_slurm(COMMANDS, &["a"], "{}"));
+    s.camel(&["run", "p.yaml", "--detach"]).assert_ok();
+    let id = s.job_ids().pop().unwrap();
+    s.wait_for("the job to finish", Duration::from_secs(120), || s.state(&id) == "COMPLETED");
+    let dir = std::fs::read_dir(s.t.path(".camel/slurm")).unwrap().next().unwrap().unwrap().path();
+    assert!(dir.join("out/a.txt").is_file());
+
+    // Killed once the outputs are in the cache's staging area, before the commit.
+    let r: Run =
+        s.command(&["run", "p.yaml"]).env("CAMEL_SLURM_FAULT", "slurm-commit").output().unwrap().into();
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("committing its outputs"), "{}", r.stderr);
+    assert!(dir.join("out/a.txt").is_file(), "the job's outputs went with the killed run");
+    let st = s.camel(&["status", "p.yaml"]);
+    assert!(st.stdout.contains("finished; `camel run` commits its outputs"), "{}", st.stdout);
+
+    let r = s.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    assert!(
+        r.stderr.contains(&format!("Slurm job {id} submitted by an earlier run finished the stage")),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("were committed"), "{}", r.stderr);
+    assert_eq!(r.ran(), ["a", "b"]);
+    assert_eq!(s.submissions(), 1, "the stage was submitted again");
+    assert!(s.t.read(".camel/out/a/a.txt").starts_with("COMMIT ME"));
+    // Committed: the job's `out/` goes, and its record says so.
+    assert!(!dir.join("out").exists());
+    assert!(std::fs::read_to_string(dir.join("submission.json")).unwrap().contains("\"committed\""));
+    let r = s.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    assert_eq!(r.cached(), ["a", "b"]);
+}
+
+/// A job of a stage whose params changed after it was submitted keeps running: `camel run`
+/// and `camel status` name it with the `scancel` that stops it, `camel gc` keeps its record
+/// and scratch while it runs (so that going back to those params finds it instead of
+/// submitting it twice), and removes them once it is over.
+#[test]
+fn a_job_left_by_a_param_change_is_named_and_kept_by_gc_while_it_runs() {
+    let Some(s) = Slurm::new() else { return };
+    s.t.write("data.txt", &format!("left {}\n", s.t.dir.path().display()));
+    let slow = on_slurm(&COMMANDS.replace("PAUSE: \"0\"", "PAUSE: \"300\""), &["a"], "{}");
+    let quick = on_slurm(&COMMANDS.replace("PAUSE: \"0\"", "PAUSE: \"1\""), &["a"], "{}");
+    s.t.write("p.yaml", &slow);
+    s.camel(&["run", "p.yaml", "--detach"]).assert_ok();
+    let old = s.job_ids().pop().unwrap();
+    let old_key = keys(&s.t, "p.yaml")[0].1.clone();
+    let old_dir = s.t.path(&format!(".camel/slurm/{old_key}"));
+    let old_scratch = s.t.path(&format!(".camel/scratch/{old_key}"));
+    // Running the stage (a job that starts after the edit below fails at once: the stage changed).
+    s.wait_for("the stage to start", Duration::from_secs(60), || {
+        std::fs::read_to_string(old_dir.join("stage.log")).is_ok_and(|l| l.contains("camel exec-stage"))
+    });
+
+    // Another value of a param: another key, another job; the old one is named.
+    s.t.write("p.yaml", &quick);
+    let r = s.camel(&["run", "p.yaml"]);
+    r.assert_ok();
+    assert_eq!(s.submissions(), 2);
+    let named =
+        format!("Slurm job {old} of an earlier run, for another key of this stage ({}", &old_key[..12]);
+    assert!(r.stderr.contains(&named), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("`scancel {old}` stops it")), "{}", r.stderr);
+    let st = s.camel(&["status", "p.yaml"]);
+    assert!(st.stdout.contains(&named) && st.stdout.contains(&format!("`scancel {old}`")), "{}", st.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(&s.camel(&["status", "p.yaml", "--json"]).stdout).unwrap();
+    assert_eq!(json[0]["other_jobs"][0]["job_id"], old.as_str(), "{json:?}");
+
+    // gc keeps the running job's directory and scratch, and says why.
+    let g = s.camel(&["gc", "p.yaml", "--dry-run"]);
+    g.assert_ok();
+    assert!(g.stdout.contains(&format!("Slurm job {old} is still")), "{}", g.stdout);
+    let g = s.camel(&["gc", "p.yaml"]);
+    g.assert_ok();
+    assert!(g.stdout.contains(&format!("Slurm job {old} is still")), "{}", g.stdout);
+    assert!(g.stdout.contains(&format!("`scancel {old}` stops it")), "{}", g.stdout);
+    assert!(old_dir.join("submission.json").is_file() && old_scratch.is_dir());
+
+    // Where Slurm cannot be asked (a controller that is not there; no retries), it is kept too.
+    let conf = std::fs::read_to_string(&s.conf).unwrap();
+    let port = conf.lines().find_map(|l| l.strip_prefix("SlurmctldPort=")).unwrap();
+    s.t.write("bad/slurm.conf", &conf.replace(&format!("SlurmctldPort={port}"), "SlurmctldPort=1"));
+    s.t.write("p.yaml", &quick.replace("retry_for: 60", "retry_for: 0"));
+    let g: Run =
+        s.command(&["gc", "p.yaml"]).env("SLURM_CONF", s.t.path("bad/slurm.conf")).output().unwrap().into();
+    g.assert_ok();
+    assert!(g.stdout.contains("Slurm cannot be asked"), "{}", g.stdout);
+    assert!(old_dir.join("submission.json").is_file());
+
+    // Back to the old params: the old job is found, not submitted again.
+    s.t.write("p.yaml", &slow);
+    let r = s.camel(&["run", "p.yaml", "--detach"]);
+    r.assert_ok();
+    assert!(r.stderr.contains(&format!("found Slurm job {old}")), "{}", r.stderr);
+    assert_eq!(s.submissions(), 2, "the stage was submitted twice");
+
+    // Once it is over, gc removes what it kept.
+    s.slurm_cmd("scancel", &[&old]);
+    s.wait_for("the job to be cancelled", Duration::from_secs(30), || s.state(&old) == "CANCELLED");
+    s.t.write("p.yaml", &quick);
+    let g = s.camel(&["gc", "p.yaml"]);
+    g.assert_ok();
+    assert!(!g.stdout.contains("is still"), "{}", g.stdout);
+    assert!(!old_dir.exists() && !old_scratch.exists());
+}
+
 #[test]
 fn ctrl_c_cancels_the_job_it_waits_for() {
     let Some(s) = Slurm::new() else { return };
@@ -291,6 +407,9 @@ fn failures_name_the_job_its_state_and_its_last_lines() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("ended OUT_OF_MEMORY"), "{}", r.stderr);
     assert!(r.stderr.contains("raise `resources.mem`"), "{}", r.stderr);
+    // How much it used: Slurm's own line, and the figure in the message.
+    assert!(r.stderr.contains("exceeded memory limit ("), "{}", r.stderr);
+    assert!(r.stderr.contains("(Slurm measured "), "{}", r.stderr);
     let before = s.submissions();
     let r = s.camel(&["run", "p.yaml", "--set", "a.resources.mem=1G"]);
     r.assert_ok();
@@ -367,8 +486,8 @@ fn a_stage_whose_job_ended_is_submitted_again_by_the_next_run() {
     let r = s.camel(&["run", "p.yaml"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
-        r.stderr.contains(&format!("Slurm job {first} of an earlier run ended CANCELLED")),
-        "{}",
+        r.stderr.contains(&format!("Slurm job {first} of an earlier run ended CANCELLED; submitting")),
+        "no stale pending reason: {}",
         r.stderr
     );
     assert!(!r.stderr.contains("not submitting again"), "{}", r.stderr);
@@ -699,6 +818,7 @@ fn a_preempted_training_job_resumes_from_its_checkpoint() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("Slurm job {id} was requeued")), "the requeue is told: {stderr}");
     let log = std::fs::read_to_string(s.t.path(".camel/logs/pretrain.log")).unwrap();
     assert!(log.contains("resuming from the checkpoint at step"), "{log}");
     assert_eq!(s.submissions(), 1);

@@ -54,6 +54,10 @@ pub struct Submission {
     /// sbatch's definite no (or why it could not be run): no job is coming for this record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// When `camel run` committed the job's outputs into the cache (RFC 3339); `out/` is removed
+    /// only after this is written. `None` for a record written before camel said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<String>,
 }
 
 /// How long after its start an sbatch whose answer nobody saw (its `camel run` was killed) may
@@ -103,6 +107,33 @@ impl JobDir {
         serde_json::from_slice(&fs::read(self.result()).ok()?).ok()
     }
 
+    /// Puts the finished job's outputs into `target` (the cache's staging directory, empty) as
+    /// hard links (copies where the filesystem has none), leaving `out/` as it is: until the
+    /// commit is durable, `out/` is what a later `camel run` commits if this one is killed (a
+    /// lost SSH session while a 13 GB checkpoint is hashed). Symlinks are recreated, so that the
+    /// commit refuses them as it would a local stage's.
+    pub fn link_outputs(&self, target: &Path) -> Result<(), String> {
+        link_tree(&self.out(), target).map_err(|e| {
+            format!(
+                "cannot put {}'s files into the cache's staging area {}: {e}",
+                self.out().display(),
+                target.display()
+            )
+        })
+    }
+
+    /// Called once the job's outputs are committed: records it in `submission.json`, then
+    /// removes `out/` (the cache entry holds the files now). Nothing here is needed for the
+    /// entry: failures are ignored (a leftover `out/` is removed by the next submission or by
+    /// `camel gc`).
+    pub fn mark_committed(&self) {
+        if let Some(mut rec) = self.read_record() {
+            rec.committed = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+            let _ = camel_cache::write_json_atomic(&self.record(), &rec);
+        }
+        let _ = fs::remove_dir_all(self.out());
+    }
+
     /// The last `n` lines of the job's log, for a failure message.
     pub fn log_tail(&self, id: &str, n: usize) -> String {
         tail(&fs::read_to_string(self.job_log(id)).unwrap_or_default(), n)
@@ -146,18 +177,38 @@ impl JobDir {
             }
             return out;
         }
-        let slurm: Vec<&str> = job_log
-            .lines()
-            .filter(|l| {
-                let l = l.trim_start();
-                (l.starts_with("slurmstepd") || l.starts_with("srun:")) && !l.contains("Terminating StepId")
-            })
-            .collect();
-        if !slurm.is_empty() {
-            let t = slurm[slurm.len().saturating_sub(4)..].join("\n");
-            out.push_str(&format!("\nSlurm's messages in {}:\n{t}", self.job_log(id).display()));
+        let mut slurm: Vec<&str> = Vec::new();
+        for l in job_log.lines().map(str::trim) {
+            // Each step of a job over its memory says so again: once is enough.
+            if (l.starts_with("slurmstepd") || l.starts_with("srun:"))
+                && !l.contains("Terminating StepId")
+                && !slurm.contains(&l)
+            {
+                slurm.push(l);
+            }
+        }
+        let mut shown = slurm[slurm.len().saturating_sub(4)..].to_vec();
+        // The line that says how much memory the step used stays, however many lines came after.
+        if let Some(m) = slurm.iter().rev().find(|l| memory_used(l).is_some())
+            && !shown.contains(m)
+        {
+            shown.insert(0, m);
+        }
+        if !shown.is_empty() {
+            out.push_str(&format!(
+                "\nSlurm's messages in {}:\n{}",
+                self.job_log(id).display(),
+                shown.join("\n")
+            ));
         }
         out
+    }
+
+    /// What Slurm last measured of a step killed over its memory, from the job's log:
+    /// `(used, limit)` in bytes.
+    pub fn memory_used(&self, id: &str) -> Option<(u64, u64)> {
+        let log = fs::read_to_string(self.job_log(id)).ok()?;
+        log.lines().rev().find_map(memory_used)
     }
 }
 
@@ -200,6 +251,38 @@ pub struct StageJob<'a> {
     pub pipeline: &'a Path,
     pub overrides: &'a [String],
     pub workspace: &'a Path,
+    /// Called each time a job is submitted for the stage (not when an earlier run's job is
+    /// found): what the new job resumes from is said then, and only then.
+    pub on_submit: Option<&'a dyn Fn()>,
+}
+
+/// A job of a stage under another key than the stage's current one (its params or inputs
+/// changed after the job was submitted) that Slurm still lists as active: no run waits for it,
+/// and its outputs are only taken if the stage comes back to that key.
+#[derive(Clone, Debug, Serialize)]
+pub struct OtherJob {
+    /// The key the job runs the stage for.
+    pub key: String,
+    pub job_id: String,
+    pub state: String,
+    /// The pending reason, when pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl OtherJob {
+    /// `Slurm job 23 of an earlier run, for another key of this stage (0e417cc79099: other params
+    /// or inputs), is still PENDING (Priority)`.
+    pub fn describe(&self) -> String {
+        let reason = self.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+        format!(
+            "Slurm job {} of an earlier run, for another key of this stage ({}: other params or inputs), is \
+             still {}{reason}",
+            self.job_id,
+            &self.key[..12.min(self.key.len())],
+            self.state
+        )
+    }
 }
 
 /// Where a Slurm stage stands, for `camel status`.
@@ -265,6 +348,7 @@ impl SlurmJobs {
             Earlier::Finished => return Ok(Waited::Done(jd.out())),
             Earlier::None => (None, None),
         };
+        let mut told_others = false;
         loop {
             let current = match id.take() {
                 Some(i) => i,
@@ -275,10 +359,24 @@ impl SlurmJobs {
                     let resubmits = record.as_ref().map_or(0, |r| r.resubmits);
                     let (rec, new_id) = self.submit(&jd, job, resubmits)?;
                     info(format!("submitted as Slurm job {new_id} (script {})", jd.script().display()));
+                    if let Some(f) = job.on_submit {
+                        f();
+                    }
                     record = Some(rec);
                     new_id
                 }
             };
+            if !told_others {
+                told_others = true;
+                for o in self.other_active_jobs(job.workspace, job.stage, job.key) {
+                    info(format!(
+                        "{}; this run does not wait for it, and its outputs are only taken if the stage \
+                         comes back to that key: `scancel {}` stops it",
+                        o.describe(),
+                        o.job_id
+                    ));
+                }
+            }
             if detach && self.slurm.states()?.get(&current).is_some_and(JobState::is_active) {
                 return Ok(Waited::Detached(current));
             }
@@ -358,10 +456,22 @@ impl SlurmJobs {
         }
         let why = if ok && force {
             format!("--force: not taking the outputs of {job} of an earlier run")
+        } else if ok && rec.committed.is_some() {
+            // Only reached when the stage is not cached: the entry went since (`camel verify`
+            // found it corrupt, `camel gc` with other params, a removed workspace cache).
+            format!(
+                "{job} of an earlier run finished and its outputs were committed ({}), but that cache \
+                 entry is gone since",
+                rec.committed.as_deref().unwrap_or_default()
+            )
         } else if ok {
-            format!("{job} of an earlier run finished and its outputs were committed since")
+            format!(
+                "{job} of an earlier run finished the stage, but its outputs are no longer in {} and \
+                 not in the cache",
+                jd.out().display()
+            )
         } else if let Some(st) = &state {
-            let reason = st.reason().map(|r| format!(" ({r})")).unwrap_or_default();
+            let reason = st.end_reason().map(|r| format!(" ({r})")).unwrap_or_default();
             let ended = jd.final_state(id.as_deref().unwrap_or_default(), Some(st));
             format!("{job} of an earlier run ended {ended}{reason}")
         } else if id.is_some() {
@@ -465,6 +575,7 @@ impl SlurmJobs {
             submitted: now(),
             resubmits,
             refused: None,
+            committed: None,
         };
         let write = |rec: &Submission| {
             camel_cache::write_json_atomic(&jd.record(), rec).map_err(|e| JobError::Failed(e.to_string()))
@@ -526,6 +637,7 @@ impl SlurmJobs {
         let mut last_shown = String::new();
         let mut shown_at = Instant::now();
         let mut last_progress = None;
+        let mut requeues = Requeues::default();
         loop {
             if cancel.load(Ordering::Relaxed) {
                 match self.slurm.cancel(id) {
@@ -545,12 +657,19 @@ impl SlurmJobs {
                 // squeue's view has no exit code; scontrol's has.
                 return Ok(Some(self.slurm.final_state(id).unwrap_or(state)));
             }
-            let shown = match state.state.as_str() {
-                "PENDING" if !matches!(state.reason.as_str(), "" | "None") => {
-                    format!("Slurm job {id} pending ({})", state.reason)
-                }
-                "PENDING" => format!("Slurm job {id} pending"),
-                s => format!("Slurm job {id} {}", s.to_lowercase()),
+            if let Some(line) = requeues.observe(jd, id, &state) {
+                info(line);
+            }
+            let attempt = match requeues.attempt() {
+                1 => String::new(),
+                n => format!(", attempt {n}"),
+            };
+            let shown = match (state.state.as_str(), state.reason()) {
+                ("PENDING", Some(r)) => format!("Slurm job {id} pending ({r}{attempt})"),
+                ("PENDING", None) if attempt.is_empty() => format!("Slurm job {id} pending"),
+                ("PENDING", None) => format!("Slurm job {id} pending ({})", &attempt[2..]),
+                (s, _) if attempt.is_empty() => format!("Slurm job {id} {}", s.to_lowercase()),
+                (s, _) => format!("Slurm job {id} {} ({})", s.to_lowercase(), &attempt[2..]),
             };
             if let Ok(bytes) = fs::read(jd.progress())
                 && let Ok(p) = serde_json::from_slice::<JobProgress>(&bytes)
@@ -604,7 +723,7 @@ impl SlurmJobs {
         if let Some(code) = end.and_then(|e| e.exit_code.as_deref()).filter(|c| *c != "0:0") {
             detail.push(format!("exit code {code}"));
         }
-        if let Some(reason) = end.and_then(JobState::reason) {
+        if let Some(reason) = end.and_then(JobState::end_reason) {
             detail.push(format!("reason: {reason}"));
         }
         if !detail.is_empty() {
@@ -618,8 +737,14 @@ impl SlurmJobs {
             ));
         }
         if state == "OUT_OF_MEMORY" {
+            let used = match jd.memory_used(id) {
+                Some((used, limit)) => {
+                    format!(" (Slurm measured {} against a limit of {})", mib(used), mib(limit))
+                }
+                None => String::new(),
+            };
             msg.push_str(&format!(
-                "; the job used more memory than it asked for (mem: {}): raise `resources.mem`",
+                "; the job used more memory than it asked for{used} (mem: {}): raise `resources.mem`",
                 res.mem.as_deref().unwrap_or("the partition's default")
             ));
         }
@@ -715,6 +840,46 @@ impl SlurmJobs {
         )))
     }
 
+    /// The jobs of `stage` under other keys than `key` that Slurm still lists as active (see
+    /// [`OtherJob`]), from the workspace's submission records; by job id. Empty when Slurm does
+    /// not answer: this is for telling the user, never for deciding.
+    pub fn other_active_jobs(&self, workspace: &Path, stage: &str, key: &str) -> Vec<OtherJob> {
+        let Ok(rd) = fs::read_dir(workspace.join("slurm")) else { return Vec::new() };
+        let records: Vec<(String, Submission)> = rd
+            .flatten()
+            .filter_map(|e| {
+                let k = e.file_name().to_string_lossy().into_owned();
+                let rec = JobDir::new(workspace, &k).read_record()?;
+                (k != key && rec.stage == stage && rec.refused.is_none()).then_some((k, rec))
+            })
+            .collect();
+        if records.is_empty() {
+            return Vec::new();
+        }
+        let Ok(states) = self.slurm.states() else { return Vec::new() };
+        let mut out: Vec<OtherJob> = records
+            .into_iter()
+            .filter_map(|(k, rec)| {
+                let st = match &rec.job_id {
+                    Some(id) => states.get(id).cloned(),
+                    // Its run was killed before sbatch answered: a job of its name, if any.
+                    None => {
+                        self.slurm.find_by_name(&rec.job_name).ok()?.into_iter().find(JobState::is_active)
+                    }
+                }
+                .filter(JobState::is_active)?;
+                Some(OtherJob {
+                    key: k,
+                    job_id: st.id.clone(),
+                    reason: st.reason().filter(|_| st.state == "PENDING").map(str::to_string),
+                    state: st.state,
+                })
+            })
+            .collect();
+        out.sort_by_key(|o| (o.job_id.len(), o.job_id.clone()));
+        out
+    }
+
     /// Where the job of a stage whose key is `key` stands, for `camel status`; `None` when camel
     /// never submitted it.
     pub fn info(&self, workspace: &Path, key: &str) -> Option<JobInfo> {
@@ -742,6 +907,76 @@ impl SlurmJobs {
     }
 }
 
+/// The requeues of the job a run waits for, as it sees them: a job seen running and then
+/// pending again, or a new attempt's first line in the job's log (a requeue quicker than a poll).
+/// Requeues before this run started waiting are counted, not told.
+#[derive(Default)]
+struct Requeues {
+    /// Requeues told (or found at the start), and the attempt the job is on.
+    known: u32,
+    /// Times the job was seen running, then pending (or requeued) again.
+    seen: u32,
+    running: bool,
+    /// Requeues found in the job's log; `None` until it was first read.
+    logged: Option<u32>,
+    /// The job's own requeues after an interruption (the batch script's line), from its log,
+    /// and how many of them were told.
+    interrupted: u32,
+    interrupted_told: u32,
+    read_at: Option<Instant>,
+}
+
+impl Requeues {
+    fn attempt(&self) -> u32 {
+        self.known + 1
+    }
+
+    /// Takes one poll's state; a line for the user when the job was requeued since the last one.
+    fn observe(&mut self, jd: &JobDir, id: &str, state: &JobState) -> Option<String> {
+        match state.state.as_str() {
+            "RUNNING" => self.running = true,
+            "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "SPECIAL_EXIT" if self.running => {
+                self.running = false;
+                self.seen += 1;
+                // Read the log now: the batch script's line says whether the job requeued itself.
+                self.read_at = None;
+            }
+            _ => {}
+        }
+        // The log, at most once a second: attempts are few and the file is small.
+        let first = self.logged.is_none();
+        if self.read_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            self.read_at = Some(Instant::now());
+            let log = fs::read_to_string(jd.job_log(id)).unwrap_or_default();
+            let attempts = log.matches(&format!("camel: Slurm job {id} (attempt ")).count() as u32;
+            self.logged = Some(attempts.saturating_sub(1));
+            self.interrupted =
+                log.matches("camel: interrupted (time limit near or preempted); requeueing").count() as u32;
+        }
+        let logged = self.logged.unwrap_or(0);
+        if first {
+            // A job found running again after requeues of its own: counted, not told.
+            self.known = logged;
+            self.interrupted_told = self.interrupted;
+            self.seen = 0;
+            return None;
+        }
+        let now = logged.max(self.known + self.seen.min(1));
+        if now <= self.known {
+            return None;
+        }
+        self.known = now;
+        self.seen = 0;
+        let why = if self.interrupted > self.interrupted_told {
+            self.interrupted_told = self.interrupted;
+            "it checkpointed and requeued itself: its time limit was near, or it was preempted"
+        } else {
+            "by Slurm: preempted, a node failure, or `scontrol requeue`"
+        };
+        Some(format!("Slurm job {id} was requeued ({why}); attempt {} of the job", now + 1))
+    }
+}
+
 /// What an earlier run's submission leaves to this one.
 enum Earlier {
     /// Nothing to wait for or take: submit.
@@ -756,6 +991,52 @@ enum Verdict {
     Done,
     Resubmit(String),
     Fail(String),
+}
+
+/// Recreates the tree under `from` in the existing directory `to`: directories made, files hard
+/// linked (copied where linking fails: another filesystem, or none of links), symlinks recreated.
+fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let meta = fs::symlink_metadata(&src)?;
+        if meta.is_dir() {
+            fs::create_dir(&dst)?;
+            link_tree(&src, &dst)?;
+        } else if meta.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else if fs::hard_link(&src, &dst).is_err() {
+            fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// A test hook: with `CAMEL_SLURM_FAULT=<point>` in its environment, `camel run` kills itself
+/// (SIGKILL, as a lost SSH session or `kill -9` would) when it reaches `point`. The Slurm tests
+/// use it to stop a run at a precise moment of a commit.
+pub(crate) fn fault_point(point: &str) {
+    if std::env::var_os("CAMEL_SLURM_FAULT").is_some_and(|v| v == point) {
+        // SAFETY: signalling this process.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// `(used, limit)` from slurmstepd's `StepId=9.0 exceeded memory limit (418148352 > 157286400),
+/// being killed`.
+fn memory_used(line: &str) -> Option<(u64, u64)> {
+    let rest = &line[line.find("exceeded memory limit (")? + "exceeded memory limit (".len()..];
+    let (used, rest) = rest.split_once(" > ")?;
+    let limit = rest.split(')').next()?;
+    Some((used.trim().parse().ok()?, limit.trim().parse().ok()?))
+}
+
+/// Bytes as MiB (GiB from 10 GiB up), as a person reads a memory figure.
+fn mib(bytes: u64) -> String {
+    let m = bytes as f64 / (1024.0 * 1024.0);
+    if m >= 10240.0 { format!("{:.1} GiB", m / 1024.0) } else { format!("{m:.0} MiB") }
 }
 
 /// The last `n` lines of `text` that are not blank.
@@ -899,5 +1180,117 @@ mod tests {
         assert!(l.contains("stage.log:\ncamel exec-stage: stage `a`\nfailed: about to fail"), "{l}");
         assert!(l.contains("Slurm's messages in") && l.contains("srun: error"), "{l}");
         assert!(!l.contains("camel: Slurm job 9"), "{l}");
+    }
+
+    /// Slurm's line with what the step used stays, however many lines follow it; repeated lines
+    /// are shown once.
+    #[test]
+    fn an_out_of_memory_failure_keeps_how_much_the_job_used() {
+        let t = tempfile::tempdir().unwrap();
+        let jd = JobDir { dir: t.path().to_path_buf() };
+        fs::write(jd.stage_log(), "camel exec-stage: stage `a`\n").unwrap();
+        fs::write(
+            jd.job_log("9"),
+            "camel: Slurm job 9 (attempt 1) on vm\n\
+             slurmstepd-vm: error: StepId=9.0 exceeded memory limit (418148352 > 157286400), being killed\n\
+             slurmstepd-vm: error: Exceeded job memory limit\n\
+             srun: Job step aborted: Waiting up to 7 seconds for job step to finish.\n\
+             slurmstepd-vm: error: Exceeded job memory limit\n\
+             srun: error: vm: task 0: Killed\n\
+             srun: error: one more line\n",
+        )
+        .unwrap();
+        let l = jd.failure_lines("9");
+        assert!(l.contains("StepId=9.0 exceeded memory limit (418148352 > 157286400)"), "{l}");
+        assert_eq!(l.matches("Exceeded job memory limit").count(), 1, "{l}");
+        assert!(l.contains("one more line"), "{l}");
+        assert_eq!(jd.memory_used("9"), Some((418148352, 157286400)));
+        assert_eq!(mib(418148352), "399 MiB");
+        assert_eq!(mib(64 << 30), "64.0 GiB");
+        assert_eq!(jd.final_state("9", None), "OUT_OF_MEMORY");
+    }
+
+    /// A requeue is told once, whether the run saw the job pending again or only the next
+    /// attempt's line in the job's log; requeues before the run started watching are not told.
+    #[test]
+    fn requeues_are_told_once_each() {
+        let t = tempfile::tempdir().unwrap();
+        let jd = JobDir { dir: t.path().to_path_buf() };
+        let st =
+            |s: &str| JobState { id: "5".into(), state: s.into(), reason: String::new(), exit_code: None };
+        let attempt = |n: u32, extra: &str| {
+            let mut f = fs::OpenOptions::new().create(true).append(true).open(jd.job_log("5")).unwrap();
+            std::io::Write::write_all(
+                &mut f,
+                format!("{extra}camel: Slurm job 5 (attempt {n}) on vm\n").as_bytes(),
+            )
+            .unwrap();
+        };
+        let mut r = Requeues::default();
+        let poll = |r: &mut Requeues, s: &str| {
+            r.read_at = None;
+            r.observe(&jd, "5", &st(s))
+        };
+        assert_eq!(poll(&mut r, "PENDING"), None);
+        attempt(1, "");
+        assert_eq!(poll(&mut r, "RUNNING"), None);
+        // Seen pending again: requeued by Slurm (no line of the batch script's).
+        let m = poll(&mut r, "PENDING").unwrap();
+        assert!(
+            m.contains("Slurm job 5 was requeued (by Slurm") && m.contains("attempt 2 of the job"),
+            "{m}"
+        );
+        assert_eq!(r.attempt(), 2);
+        attempt(2, "");
+        assert_eq!(poll(&mut r, "RUNNING"), None, "the same requeue, from the log");
+        // A requeue between two polls: only the log says so.
+        attempt(3, "camel: interrupted (time limit near or preempted); requeueing (1 of 3)\n");
+        let m = poll(&mut r, "RUNNING").unwrap();
+        assert!(m.contains("checkpointed and requeued itself") && m.contains("attempt 3"), "{m}");
+        assert_eq!(poll(&mut r, "RUNNING"), None);
+
+        // A run that reattaches to a job on its third attempt counts those, without a word.
+        let mut late = Requeues::default();
+        assert_eq!(poll(&mut late, "RUNNING"), None);
+        assert_eq!(late.attempt(), 3);
+    }
+
+    /// The job's outputs go into staging as links and stay in `out/` until the commit is
+    /// recorded.
+    #[test]
+    fn outputs_are_linked_into_staging_and_removed_only_once_committed() {
+        let t = tempfile::tempdir().unwrap();
+        let jd = JobDir { dir: t.path().join("job") };
+        fs::create_dir_all(jd.out().join("model")).unwrap();
+        fs::write(jd.out().join("model/w.bin"), "weights").unwrap();
+        fs::write(jd.out().join("top.txt"), "top").unwrap();
+        std::os::unix::fs::symlink("top.txt", jd.out().join("link")).unwrap();
+        let rec = Submission {
+            stage: "a".into(),
+            token: "t".into(),
+            job_name: "camel-a".into(),
+            job_id: Some("7".into()),
+            submitted: "2026-01-01T00:00:00Z".into(),
+            resubmits: 0,
+            refused: None,
+            committed: None,
+        };
+        camel_cache::write_json_atomic(&jd.record(), &rec).unwrap();
+        let staging = t.path().join("staging");
+        fs::create_dir(&staging).unwrap();
+        jd.link_outputs(&staging).unwrap();
+        assert_eq!(fs::read_to_string(staging.join("model/w.bin")).unwrap(), "weights");
+        assert_eq!(fs::read_link(staging.join("link")).unwrap(), Path::new("top.txt"));
+        use std::os::unix::fs::MetadataExt;
+        let (a, b) = (
+            fs::metadata(jd.out().join("model/w.bin")).unwrap(),
+            fs::metadata(staging.join("model/w.bin")).unwrap(),
+        );
+        assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "a hard link, not a copy");
+        assert!(jd.out().join("model/w.bin").is_file(), "out/ stays until the commit");
+        jd.mark_committed();
+        assert!(!jd.out().exists());
+        assert!(jd.read_record().unwrap().committed.is_some());
+        assert_eq!(fs::read_to_string(staging.join("model/w.bin")).unwrap(), "weights");
     }
 }

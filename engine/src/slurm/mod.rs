@@ -24,5 +24,5 @@ pub mod settings;
 pub use ctl::{JobState, Slurm};
 pub use exec_stage::exec_stage;
 pub use files::{EXIT_RESUMABLE, StageSpec};
-pub use job::{JobInfo, SlurmJobs};
+pub use job::{JobInfo, OtherJob, SlurmJobs};
 pub use settings::{Executor, Resources, SlurmSettings};
