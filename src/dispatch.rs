@@ -470,23 +470,17 @@ fn describe_kind(e: &camel_engine::KindEntry) -> String {
             if s.chars().count() > 24 { format!("{}…", s.chars().take(23).collect::<String>()) } else { s }
         }
     };
-    let required: Vec<&str> = schema
-        .get("required")
-        .and_then(|r| r.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str())
-        .collect();
     let rows: Vec<[String; 5]> = docs
         .iter()
         .map(|d| {
+            // What the kind filled in where it could be parsed, else the schema's (an entry of
+            // a list, a variant's field).
+            let default =
+                camel_engine::schema::default_of(&schema, &given, &d.name).or_else(|| d.default.clone());
             [
                 d.name.clone(),
                 d.ty.clone(),
-                cell(
-                    camel_engine::schema::default_of(&schema, &given, &d.name).as_ref(),
-                    required.contains(&d.name.as_str()),
-                ),
+                cell(default.as_ref(), d.required),
                 d.range.clone(),
                 d.meaning.clone(),
             ]

@@ -18,6 +18,9 @@ pub const REFERENCE_PATTERN: &str = r"^\$\{(params\.[^}]+|env:[^}]+)\}$";
 /// One param of a kind, as `camel kinds KIND` shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamDoc {
+    /// Dotted below a struct (`distributed.strategy`), with `[]` for the entries of a list
+    /// (`sources[].columns`); a field only some variants of a tagged choice have says which in
+    /// its meaning (`(type: table) …`).
     pub name: String,
     /// `number`, `integer`, `bool`, `string`, `list`, `map`, or `a | b` for a choice.
     pub ty: String,
@@ -27,34 +30,161 @@ pub struct ParamDoc {
     pub meaning: String,
     /// The param may be left out (an `Option`), and then has no value.
     pub optional: bool,
+    /// The param must be given (where the struct or entry holding it is).
+    pub required: bool,
+    /// The schema's default, where it has one.
+    pub default: Option<Value>,
 }
+
+/// How deep [`param_docs`] follows structs, lists of structs and tagged choices.
+const MAX_DEPTH: usize = 5;
 
 /// The params of a kind's schema (from [`crate::KindEntry::params_schema`]), by name; a param
 /// that is a struct of its own (`distributed`, `limits`) is followed by its fields
-/// (`distributed.strategy`).
+/// (`distributed.strategy`), a list of structs by its entries' fields (`systems[].input`), and a
+/// choice of structs tagged by a field (`provider: {type: azure, …}`, `sources[].type`) by its
+/// tag and every variant's fields.
 pub fn param_docs(schema: &Value) -> Vec<ParamDoc> {
     let mut out = Vec::new();
-    docs_of(schema, schema, "", &mut out);
+    fields_of(schema, schema, "", 0, &mut out);
+    // A field that several variants share with different docs is followed once per variant:
+    // what it holds is listed once.
+    let mut seen: Vec<ParamDoc> = Vec::new();
+    out.retain(|d| {
+        let dup = seen.contains(d);
+        if !dup {
+            seen.push(d.clone());
+        }
+        !dup
+    });
     out
 }
 
-fn docs_of(root: &Value, node: &Value, prefix: &str, out: &mut Vec<ParamDoc>) {
+/// The names in an object schema's `required`.
+fn required_of(node: &Value) -> Vec<&str> {
+    node.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect()
+}
+
+/// The fields of the object schema `node`, named `{prefix}{field}`.
+fn fields_of(root: &Value, node: &Value, prefix: &str, depth: usize, out: &mut Vec<ParamDoc>) {
     let Some(props) = node.get("properties").and_then(Value::as_object) else { return };
+    let required = required_of(node);
     for (name, p) in props {
-        let (inner, optional) = strip_null(root, p);
-        let name = format!("{prefix}{name}");
-        out.push(ParamDoc {
-            name: name.clone(),
-            ty: type_name(root, inner),
-            range: range_text(inner),
-            meaning: first_sentence(
-                p.get("description").or_else(|| inner.get("description")).and_then(Value::as_str),
-            ),
-            optional,
-        });
-        // Only the fields of named structs: a free-form map (`env`) has none.
-        if p.get("$ref").is_some() || inner.get("properties").is_some() && !prefix.contains('.') {
-            docs_of(root, inner, &format!("{name}."), out);
+        let doc = field_doc(root, p, &format!("{prefix}{name}"), required.contains(&name.as_str()));
+        field(root, p, doc, depth, out);
+    }
+}
+
+/// The row of field schema `p` named `name`.
+fn field_doc(root: &Value, p: &Value, name: &str, required: bool) -> ParamDoc {
+    let (inner, optional) = strip_null(root, p);
+    ParamDoc {
+        name: name.to_string(),
+        ty: type_name(root, inner),
+        range: range_text(inner),
+        meaning: first_sentence(
+            p.get("description").or_else(|| inner.get("description")).and_then(Value::as_str),
+        ),
+        optional,
+        required,
+        default: p.get("default").or_else(|| inner.get("default")).cloned(),
+    }
+}
+
+/// Pushes `doc` (the row of field schema `p`), then what is inside the field.
+fn field(root: &Value, p: &Value, doc: ParamDoc, depth: usize, out: &mut Vec<ParamDoc>) {
+    let name = doc.name.clone();
+    out.push(doc);
+    if depth < MAX_DEPTH {
+        inside(root, strip_null(root, p).0, &name, depth + 1, out);
+    }
+}
+
+/// The rows inside a field `name` whose schema is `inner`: a struct's fields, a list's entries',
+/// a tagged choice's tag and variants' fields. A free-form map (`env`) has none.
+fn inside(root: &Value, inner: &Value, name: &str, depth: usize, out: &mut Vec<ParamDoc>) {
+    if inner.get("properties").is_some() {
+        fields_of(root, inner, &format!("{name}."), depth, out);
+    } else if let Some(items) = inner.get("items").filter(|_| type_name(root, inner) == "list") {
+        inside(root, strip_null(root, items).0, &format!("{name}[]"), depth, out);
+    } else if let Some((tag, variants)) = tagged(root, inner) {
+        variants_of(root, inner, &tag, &variants, name, depth, out);
+    }
+}
+
+/// A choice of structs told apart by a field (serde's `#[serde(tag = "type")]`): the tag's name
+/// and each variant (its tag value and schema).
+fn tagged<'a>(root: &'a Value, node: &'a Value) -> Option<(String, Vec<(String, &'a Value)>)> {
+    let alts = node.get("oneOf").or_else(|| node.get("anyOf")).and_then(Value::as_array)?;
+    let alts: Vec<&Value> = alts.iter().map(|a| resolve(root, a)).collect();
+    let first = alts.first()?.get("properties")?.as_object()?;
+    let tag_value = |a: &Value, tag: &str| -> Option<String> {
+        let t = strip_null(root, a.get("properties")?.get(tag)?).0;
+        t.get("const").and_then(Value::as_str).map(str::to_string)
+    };
+    // The field every variant fixes to a value of its own.
+    let tag = first
+        .keys()
+        .find(|k| {
+            let mut vs: Vec<Option<String>> = alts.iter().map(|a| tag_value(a, k)).collect();
+            let all = vs.iter().all(Option::is_some);
+            vs.sort();
+            vs.dedup();
+            all && vs.len() == alts.len()
+        })?
+        .clone();
+    Some((tag.clone(), alts.iter().map(|a| (tag_value(a, &tag).expect("checked above"), *a)).collect()))
+}
+
+/// The rows of a tagged choice `name`: its tag, then each field with the variants that have it
+/// (one row per distinct doc), in name order.
+fn variants_of(
+    root: &Value,
+    node: &Value,
+    tag: &str,
+    variants: &[(String, &Value)],
+    name: &str,
+    depth: usize,
+    out: &mut Vec<ParamDoc>,
+) {
+    let values: Vec<&str> = variants.iter().map(|(v, _)| v.as_str()).collect();
+    out.push(ParamDoc {
+        name: format!("{name}.{tag}"),
+        ty: values.join(" | "),
+        range: String::new(),
+        meaning: match first_sentence(node.get("description").and_then(Value::as_str)) {
+            m if m.is_empty() => format!("Which one; the fields marked ({tag}: …) below are its own"),
+            m => m,
+        },
+        optional: false,
+        required: variants.iter().all(|(_, v)| required_of(v).contains(&tag)),
+        default: None,
+    });
+    let mut fields: Vec<&str> = variants
+        .iter()
+        .flat_map(|(_, v)| v.get("properties").and_then(Value::as_object).into_iter().flat_map(|p| p.keys()))
+        .map(String::as_str)
+        .filter(|f| *f != tag)
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    for f in fields {
+        // Variants whose field reads the same share a row.
+        let mut groups: Vec<(ParamDoc, Vec<&str>, &Value)> = Vec::new();
+        for (value, v) in variants {
+            let Some(p) = v.get("properties").and_then(|ps| ps.get(f)) else { continue };
+            let doc = field_doc(root, p, &format!("{name}.{f}"), required_of(v).contains(&f));
+            match groups.iter_mut().find(|(d, _, _)| *d == doc) {
+                Some((_, vs, _)) => vs.push(value),
+                None => groups.push((doc, vec![value], p)),
+            }
+        }
+        for (mut doc, vs, p) in groups {
+            if vs.len() < variants.len() {
+                let note = format!("({tag}: {})", vs.join(", "));
+                doc.meaning = if doc.meaning.is_empty() { note } else { format!("{note} {}", doc.meaning) };
+            }
+            field(root, p, doc, depth, out);
         }
     }
 }
@@ -403,6 +533,56 @@ mod tests {
             "Peak rate, e.g. 2e-5"
         );
         assert_eq!(first_sentence(None), "");
+    }
+
+    /// What `camel kinds` lists inside a param: a struct's fields, a list's entries' fields, and a
+    /// tagged choice's tag and fields, those of only some variants marked with them.
+    #[test]
+    fn nested_fields_are_listed_with_their_variants() {
+        let schema = json!({
+            "type": "object",
+            "required": ["sources"],
+            "properties": {
+                "sources": {"type": "array", "description": "Where from.", "items": {"$ref": "#/$defs/Source"}},
+                "sets": {"type": "array", "items": {"$ref": "#/$defs/Set"}},
+            },
+            "$defs": {
+                "Set": {"type": "object", "required": ["input"], "properties": {
+                    "input": {"type": "string", "description": "The input."},
+                }},
+                "Source": {"description": "Which source.", "oneOf": [
+                    {"type": "object", "required": ["type", "notes"], "properties": {
+                        "type": {"type": "string", "const": "a"},
+                        "notes": {"type": "string", "description": "Notes of a."},
+                        "limit": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "At most."},
+                    }},
+                    {"type": "object", "required": ["type"], "properties": {
+                        "type": {"type": "string", "const": "b"},
+                        "limit": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "At most."},
+                        "cols": {"$ref": "#/$defs/Cols", "description": "Columns."},
+                    }},
+                ]},
+                "Cols": {"type": "object", "required": ["text"], "properties": {
+                    "text": {"type": "string", "description": "Text column."},
+                }},
+            },
+        });
+        let rows: Vec<(String, String, bool, String)> =
+            param_docs(&schema).into_iter().map(|d| (d.name, d.ty, d.required, d.meaning)).collect();
+        let row = |n: &str, t: &str, r: bool, m: &str| (n.to_string(), t.to_string(), r, m.to_string());
+        assert_eq!(
+            rows,
+            [
+                row("sets", "list", false, ""),
+                row("sets[].input", "string", true, "The input"),
+                row("sources", "list", true, "Where from"),
+                row("sources[].type", "a | b", true, "Which source"),
+                row("sources[].cols", "map", false, "(type: b) Columns"),
+                row("sources[].cols.text", "string", true, "Text column"),
+                row("sources[].limit", "integer", false, "At most"),
+                row("sources[].notes", "string", true, "(type: a) Notes of a"),
+            ]
+        );
     }
 
     #[test]

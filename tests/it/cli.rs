@@ -219,6 +219,47 @@ fn kinds_describe_inputs_outputs_and_params() {
         "{}",
         r.stdout
     );
+    // Inside a list of tagged sources, and a provider's variants: each field with its type,
+    // default and meaning, a variant's own marked.
+    let r = t.camel(&["kinds", "notes"]);
+    r.assert_ok();
+    let line = |out: &str, name: &str| -> String {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no `{name}` line:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line(&r.stdout, "sources[].type").split_whitespace().take(9).eq([
+            "sources[].type",
+            "mimic3",
+            "|",
+            "mimic4",
+            "|",
+            "i2b2",
+            "|",
+            "table",
+            "required"
+        ]),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        line(&r.stdout, "sources[].delimiter").contains("(type: table) CSV only: the delimiter"),
+        "{}",
+        r.stdout
+    );
+    assert!(line(&r.stdout, "sources[].columns.text").contains("required"), "{}", r.stdout);
+    assert!(
+        line(&r.stdout, "decontaminate.sets[].input").contains("The input holding the set"),
+        "{}",
+        r.stdout
+    );
+    let r = t.camel(&["kinds", "judge"]);
+    r.assert_ok();
+    let v = line(&r.stdout, "provider.api_version");
+    assert!(v.contains("\"2024-06-01\"") && v.contains("(type: azure)"), "{v}");
+    assert!(line(&r.stdout, "systems[].column").contains("\"output\""), "{}", r.stdout);
     // `command` needs `run`: no defaults to show, but what is missing is said.
     let r = t.camel(&["kinds", "command"]);
     r.assert_ok();

@@ -78,7 +78,7 @@ fn de_sources<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Source>, D::Error> 
     Ok(sources)
 }
 
-/// One source of notes. `type:` picks the variant; every field naming a file names one of the
+/// What kind of source this is (its fields below); every field naming a file names one of the
 /// stage's `inputs:`.
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -95,16 +95,18 @@ pub enum Source {
 pub struct Mimic3 {
     /// The input holding NOTEEVENTS.csv or NOTEEVENTS.csv.gz.
     pub notes: String,
-    /// The `source` column's value (default `mimic3`).
+    /// The `source` column's value and the source's name in stats.json (default: the type).
     #[serde(default)]
     pub name: Option<String>,
-    /// Keep only these CATEGORY values (compared trimmed, any case).
+    /// Keep only notes of these categories (compared trimmed, any case): CATEGORY values
+    /// (mimic3), `Discharge summary` and/or `Radiology` (mimic4), the `category` column's (table).
     #[serde(default)]
     pub categories: Option<Vec<String>>,
     /// Rows with ISERROR=1: `keep` (CAMEL) or `drop`.
     #[serde(default)]
     pub iserror: IsError,
-    /// Drop the ROW_IDs listed in a file.
+    /// Drop the notes whose id is listed in a file: ROW_ID (mimic3), note_id (mimic4), the path
+    /// without extension or `DATA.PARAGRAPH` (i2b2), the `id` column or the row number (table).
     #[serde(default)]
     pub exclude: Option<Exclude>,
     /// Read at most this many rows (for quick runs).
@@ -116,7 +118,8 @@ pub struct Mimic3 {
     /// `___` → `[ANON]`: `keep` (default) or `tag`.
     #[serde(default)]
     pub anon: AnonMode,
-    /// Prepended to each note; CAMEL's is the category and a newline.
+    /// Prepended to each note: text with `{category}`, `{id}`, `{source}`; CAMEL's is the
+    /// category and a newline.
     #[serde(default = "category_prefix")]
     pub prefix: Template,
 }
@@ -126,24 +129,34 @@ pub struct Mimic3 {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mimic4 {
+    /// The input holding discharge.csv or discharge.csv.gz (category `Discharge summary`).
     #[serde(default)]
     pub discharge: Option<String>,
+    /// The input holding radiology.csv or radiology.csv.gz (category `Radiology`).
     #[serde(default)]
     pub radiology: Option<String>,
+    /// The `source` column's value and the source's name in stats.json (default: the type).
     #[serde(default)]
     pub name: Option<String>,
-    /// `Discharge summary` and/or `Radiology`.
+    /// Keep only notes of these categories (compared trimmed, any case): CATEGORY values
+    /// (mimic3), `Discharge summary` and/or `Radiology` (mimic4), the `category` column's (table).
     #[serde(default)]
     pub categories: Option<Vec<String>>,
-    /// Drop the note_ids listed in a file.
+    /// Drop the notes whose id is listed in a file: ROW_ID (mimic3), note_id (mimic4), the path
+    /// without extension or `DATA.PARAGRAPH` (i2b2), the `id` column or the row number (table).
     #[serde(default)]
     pub exclude: Option<Exclude>,
+    /// Read at most this many rows (for quick runs).
     #[serde(default)]
     pub limit: Option<u64>,
+    /// `[** … **]` marks: `keep` (CAMEL's pretraining text) or `tags`.
     #[serde(default)]
     pub deid: DeidMode,
+    /// `___` → `[ANON]`: `keep` (default) or `tag`.
     #[serde(default)]
     pub anon: AnonMode,
+    /// Prepended to each note: text with `{category}`, `{id}`, `{source}`; CAMEL's is the
+    /// category and a newline.
     #[serde(default = "category_prefix")]
     pub prefix: Template,
 }
@@ -153,19 +166,26 @@ pub struct Mimic4 {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct I2b2 {
+    /// The input holding the notes: a directory of `.txt`/`.xml` files, or SQuAD-shaped JSON.
     pub notes: String,
+    /// The `source` column's value and the source's name in stats.json (default: the type).
     #[serde(default)]
     pub name: Option<String>,
-    /// Drop the notes whose id (the file's path relative to the directory without its
-    /// extension, or `DATA.PARAGRAPH` for JSON) is listed in a file.
+    /// Drop the notes whose id is listed in a file: ROW_ID (mimic3), note_id (mimic4), the path
+    /// without extension or `DATA.PARAGRAPH` (i2b2), the `id` column or the row number (table).
     #[serde(default)]
     pub exclude: Option<Exclude>,
+    /// Read at most this many rows (for quick runs).
     #[serde(default)]
     pub limit: Option<u64>,
+    /// `[** … **]` marks: `keep` (CAMEL's pretraining text) or `tags`.
     #[serde(default)]
     pub deid: DeidMode,
+    /// `___` → `[ANON]`: `keep` (default) or `tag`.
     #[serde(default)]
     pub anon: AnonMode,
+    /// Prepended to each note: text with `{category}`, `{id}`, `{source}`; CAMEL's is the
+    /// category and a newline.
     #[serde(default)]
     pub prefix: Template,
 }
@@ -174,26 +194,38 @@ pub struct I2b2 {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Table {
+    /// The input holding the table.
     pub notes: String,
-    /// The `source` column's value (default `table`).
+    /// The `source` column's value and the source's name in stats.json (default: the type).
     #[serde(default)]
     pub name: Option<String>,
+    /// The file's format: `auto` goes by its name (.csv, .tsv, .parquet, .jsonl, optionally .gz).
     #[serde(default)]
     pub format: TableFormat,
     /// CSV only: the delimiter, one character (default `,`; `\t` for tsv).
     #[serde(default)]
     pub delimiter: Option<String>,
+    /// The columns holding each note's text, and optionally its id and category.
     pub columns: Columns,
+    /// Keep only notes of these categories (compared trimmed, any case): CATEGORY values
+    /// (mimic3), `Discharge summary` and/or `Radiology` (mimic4), the `category` column's (table).
     #[serde(default)]
     pub categories: Option<Vec<String>>,
+    /// Drop the notes whose id is listed in a file: ROW_ID (mimic3), note_id (mimic4), the path
+    /// without extension or `DATA.PARAGRAPH` (i2b2), the `id` column or the row number (table).
     #[serde(default)]
     pub exclude: Option<Exclude>,
+    /// Read at most this many rows (for quick runs).
     #[serde(default)]
     pub limit: Option<u64>,
+    /// `[** … **]` marks: `keep` (CAMEL's pretraining text) or `tags`.
     #[serde(default)]
     pub deid: DeidMode,
+    /// `___` → `[ANON]`: `keep` (default) or `tag`.
     #[serde(default)]
     pub anon: AnonMode,
+    /// Prepended to each note: text with `{category}`, `{id}`, `{source}`; CAMEL's is the
+    /// category and a newline.
     #[serde(default)]
     pub prefix: Template,
 }
@@ -201,9 +233,12 @@ pub struct Table {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Columns {
+    /// The column of each note's text.
     pub text: String,
+    /// The column of each note's id (default: the row number, from 1).
     #[serde(default)]
     pub id: Option<String>,
+    /// The column of each note's category, for `categories` and `{category}`.
     #[serde(default)]
     pub category: Option<String>,
 }
@@ -320,6 +355,7 @@ pub struct Decontaminate {
     /// A note is dropped when it shares at least this many distinct n-grams with the sets.
     #[serde(default = "one")]
     pub min_shared: NonZeroU32,
+    /// The evaluation sets whose text is kept out of the corpus.
     pub sets: Vec<EvalSet>,
 }
 
@@ -335,18 +371,22 @@ fn one() -> NonZeroU32 {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSet {
+    /// The input holding the set: JSON (an array or lines), CSV or Parquet.
     pub input: String,
+    /// The field (or column) holding the text.
     pub field: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetParams {
+    /// The codec of corpus.parquet's pages.
     #[serde(default)]
     pub compression: Compression,
     /// Rows per row group at most; a row group is also closed at `row_group_mb`.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: NonZeroU32,
+    /// Megabytes per row group at most.
     #[serde(default = "default_row_group_mb")]
     pub row_group_mb: NonZeroU32,
 }
