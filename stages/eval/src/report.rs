@@ -486,11 +486,25 @@ fn bar_chart(title: &str, bars: &[Bar]) -> Result<String, StageError> {
                 })
             }))
             .map_err(|e| err(&e))?;
+        // Caps, 12 px wide, at both ends of each whisker.
+        chart
+            .draw_series(bars.iter().enumerate().filter_map(|(i, b)| b.ci.map(|c| (i, c))).flat_map(
+                |(i, (lo, hi))| {
+                    [lo, hi].map(|y| {
+                        EmptyElement::at((SegmentValue::CenterOf(i), y))
+                            + PathElement::new(vec![(-6, 0), (6, 0)], BLACK.stroke_width(2))
+                    })
+                },
+            ))
+            .map_err(|e| err(&e))?;
+        // Each value above its bar and its whisker, never struck through by it.
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
                 let style =
                     ("sans-serif", 12).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
-                Text::new(format!("{:.2}", b.value), (SegmentValue::CenterOf(i), b.value), style)
+                let top = b.ci.map_or(b.value, |c| c.1.max(b.value));
+                EmptyElement::at((SegmentValue::CenterOf(i), top))
+                    + Text::new(format!("{:.2}", b.value), (0, -4), style)
             }))
             .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
@@ -534,6 +548,30 @@ mod tests {
             svg.starts_with("<svg") && svg.contains("\ncamel\n</text>") && svg.contains("\ngpt-3.5\n</text>"),
             "{svg}"
         );
+        // The whisker (7 ± 0.5, with caps) ends below the value's label: the label's baseline
+        // y is above (smaller than) every whisker point's.
+        if let Ok(path) = std::env::var("CAMEL_TEST_CHART_OUT") {
+            std::fs::write(path, &svg).unwrap();
+        }
+        let label_y = text_y(&svg, "7.00");
+        let whisker_top = svg
+            .lines()
+            .filter(|l| l.contains("<polyline") && l.contains("stroke-width=\"2\""))
+            .flat_map(|l| l.split("points=\"").nth(1).unwrap().split('"').next().unwrap().split(' '))
+            .filter_map(|p| p.split(',').nth(1)?.parse::<f64>().ok())
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            whisker_top.is_finite() && label_y < whisker_top,
+            "label at {label_y}, whisker up to {whisker_top}: {svg}"
+        );
+    }
+
+    /// The y of the `<text>` element whose content is `content`.
+    fn text_y(svg: &str, content: &str) -> f64 {
+        let i = svg.find(&format!("\n{content}\n</text>")).unwrap();
+        let start = svg[..i].rfind("<text").unwrap();
+        let y = svg[start..i].split(" y=\"").nth(1).unwrap().split('"').next().unwrap();
+        y.parse().unwrap()
     }
 
     #[test]
