@@ -230,7 +230,7 @@ fn handle(multi: &Option<MultiProgress>, state: &Mutex<State>, ev: Event) {
                     let elapsed = st
                         .started
                         .get(&stage)
-                        .map(|t| format!(" ({})", human_duration(now.duration_since(*t))))
+                        .map(|t| format!(" [{}]", human_duration(now.duration_since(*t))))
                         .unwrap_or_default();
                     line(multi, format!("  {stage}:{}{msg}{elapsed}", count.trim_end()));
                 }

@@ -409,7 +409,7 @@ fn failures_name_the_job_its_state_and_its_last_lines() {
     assert!(r.stderr.contains("raise `resources.mem`"), "{}", r.stderr);
     // How much it used: Slurm's own line, and the figure in the message.
     assert!(r.stderr.contains("exceeded memory limit ("), "{}", r.stderr);
-    assert!(r.stderr.contains("(Slurm measured "), "{}", r.stderr);
+    assert!(r.stderr.contains("; Slurm measured "), "{}", r.stderr);
     let before = s.submissions();
     let r = s.camel(&["run", "p.yaml", "--set", "a.resources.mem=1G"]);
     r.assert_ok();

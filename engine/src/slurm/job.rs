@@ -675,8 +675,9 @@ impl SlurmJobs {
                 && let Ok(p) = serde_json::from_slice::<JobProgress>(&bytes)
                 && last_progress.as_ref() != Some(&p)
             {
-                progress.set_total(p.total, &p.unit);
+                // The position first: setting the total reports at once, with the position it has.
                 progress.set_position(p.pos);
+                progress.set_total(p.total, &p.unit);
                 last_progress = Some(p);
             }
             if shown != last_shown || shown_at.elapsed() > Duration::from_secs(30) {
@@ -739,12 +740,12 @@ impl SlurmJobs {
         if state == "OUT_OF_MEMORY" {
             let used = match jd.memory_used(id) {
                 Some((used, limit)) => {
-                    format!(" (Slurm measured {} against a limit of {})", mib(used), mib(limit))
+                    format!("; Slurm measured {} against a limit of {}", mib(used), mib(limit))
                 }
                 None => String::new(),
             };
             msg.push_str(&format!(
-                "; the job used more memory than it asked for{used} (mem: {}): raise `resources.mem`",
+                "; the job used more memory than it asked for (mem: {}{used}): raise `resources.mem`",
                 res.mem.as_deref().unwrap_or("the partition's default")
             ));
         }
