@@ -70,6 +70,8 @@ fn every_path_is_a_param_overridable_from_the_command_line() {
         args.push("--set".into());
         args.push(format!("params.{param}={}", p.display()));
     }
+    // …and its weights, of which planning reads the safetensors header only (tensor names, shapes).
+    llama_7b_header(&t.path("model/model.safetensors"));
     args.extend(["--set".into(), "params.gpus=2".into()]);
     let r = t.camel(&args.iter().map(String::as_str).collect::<Vec<_>>());
     r.assert_ok();
@@ -86,4 +88,42 @@ fn every_path_is_a_param_overridable_from_the_command_line() {
     // A GPU count that is not a number is caught when the plan is loaded.
     let bad = t.camel(&["status", "pipelines/full.yaml", "--set", "params.gpus=eight"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
+
+/// A safetensors file holding only the header of LLaMA-7B's weights (bf16, no data): what
+/// planning reads of a checkpoint (docs/training.md, "Checked while planning").
+fn llama_7b_header(path: &std::path::Path) {
+    let (h, i, v) = (4096u64, 11008u64, 32000u64);
+    let mut tensors = vec![("model.embed_tokens.weight".to_string(), vec![v, h])];
+    for l in 0..32 {
+        for (n, shape) in [
+            ("input_layernorm", vec![h]),
+            ("self_attn.q_proj", vec![h, h]),
+            ("self_attn.k_proj", vec![h, h]),
+            ("self_attn.v_proj", vec![h, h]),
+            ("self_attn.o_proj", vec![h, h]),
+            ("post_attention_layernorm", vec![h]),
+            ("mlp.gate_proj", vec![i, h]),
+            ("mlp.up_proj", vec![i, h]),
+            ("mlp.down_proj", vec![h, i]),
+        ] {
+            tensors.push((format!("model.layers.{l}.{n}.weight"), shape));
+        }
+    }
+    tensors.push(("model.norm.weight".into(), vec![h]));
+    tensors.push(("lm_head.weight".into(), vec![v, h]));
+    let mut header = serde_json::Map::new();
+    let mut offset = 0;
+    for (name, shape) in tensors {
+        let len = 2 * shape.iter().product::<u64>();
+        header.insert(
+            name,
+            serde_json::json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + len]}),
+        );
+        offset += len;
+    }
+    let head = serde_json::Value::Object(header).to_string().into_bytes();
+    let mut bytes = (head.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(head);
+    std::fs::write(path, bytes).unwrap();
 }
