@@ -55,8 +55,16 @@ pub fn render(c: &[StageComparison]) -> String {
             let _ = writeln!(out, "    - {r}");
         }
         for (m, [x, y]) in &s.metrics {
-            let num = |v: &Option<f64>| v.map_or("-".to_string(), fmt_num);
+            // A count (steps, tokens) is a whole number on both sides and is shown as one; any
+            // other metric with four decimals on both sides (a 0 beside 0.0079 reads 0.0000).
+            let whole = [x, y].into_iter().flatten().all(|v| v.fract() == 0.0 && v.abs() < 1e12);
+            let num = |v: &Option<f64>| match v {
+                None => "-".to_string(),
+                Some(v) if whole => format!("{v:.0}"),
+                Some(v) => format!("{v:.4}"),
+            };
             let delta = match (x, y) {
+                (Some(x), Some(y)) if whole => format!("{:+.0}", y - x),
                 (Some(x), Some(y)) => format!("{:+.4}", y - x),
                 _ => String::new(),
             };
@@ -64,10 +72,6 @@ pub fn render(c: &[StageComparison]) -> String {
         }
     }
     out
-}
-
-fn fmt_num(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e12 { format!("{x:.0}") } else { format!("{x:.4}") }
 }
 
 #[cfg(test)]
@@ -85,7 +89,9 @@ mod tests {
             b: None,
             metrics: [
                 ("final loss".to_string(), [Some(2.5), Some(2.25)]),
+                ("rouge_l".to_string(), [Some(0.0), Some(0.0079)]),
                 ("steps".to_string(), [Some(30.0), None]),
+                ("tokens".to_string(), [Some(150.0), Some(104.0)]),
             ]
             .into(),
         };
@@ -94,7 +100,9 @@ mod tests {
             "pretrain      differs (pretrain)",
             "    - param `lr` changed from 0.0002 to 0.001",
             "  final loss        2.5000        2.2500       -0.2500",
+            "  rouge_l           0.0000        0.0079       +0.0079",
             "  steps                 30             -              ",
+            "  tokens               150           104           -46",
         ];
         assert_eq!(render(&[c]), want.map(|l| format!("{l}\n")).concat());
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::EngineError;
 use crate::exec::{StageState, StageStatus, status};
 use crate::key::{CacheKey, diff};
-use crate::plan::Plan;
+use crate::plan::{InputRef, Plan};
 use crate::workspace::Workspace;
 
 /// How a stage compares.
@@ -53,7 +53,7 @@ pub fn compare(a: &Plan, b: &Plan) -> Result<Vec<StageComparison>, EngineError> 
     let find = |st: &'_ [StageStatus], name: &str| st.iter().position(|s| s.stage == name);
     let mut names: Vec<&str> = a.order.iter().map(|&i| a.stages[i].name.as_str()).collect();
     names.extend(b.order.iter().map(|&i| b.stages[i].name.as_str()).filter(|n| a.index_of(n).is_none()));
-    let mut out = Vec::new();
+    let mut out: Vec<StageComparison> = Vec::new();
     for name in names {
         let (ia, ib) = (find(&sa, name), find(&sb, name));
         let side = |st: &StageStatus| Side { state: st.state, key: st.key.clone() };
@@ -74,7 +74,7 @@ pub fn compare(a: &Plan, b: &Plan) -> Result<Vec<StageComparison>, EngineError> 
         let (verdict, reasons, kind) = match (ia, ib) {
             (Some(i), Some(j)) => {
                 let (x, y) = (&sa[i], &sb[j]);
-                let (v, r) = stage_reasons(a, b, name, x, y);
+                let (v, r) = stage_reasons(a, b, name, x, y, &out);
                 (v, r, y.kind.clone())
             }
             (Some(i), None) => (Verdict::OnlyA, vec!["only in A".into()], sa[i].kind.clone()),
@@ -95,9 +95,19 @@ pub fn compare(a: &Plan, b: &Plan) -> Result<Vec<StageComparison>, EngineError> 
 }
 
 /// Why stage `name` differs between the plans. With both keys known, the key structs are diffed;
-/// otherwise (an upstream is not cached on one side, so its input hashes are unknown) the params
-/// are, and the reasons say which inputs could not be compared.
-fn stage_reasons(a: &Plan, b: &Plan, name: &str, x: &StageStatus, y: &StageStatus) -> (Verdict, Vec<String>) {
+/// otherwise (an input file is missing, or an upstream is not cached, so its hash is unknown) the
+/// params are, and the reasons say which inputs could not be compared. A stage whose params and
+/// inputs are the same on both sides (the same files, and upstream stages that are the `same`,
+/// among those compared so far, `done`) is the `same` even where its key cannot be computed yet:
+/// once it can, it is the same on both sides.
+fn stage_reasons(
+    a: &Plan,
+    b: &Plan,
+    name: &str,
+    x: &StageStatus,
+    y: &StageStatus,
+    done: &[StageComparison],
+) -> (Verdict, Vec<String>) {
     let sources = |plan: &Plan| -> BTreeMap<String, String> {
         let st = &plan.stages[plan.index_of(name).expect("a planned stage")];
         st.inputs.iter().map(|(k, v)| (k.clone(), v.describe())).collect()
@@ -124,12 +134,47 @@ fn stage_reasons(a: &Plan, b: &Plan, name: &str, x: &StageStatus, y: &StageStatu
     for input in sa.keys().filter(|k| !sb.contains_key(*k)) {
         reasons.push(format!("input `{input}` removed"));
     }
-    for (side, st) in [("A", x), ("B", y)] {
-        if st.key.is_none() {
-            reasons.push(format!("inputs not comparable: {} in {side}", st.reasons.join("; ")));
+    if reasons.is_empty() && same_inputs(a, b, name, done) {
+        return (
+            Verdict::Same,
+            vec![
+                "the same params and inputs; the inputs' content is not known yet (`camel status` says why)"
+                    .into(),
+            ],
+        );
+    }
+    match (x.key.is_none(), y.key.is_none()) {
+        (true, true) if x.reasons == y.reasons => {
+            reasons.push(format!("inputs not comparable in A and B: {}", x.reasons.join("; ")))
+        }
+        _ => {
+            for (side, st) in [("A", x), ("B", y)] {
+                if st.key.is_none() {
+                    reasons.push(format!("inputs not comparable: {} in {side}", st.reasons.join("; ")));
+                }
+            }
         }
     }
     (Verdict::Differs, reasons)
+}
+
+/// Whether stage `name` reads the same inputs in both plans: the same files (resolved, so that
+/// two pipelines in different directories are told apart) and the same outputs of upstream
+/// stages that compared the `same`.
+fn same_inputs(a: &Plan, b: &Plan, name: &str, done: &[StageComparison]) -> bool {
+    fn inputs<'p>(plan: &'p Plan, name: &str) -> &'p BTreeMap<String, InputRef> {
+        &plan.stages[plan.index_of(name).expect("a planned stage")].inputs
+    }
+    let (ia, ib) = (inputs(a, name), inputs(b, name));
+    ia.len() == ib.len()
+        && ia.iter().all(|(k, x)| match (x, ib.get(k)) {
+            (InputRef::Path { path: p, .. }, Some(InputRef::Path { path: q, .. })) => p == q,
+            (
+                InputRef::Stage { name: s, output: o, .. },
+                Some(InputRef::Stage { name: t, output: u, .. }),
+            ) => s == t && o == u && done.iter().any(|c| c.stage == *s && c.verdict == Verdict::Same),
+            _ => false,
+        })
 }
 
 #[cfg(test)]
@@ -177,5 +222,31 @@ stages:
 
         let same = compare(&t.plan(P).unwrap(), &t.plan(P).unwrap()).unwrap();
         assert!(same.iter().all(|s| s.verdict == Verdict::Same && s.reasons.is_empty()));
+    }
+
+    /// Inputs that cannot be hashed yet (a file not there, an upstream never run) on both sides
+    /// do not make a stage differ: the same params and inputs are the `same`, and where the
+    /// params differ the shared reason is said once.
+    #[test]
+    fn stages_whose_inputs_are_unknown_on_both_sides_compare_by_what_is_known() {
+        let t = Bench::new();
+        let p = "name: p\nparams: {seed: s1}\nstages:\n  a: {kind: fake, inputs: {x: data/none.txt}}\n  \
+                 b: {kind: fake, inputs: {x: a.out}}\n  c: {kind: fake, inputs: {x: b.out}, params: {text: '${params.seed}'}}\n";
+        std::fs::write(t.path("p.yaml"), p).unwrap();
+        let plan = |set: &[&str]| {
+            let o: Vec<crate::Override> = set.iter().map(|s| crate::Override::parse(s).unwrap()).collect();
+            crate::plan::load_for_status(&t.path("p.yaml"), &o, &crate::testkit::registry()).unwrap()
+        };
+        let c = compare(&plan(&[]), &plan(&["params.seed=s2"])).unwrap();
+        let by = |n: &str| c.iter().find(|s| s.stage == n).unwrap();
+        assert_eq!((by("a").verdict, by("b").verdict), (Verdict::Same, Verdict::Same));
+        assert_eq!(by("c").verdict, Verdict::Differs);
+        assert_eq!(
+            by("c").reasons,
+            [
+                r#"param `text` changed from "s1" to "s2""#,
+                "inputs not comparable in A and B: upstream `b` is not cached"
+            ]
+        );
     }
 }
