@@ -269,7 +269,17 @@ fn status(pipeline: &Path, set: &[String], json: bool) -> Result<i32, EngineErro
 /// `camel show`: a cached stage's outputs and provenance.
 fn show(pipeline: &Path, set: &[String], stage: &str, json: bool) -> Result<i32, EngineError> {
     let plan = load_lenient(pipeline, set)?;
-    let r = camel_engine::show(&plan, stage)?;
+    // An unknown stage is a mistake on the command line (2); a stage without outputs yet is
+    // not (1): the command was right, the workspace has nothing to show.
+    plan.require(stage)?;
+    let r = match camel_engine::show(&plan, stage) {
+        Ok(r) => r,
+        Err(EngineError::Usage(m)) => {
+            eprintln!("camel: {m}");
+            return Ok(1);
+        }
+        Err(e) => return Err(e),
+    };
     if json {
         outln!("{}", serde_json::to_string_pretty(&r).expect("show serializes"));
         return Ok(0);
@@ -525,8 +535,9 @@ fn report_error(e: &EngineError) {
             }
             out.push_str(&format!("camel: {e}; nothing was run\n"));
         }
-        EngineError::StageFailed { log: Some(log), .. } => {
-            out.push_str(&format!("camel: {e}\n  log: {}\n", log.display()));
+        EngineError::StageFailed { log: Some(log), message, .. } => {
+            let hint = crate::render::failure_hint(message).map(|h| format!(" ({h})")).unwrap_or_default();
+            out.push_str(&format!("camel: {e}\n  log: {}{hint}\n", log.display()));
         }
         _ => {
             out.push_str(&format!("camel: {e}"));

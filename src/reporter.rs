@@ -76,18 +76,7 @@ impl Reporter {
         }
         let mut rows: Vec<&Row> = st.rows.iter().collect();
         rows.sort_by_key(|r| self.order.iter().position(|s| *s == r.stage));
-        let w = rows.iter().map(|r| r.stage.len()).max().unwrap_or(5).max(5);
-        let mut out = String::new();
-        out.push_str(&format!("\n{:<w$}  {:<8}  {:>9}  {:>10}\n", "stage", "result", "time", "output"));
-        for r in &rows {
-            out.push_str(&format!(
-                "{:<w$}  {:<8}  {:>9}  {:>10}\n",
-                r.stage,
-                r.result,
-                format!("{:.2}s", r.elapsed.as_secs_f64()),
-                if r.bytes > 0 { human_bytes(r.bytes) } else { "-".into() }
-            ));
-        }
+        let mut out = summary_table(&rows);
         out.push_str(&failure_summary(&st.rows, &st.blocked));
         if !st.warnings.is_empty() {
             out.push_str(&format!(
@@ -101,6 +90,24 @@ impl Reporter {
         }
         let _ = std::io::stderr().lock().write_all(out.as_bytes());
     }
+}
+
+/// One line per stage: its result, time and output size.
+fn summary_table(rows: &[&Row]) -> String {
+    let w = rows.iter().map(|r| r.stage.len()).max().unwrap_or(5).max(5);
+    // As wide as the longest result (`interrupted`, `submitted`), so that the columns line up.
+    let rw = rows.iter().map(|r| r.result.len()).max().unwrap_or(8).max(8);
+    let mut out = format!("\n{:<w$}  {:<rw$}  {:>9}  {:>10}\n", "stage", "result", "time", "output");
+    for r in rows {
+        out.push_str(&format!(
+            "{:<w$}  {:<rw$}  {:>9}  {:>10}\n",
+            r.stage,
+            r.result,
+            format!("{:.2}s", r.elapsed.as_secs_f64()),
+            if r.bytes > 0 { human_bytes(r.bytes) } else { "-".into() }
+        ));
+    }
+    out
 }
 
 /// What failed, and what was skipped because of it (`--keep-going` runs the rest).
@@ -159,6 +166,18 @@ fn eta_key(from: u64) -> impl Fn(&indicatif::ProgressState, &mut dyn std::fmt::W
     }
 }
 
+/// A rate for the bar: whole numbers from 100 a second, else three significant digits
+/// (`445/s`, `12.5/s`, `0.550/s`), where indicatif's `{per_sec}` prints four decimals.
+fn human_rate(per_sec: f64) -> String {
+    match per_sec {
+        r if !r.is_finite() || r <= 0.0 => "0/s".to_string(),
+        r if r >= 100.0 => format!("{r:.0}/s"),
+        r if r >= 10.0 => format!("{r:.1}/s"),
+        r if r >= 1.0 => format!("{r:.2}/s"),
+        r => format!("{r:.3}/s"),
+    }
+}
+
 fn line(multi: &Option<MultiProgress>, text: String) {
     match multi {
         Some(m) => {
@@ -202,10 +221,13 @@ fn handle(multi: &Option<MultiProgress>, state: &Mutex<State>, ev: Event) {
                     let from = st.resumed_at.get(&stage).copied().unwrap_or(0);
                     bar.set_style(
                         ProgressStyle::with_template(&format!(
-                            "  {{prefix}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} {{per_sec}} eta {{eta}} {{msg}}"
+                            "  {{prefix}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} {{rate}} eta {{eta}} {{msg}}"
                         ))
                         .expect("valid template")
                         .with_key("eta", eta_key(from))
+                        .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = w.write_str(&human_rate(s.per_sec()));
+                        })
                         .progress_chars("=> "),
                     );
                 }
@@ -247,7 +269,12 @@ fn handle(multi: &Option<MultiProgress>, state: &Mutex<State>, ev: Event) {
                     "FAILED",
                     format!(
                         "✗ {stage} failed: {m}{}",
-                        log.as_ref().map(|l| format!("\n  log: {}", l.display())).unwrap_or_default()
+                        log.as_ref()
+                            .map(|l| match crate::render::failure_hint(m) {
+                                Some(h) => format!("\n  log: {} ({h})", l.display()),
+                                None => format!("\n  log: {}", l.display()),
+                            })
+                            .unwrap_or_default()
                     ),
                 ),
                 Outcome::Skipped => ("skipped", format!("- {stage} skipped")),
@@ -293,6 +320,33 @@ mod tests {
         assert_eq!(human_duration(eta), "9m 40s");
         assert_eq!(eta_since((2.0, 30), (2.0, 30), 330), None, "no rate yet");
         assert_eq!(human_duration(Duration::from_secs(7300)), "2h 01m");
+    }
+
+    #[test]
+    fn summary_columns_line_up_whatever_the_result() {
+        let row = |s: &str, r: &str, ms: u64, bytes: u64| Row {
+            stage: s.into(),
+            result: r.into(),
+            elapsed: Duration::from_millis(ms),
+            bytes,
+        };
+        let rows = [row("notes", "ran", 20, 1536), row("pretrain", "interrupted", 7100, 0)];
+        let table = summary_table(&rows.iter().collect::<Vec<_>>());
+        assert_eq!(
+            table,
+            "\nstage     result            time      output\n\
+             notes     ran              0.02s     1.5 KiB\n\
+             pretrain  interrupted      7.10s           -\n"
+        );
+    }
+
+    #[test]
+    fn rates_read_as_numbers() {
+        assert_eq!(human_rate(445.3529), "445/s");
+        assert_eq!(human_rate(12.54), "12.5/s");
+        assert_eq!(human_rate(3.256), "3.26/s");
+        assert_eq!(human_rate(0.5504), "0.550/s");
+        assert_eq!(human_rate(0.0), "0/s");
     }
 
     #[test]

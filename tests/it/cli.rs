@@ -317,3 +317,30 @@ stages:
     r.assert_ok();
     assert!(r.stdout.contains("environment variable `CAMEL_TEST_UNSET_TOKEN` is not set"), "{}", r.stdout);
 }
+
+/// `show` of a stage that has not run is not a mistake on the command line (exit 1, not 2); an
+/// unknown stage is. A command the shell cannot find fails with what status 127 means, pointing
+/// at the log (the command's own output is not shown: it may quote notes).
+#[test]
+fn show_before_a_run_and_a_missing_command_say_what_is_wrong() {
+    let t = TestContext::new();
+    t.write("seed.txt", "x\n");
+    t.write("p.yaml", PIPE);
+    let r = t.camel(&["show", "p.yaml", "make"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("stage `make` has no outputs"), "{}", r.stderr);
+    let r = t.camel(&["show", "p.yaml", "mkae"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    t.write(
+        "q.yaml",
+        "name: q\nstages:\n  s:\n    kind: command\n    params: {run: 'camel-test-no-such-command-9 ZZSECRET', outputs: {o: o.txt}}\n",
+    );
+    let r = t.camel(&["run", "q.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("(127: the shell found no such command or file; the log's last lines say which)"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("ZZSECRET"), "{}", r.stderr);
+}
