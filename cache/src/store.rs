@@ -192,7 +192,7 @@ impl Store {
         let dir = tmp.join(format!("{key}.{}.{nanos}", std::process::id()));
         let out = dir.join("out");
         fs::create_dir_all(&out).map_err(CacheError::write(&out))?;
-        Ok(Staging { dir, key: key.to_string() })
+        Ok(Staging { dir, key: key.to_string(), own_links: false })
     }
 
     /// Removes staging directories left by killed runs. Call only while holding the workspace
@@ -230,6 +230,8 @@ impl Store {
 pub struct Staging {
     dir: PathBuf,
     key: String,
+    /// Files with other hard links are camel's own (a Slurm job's `out/`): kept as they are.
+    own_links: bool,
 }
 
 /// An output a stage declares: its name, and its path relative to the output directory.
@@ -239,6 +241,13 @@ pub struct DeclaredOutput<'a> {
 }
 
 impl Staging {
+    /// Says that the files put in `out/` with other hard links are camel's own (a finished Slurm
+    /// job's outputs, linked from its job dir until the commit is durable): committed as they
+    /// are, not copied. Otherwise a file with other links is copied before it is made read-only.
+    pub fn own_links(&mut self) {
+        self.own_links = true;
+    }
+
     /// Where the stage writes its outputs.
     pub fn out_dir(&self) -> PathBuf {
         self.dir.join("out")
@@ -282,7 +291,16 @@ impl Staging {
         let mut files = Vec::with_capacity(rels.len());
         for rel in rels {
             let path = out.join(&rel);
-            let meta = fs::metadata(&path).map_err(CacheError::read(&path))?;
+            let mut meta = fs::metadata(&path).map_err(CacheError::read(&path))?;
+            if meta.nlink() > 1 && !self.own_links {
+                // A hard link to a file outside (a stage's `ln "$CAMEL_IN_X" …`): committing makes
+                // files read-only and the entry would share the user's inode. The entry gets a
+                // copy of its own; the user's file stays as it was.
+                let copy = path.with_file_name(format!(".camel-unlink.{}", std::process::id()));
+                fs::copy(&path, &copy).map_err(CacheError::write(&copy))?;
+                fs::rename(&copy, &path).map_err(CacheError::write(&path))?;
+                meta = fs::metadata(&path).map_err(CacheError::read(&path))?;
+            }
             let hash = hash_file(&path, meta.len())?;
             // Read-only, so that a user editing a file under out/ gets an error instead of
             // silently changing a cached result.
@@ -481,6 +499,30 @@ mod tests {
         assert!(matches!(err, CacheError::OutputMissing { .. }));
         assert!(matches!(store.check("k"), EntryState::Missing));
         assert_eq!(fs::read_dir(ws.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_hard_linked_output_is_copied_and_the_other_link_left_writable() {
+        let ws = tempfile::tempdir().unwrap();
+        let outside = ws.path().join("input.txt");
+        fs::write(&outside, "mine").unwrap();
+        let store = Store::new(ws.path());
+        let st = store.stage("k").unwrap();
+        fs::hard_link(&outside, st.out_dir().join("x.txt")).unwrap();
+        st.commit(&store, &[("x".into(), "x.txt".into())], &[], false).unwrap();
+        assert!(!fs::metadata(&outside).unwrap().permissions().readonly());
+        assert_eq!(fs::metadata(&outside).unwrap().nlink(), 1, "the entry still shares the inode");
+        fs::write(&outside, "edited").unwrap();
+        assert!(matches!(store.check("k"), EntryState::Valid(_)), "editing the input changed the entry");
+        // A Slurm job's own links stay links.
+        let st = {
+            let mut st = store.stage("j").unwrap();
+            st.own_links();
+            st
+        };
+        fs::hard_link(&outside, st.out_dir().join("y.txt")).unwrap();
+        st.commit(&store, &[("y".into(), "y.txt".into())], &[], false).unwrap();
+        assert_eq!(fs::metadata(&outside).unwrap().nlink(), 2);
     }
 
     #[test]

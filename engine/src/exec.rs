@@ -376,6 +376,8 @@ impl Ctx<'_> {
             Ok(Waited::Done(out)) => {
                 // The job's `out/` stays until the commit is durable: a run killed while it hashes
                 // the outputs leaves them for the next run to commit (hard links, so no copy).
+                let mut staging = staging;
+                staging.own_links();
                 if let Err(m) = jd.link_outputs(&staging.out_dir()) {
                     staging.discard()?;
                     return Err(EngineError::StageFailed {
