@@ -106,6 +106,10 @@ impl Ctx<'_> {
 
     fn reasons(&self, stage: &str, r: &Resolved) -> Vec<String> {
         match self.ws.read_record(stage) {
+            None if last_run_failed(&self.ws.log_path(stage)) => vec![format!(
+                "never finished: the last run failed (its log: {})",
+                self.ws.log_path(stage).display()
+            )],
             None => vec!["never run".into()],
             Some(rec) => {
                 let d = diff(&rec.cache_key, &r.cache_key, &r.sources);
@@ -908,10 +912,27 @@ pub fn current_entries(plan: &Plan) -> Result<Vec<(String, Option<String>)>, Eng
 /// Ends a failed stage's log with the error the run printed, so that the log it points to says
 /// why (a stage that fails before writing anything would leave it empty). Stage errors never
 /// quote note text.
+/// The line that ends the log of a stage that failed ([`log_failure`]).
+const FAILED_LINE: &str = "camel: the stage failed: ";
+
 fn log_failure(log_path: &std::path::Path, message: &str) {
     if let Ok(mut f) = fs::OpenOptions::new().append(true).create(true).open(log_path) {
-        let _ = writeln!(f, "camel: the stage failed: {message}");
+        let _ = writeln!(f, "{FAILED_LINE}{message}");
     }
+}
+
+/// Whether the stage's log says its last run failed: a line of [`log_failure`]'s near its end
+/// (a run truncates the log when the stage starts, so one that was interrupted, or is running
+/// now, has none). Only the log's last 64 KiB are read.
+fn last_run_failed(log_path: &std::path::Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = fs::File::open(log_path) else { return false };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut tail = Vec::new();
+    if f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024))).is_err() || f.read_to_end(&mut tail).is_err() {
+        return false;
+    }
+    String::from_utf8_lossy(&tail).lines().any(|l| l.starts_with(FAILED_LINE))
 }
 
 #[cfg(test)]
@@ -1108,7 +1129,7 @@ stages:
         let st = status(&plan).unwrap();
         let d = st.iter().find(|s| s.stage == "d").unwrap();
         assert_eq!(d.state, StageState::Missing);
-        assert_eq!(d.reasons, ["never finished"]);
+        assert!(d.reasons[0].starts_with("never finished: the last run failed"), "{:?}", d.reasons);
         let p = d.partial.as_ref().expect("d left a checkpoint");
         assert_eq!(
             (p.state.as_str(), p.resumes_from.as_str(), p.position),
@@ -1192,5 +1213,23 @@ stages:
         assert_eq!(by_name("b").state, StageState::Cached);
         assert_eq!(by_name("c").state, StageState::Stale);
         assert!(by_name("c").reasons.iter().any(|r| r.contains("text")), "{:?}", by_name("c").reasons);
+    }
+
+    #[test]
+    fn status_says_when_the_last_run_of_a_never_finished_stage_failed() {
+        let t = Bench::new();
+        let failing = CHAIN.replace("text: D}", "text: D, fail: true}");
+        assert!(t.run(&failing, opts()).result.is_err());
+        let st = status(&t.plan(&failing).unwrap()).unwrap();
+        let d = st.iter().find(|s| s.stage == "d").unwrap();
+        assert_eq!(d.state, StageState::Missing);
+        assert!(
+            d.reasons[0].starts_with("never finished: the last run failed (its log: "),
+            "{:?}",
+            d.reasons
+        );
+        assert!(d.reasons[0].ends_with("d.log)"), "{:?}", d.reasons);
+        let a = st.iter().find(|s| s.stage == "a").unwrap();
+        assert_eq!(a.state, StageState::Cached);
     }
 }
