@@ -458,17 +458,7 @@ stages:
     );
     let child = t.command(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     // Wait until the command has started.
-    let scratch = t.path(".camel/scratch");
-    for _ in 0..200 {
-        let started = fs::read_dir(&scratch)
-            .ok()
-            .and_then(|mut d| d.next())
-            .is_some_and(|e| e.map(|e| e.path().join("mark").exists()).unwrap_or(false));
-        if started {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_for_scratch_file(&t, "mark", 200);
     // SAFETY: signalling the child we spawned.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let t0 = std::time::Instant::now();
@@ -487,6 +477,31 @@ fn gone(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Fails with `why` unless process `pid` is gone; a stray one is killed first.
+fn assert_gone(pid: i32, why: &str) {
+    let left = !gone(pid);
+    if left {
+        // SAFETY: the test's own stray process.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(!left, "{why}");
+}
+
+/// Waits (`tries` × 25 ms at most) until a stage's scratch dir holds `name`: its command started.
+fn wait_for_scratch_file(t: &TestContext, name: &str, tries: usize) {
+    let scratch = t.path(".camel/scratch");
+    for _ in 0..tries {
+        let started = fs::read_dir(&scratch)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some_and(|e| e.map(|e| e.path().join(name).exists()).unwrap_or(false));
+        if started {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
     }
 }
 
@@ -528,12 +543,7 @@ stages:
     while !gone(bg) && t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(25));
     }
-    let left = !gone(bg);
-    if left {
-        // SAFETY: the test's own stray process.
-        unsafe { libc::kill(bg, libc::SIGKILL) };
-    }
-    assert!(!left, "the command's background process outlived a kill -9 of camel");
+    assert_gone(bg, "the command's background process outlived a kill -9 of camel");
 }
 
 #[test]
@@ -557,12 +567,7 @@ stages:
     t.camel(&["run", "p.yaml"]).assert_ok();
     assert!(t0.elapsed() < Duration::from_secs(20), "camel waited for the background process");
     let bg = pid_in(&pid_file, 1);
-    let left = !gone(bg);
-    if left {
-        // SAFETY: the test's own stray process.
-        unsafe { libc::kill(bg, libc::SIGKILL) };
-    }
-    assert!(!left, "the stage's background process outlived it");
+    assert_gone(bg, "the stage's background process outlived it");
 }
 
 #[test]
@@ -581,17 +586,7 @@ stages:
 "#,
     );
     let child = t.command(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let scratch = t.path(".camel/scratch");
-    for _ in 0..400 {
-        let started = fs::read_dir(&scratch)
-            .ok()
-            .and_then(|mut d| d.next())
-            .is_some_and(|e| e.map(|e| e.path().join("started").exists()).unwrap_or(false));
-        if started {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_for_scratch_file(&t, "started", 400);
     t.write("data.txt", "version B\n");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

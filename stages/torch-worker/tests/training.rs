@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use camel_torch_worker::checkpoint;
 use camel_torch_worker::job::{Checkpointing, LossNormalization, TrainParams};
@@ -69,6 +69,33 @@ fn three_steps_equal_torch(optim: &str) {
     three_steps_equal_torch_with(TrainParams { optim: optim.into(), ..params() });
 }
 
+/// Runs the reference's `cmd` (`train`: the torch loop; `trainer`: transformers' Trainer) from
+/// `base` on `tokens` with `p`, in `dir`: the weights it wrote (`dir/want.safetensors` or
+/// `dir/trainer.safetensors`) and its log.
+fn reference_training(
+    py: &Path,
+    cmd: &str,
+    base: &Path,
+    tokens: &Path,
+    dir: &Path,
+    p: &TrainParams,
+) -> (PathBuf, Value) {
+    let params = dir.join("params.json");
+    std::fs::write(&params, serde_json::to_string(p).unwrap()).unwrap();
+    let want = dir.join(if cmd == "trainer" { "trainer.safetensors" } else { "want.safetensors" });
+    let args = [
+        cmd,
+        base.to_str().unwrap(),
+        tokens.to_str().unwrap(),
+        want.to_str().unwrap(),
+        params.to_str().unwrap(),
+    ];
+    reference(py, &args);
+    let log_path = want.with_extension("safetensors.json");
+    let log = serde_json::from_str(&std::fs::read_to_string(log_path).unwrap()).unwrap();
+    (want, log)
+}
+
 fn three_steps_equal_torch_with(p: TrainParams) {
     let optim = format!("{}, {:?}", p.optim, p.loss_normalization);
     let py = need_python!();
@@ -78,21 +105,8 @@ fn three_steps_equal_torch_with(p: TrainParams) {
     reference(&py, &["make", base.to_str().unwrap(), "--seed", "11"]);
     let tokens = t.join("tokens");
     token_dir(&tokens, 12, 16, 3);
-    std::fs::write(t.join("params.json"), serde_json::to_string(&p).unwrap()).unwrap();
-    let want_path = t.join("want.safetensors");
-    reference(
-        &py,
-        &[
-            "train",
-            base.to_str().unwrap(),
-            tokens.to_str().unwrap(),
-            want_path.to_str().unwrap(),
-            t.join("params.json").to_str().unwrap(),
-        ],
-    );
+    let (want_path, log) = reference_training(&py, "train", &base, &tokens, t, &p);
     let want = checkpoint::read_safetensors(&want_path).unwrap();
-    let log: Value =
-        serde_json::from_str(&std::fs::read_to_string(t.join("want.safetensors.json")).unwrap()).unwrap();
     assert_eq!((log["total_steps"].as_u64(), log["warmup_steps"].as_u64()), (Some(3), Some(2)));
 
     let job = common::pretrain_job(&tokens, Some(base.clone()), t, p);
@@ -156,20 +170,7 @@ fn the_default_normalisation_equals_transformers_trainer() {
     token_dir(&tokens, 16, 16, 3);
     let p = TrainParams { warmup_ratio: 0.25, ..params() };
     assert_eq!(p.loss_normalization, LossNormalization::GlobalTokens, "the default");
-    std::fs::write(t.join("params.json"), serde_json::to_string(&p).unwrap()).unwrap();
-    let want_path = t.join("trainer.safetensors");
-    reference(
-        &py,
-        &[
-            "trainer",
-            base.to_str().unwrap(),
-            tokens.to_str().unwrap(),
-            want_path.to_str().unwrap(),
-            t.join("params.json").to_str().unwrap(),
-        ],
-    );
-    let log: Value =
-        serde_json::from_str(&std::fs::read_to_string(t.join("trainer.safetensors.json")).unwrap()).unwrap();
+    let (want_path, log) = reference_training(&py, "trainer", &base, &tokens, t, &p);
     assert_eq!(log["accepts_loss_kwargs"], true, "Trainer would not pass num_items_in_batch to the model");
     assert_eq!(log["total_steps"], 4);
 
@@ -219,21 +220,7 @@ fn epochs_not_divisible_into_steps_train_as_transformers_trainer() {
         let p = TrainParams { grad_accum, epochs: 2.0, warmup_ratio: 0.2, checkpoint_every: 0, ..params() };
         let dir = t.join(format!("accum-{grad_accum}"));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("params.json"), serde_json::to_string(&p).unwrap()).unwrap();
-        let want_path = dir.join("trainer.safetensors");
-        reference(
-            &py,
-            &[
-                "trainer",
-                base.to_str().unwrap(),
-                tokens.to_str().unwrap(),
-                want_path.to_str().unwrap(),
-                dir.join("params.json").to_str().unwrap(),
-            ],
-        );
-        let log: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("trainer.safetensors.json")).unwrap())
-                .unwrap();
+        let (want_path, log) = reference_training(&py, "trainer", &base, &tokens, &dir, &p);
         assert_eq!(log["total_steps"], steps, "accumulation {grad_accum}: Trainer's step count");
         let mut seen: Vec<u64> =
             log["examples_seen"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
@@ -297,20 +284,7 @@ fn camel_normalisation_of_an_epochs_shorter_last_step_equals_the_reference() {
         optim: "adamw_torch_fused".into(),
         ..params()
     };
-    std::fs::write(t.join("params.json"), serde_json::to_string(&p).unwrap()).unwrap();
-    let want_path = t.join("want.safetensors");
-    reference(
-        &py,
-        &[
-            "train",
-            base.to_str().unwrap(),
-            tokens.to_str().unwrap(),
-            want_path.to_str().unwrap(),
-            t.join("params.json").to_str().unwrap(),
-        ],
-    );
-    let log: Value =
-        serde_json::from_str(&std::fs::read_to_string(t.join("want.safetensors.json")).unwrap()).unwrap();
+    let (want_path, log) = reference_training(&py, "train", &base, &tokens, t, &p);
     assert_eq!(log["total_steps"], 5);
     let job = common::pretrain_job(&tokens, Some(base), t, p);
     train::run_pretrain(&job, &mut |_| {}).unwrap();

@@ -485,6 +485,22 @@ mod tests {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// `root/model`: a small config.json, a tokenizer.json, and weights of the config's shapes.
+    fn model_dir(root: &std::path::Path) -> (std::path::PathBuf, serde_json::Value) {
+        let model = root.join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        let config = small(json!({}));
+        std::fs::write(model.join("config.json"), config.to_string()).unwrap();
+        std::fs::write(model.join("tokenizer.json"), "{}").unwrap();
+        write_weights(&model.join("model.safetensors"), &config, &[]);
+        (model, config)
+    }
+
+    /// The messages of a `validate`'s problems (none when it passed).
+    fn messages(r: Result<(), Vec<Problem>>) -> Vec<String> {
+        r.err().unwrap_or_default().iter().map(|p| p.message.clone()).collect()
+    }
+
     /// A checkpoint dir on disk whose config.json is fine but whose weights or tokenizer the worker
     /// would refuse is reported when the pipeline is planned, from the safetensors headers, in the
     /// worker's words (QA finding: upstream stages ran first, then training refused the dir).
@@ -492,13 +508,8 @@ mod tests {
     fn unusable_weights_and_tokenizers_fail_at_plan_time() {
         use camel_engine::validate::InputInfo;
         let tmp = tempfile::tempdir().unwrap();
-        let model = tmp.path().join("model");
-        std::fs::create_dir_all(&model).unwrap();
-        let config = small(json!({}));
-        std::fs::write(model.join("config.json"), config.to_string()).unwrap();
-        std::fs::write(model.join("tokenizer.json"), "{}").unwrap();
+        let (model, config) = model_dir(tmp.path());
         let weights = model.join("model.safetensors");
-        write_weights(&weights, &config, &[]);
         let ctx = |kind: &'static str| {
             ValidateContext::for_test(kind, tmp.path(), &[])
                 .with_input("model", InputInfo::Path(model.clone()))
@@ -507,29 +518,12 @@ mod tests {
         };
         let finetune = |p: &str| -> Vec<String> {
             let p: FinetuneParams = serde_yaml::from_str(p).unwrap();
-            Finetune::validate(&p, &ctx("finetune"))
-                .err()
-                .unwrap_or_default()
-                .iter()
-                .map(|p| p.message.clone())
-                .collect()
+            messages(Finetune::validate(&p, &ctx("finetune")))
         };
-        let pretrain = || -> Vec<String> {
-            Pretrain::validate(&PretrainParams::default(), &ctx("pretrain"))
-                .err()
-                .unwrap_or_default()
-                .iter()
-                .map(|p| p.message.clone())
-                .collect()
-        };
-        let answer = |p: AnswerParams| -> Vec<String> {
-            crate::Answer::validate(&p, &ctx("answer"))
-                .err()
-                .unwrap_or_default()
-                .iter()
-                .map(|p| p.message.clone())
-                .collect()
-        };
+        let pretrain =
+            || -> Vec<String> { messages(Pretrain::validate(&PretrainParams::default(), &ctx("pretrain"))) };
+        let answer =
+            |p: AnswerParams| -> Vec<String> { messages(crate::Answer::validate(&p, &ctx("answer"))) };
         assert_eq!((finetune("{}"), pretrain(), answer(AnswerParams::default())), (vec![], vec![], vec![]));
 
         // A tensor missing, one the architecture does not use, the vocabulary not the config's.
@@ -577,12 +571,7 @@ mod tests {
     fn refused_generation_settings_fail_at_plan_time() {
         use camel_engine::validate::InputInfo;
         let tmp = tempfile::tempdir().unwrap();
-        let model = tmp.path().join("model");
-        std::fs::create_dir_all(&model).unwrap();
-        let config = small(json!({}));
-        std::fs::write(model.join("config.json"), config.to_string()).unwrap();
-        std::fs::write(model.join("tokenizer.json"), "{}").unwrap();
-        write_weights(&model.join("model.safetensors"), &config, &[]);
+        let (model, _) = model_dir(tmp.path());
         let gen_path = model.join("generation_config.json");
         std::fs::write(
             &gen_path,
@@ -594,14 +583,7 @@ mod tests {
         let ctx = ValidateContext::for_test("answer", tmp.path(), &[])
             .with_input("model", InputInfo::Path(model.clone()))
             .with_input("instructions", InputInfo::Path(tmp.path().join("i.json")));
-        let problems = |p: AnswerParams| -> Vec<String> {
-            crate::Answer::validate(&p, &ctx)
-                .err()
-                .unwrap_or_default()
-                .iter()
-                .map(|p| p.message.clone())
-                .collect()
-        };
+        let problems = |p: AnswerParams| -> Vec<String> { messages(crate::Answer::validate(&p, &ctx)) };
         let m = problems(AnswerParams::default());
         assert_eq!(m.len(), 2, "{m:?}");
         assert!(m.iter().all(|x| x.contains(&gen_path.display().to_string())), "{m:?}");
